@@ -1,0 +1,53 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let upcoming: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Duet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "duet", targets: ["duet"]),
+        .library(name: "DuetCore", targets: ["DuetCore"]),
+        .library(name: "DuetStore", targets: ["DuetStore"]),
+        .library(name: "DuetLab", targets: ["DuetLab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        .target(
+            name: "DuetCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "DuetStore",
+            dependencies: ["DuetCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "DuetLab",
+            dependencies: ["DuetCore", "DuetStore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "duet",
+            dependencies: [
+                "DuetCore", "DuetStore", "DuetLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore"], swiftSettings: upcoming),
+        .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore"], swiftSettings: upcoming),
+        .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore"], swiftSettings: upcoming),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,28 @@
+/// An item as people see it: what the dashboards and the CLI print next to an id.
+public struct CatalogItem: Hashable, Sendable, Codable {
+    public var id: String
+    public var title: String
+    public var artist: String?
+    public var tags: [String]
+    /// Unavailable items (taken down, region-locked) are never recommended.
+    public var available: Bool
+
+    public init(id: String, title: String, artist: String? = nil, tags: [String] = [], available: Bool = true) {
+        self.id = id
+        self.title = title
+        self.artist = artist
+        self.tags = tags
+        self.available = available
+    }
+
+    public func validate() throws(DuetError) {
+        try Identifier.validate(id, field: "catalog item id")
+        if title.isEmpty { throw .invalidValue(field: "title", reason: "item '\(id)' has an empty title") }
+    }
+
+    /// "Title — Artist", or the title alone.
+    public var displayName: String {
+        if let artist, !artist.isEmpty, artist != title { return "\(title) — \(artist)" }
+        return title
+    }
+}

@@ -1,0 +1,140 @@
+/// A GrowthBook-style namespace slice: experiments in one namespace with disjoint
+/// ranges never share a user.
+public struct NamespaceRange: Hashable, Sendable, Codable {
+    public var id: String
+    public var start: Double
+    public var end: Double
+
+    public init(id: String, start: Double, end: Double) {
+        self.id = id
+        self.start = start
+        self.end = end
+    }
+}
+
+public struct ExperimentArm: Hashable, Sendable, Codable {
+    public var name: String
+    public var bundleID: String
+    public var weight: Double
+
+    public init(name: String, bundleID: String, weight: Double) {
+        self.name = name
+        self.bundleID = bundleID
+        self.weight = weight
+    }
+
+    enum CodingKeys: String, CodingKey { case name, bundleID = "bundleId", weight }
+}
+
+/// A guardrail passes when the treatment is shown non-inferior: its relative change
+/// is significantly above `-margin` (e.g. margin 0.02 tolerates at most a 2% drop).
+public struct GuardrailMetric: Hashable, Sendable, Codable {
+    public var metric: String
+    public var margin: Double
+
+    public init(metric: String, margin: Double) {
+        self.metric = metric
+        self.margin = margin
+    }
+}
+
+public enum ExperimentStatus: String, Hashable, Sendable, Codable, CaseIterable {
+    case draft, running, stopped, decided
+
+    /// The lifecycle only moves forward: draft → running → stopped → decided.
+    public func canMove(to next: ExperimentStatus) -> Bool {
+        switch (self, next) {
+        case (.draft, .running), (.running, .stopped), (.stopped, .decided), (.draft, .decided): return true
+        default: return false
+        }
+    }
+}
+
+public struct ExperimentSpec: Hashable, Sendable, Codable {
+    public var id: String
+    public var hypothesis: String
+    /// The first arm is control.
+    public var arms: [ExperimentArm]
+    public var coverage: Double
+    public var seed: String
+    public var namespace: NamespaceRange?
+    public var successMetrics: [String]
+    public var guardrails: [GuardrailMetric]
+    /// Users per arm the test was planned for; nil with sequential testing.
+    public var plannedSampleSize: Int?
+    /// Tuning N* of the always-valid confidence sequence, when testing sequentially.
+    public var sequentialTuning: Int?
+    public var status: ExperimentStatus
+
+    public init(id: String, hypothesis: String, arms: [ExperimentArm], coverage: Double = 1, seed: String? = nil,
+                namespace: NamespaceRange? = nil, successMetrics: [String], guardrails: [GuardrailMetric] = [],
+                plannedSampleSize: Int? = nil, sequentialTuning: Int? = nil, status: ExperimentStatus = .draft) {
+        self.id = id
+        self.hypothesis = hypothesis
+        self.arms = arms
+        self.coverage = coverage
+        self.seed = seed ?? id
+        self.namespace = namespace
+        self.successMetrics = successMetrics
+        self.guardrails = guardrails
+        self.plannedSampleSize = plannedSampleSize
+        self.sequentialTuning = sequentialTuning
+        self.status = status
+    }
+
+    public var control: ExperimentArm { arms[0] }
+
+    public func validate() throws(DuetError) {
+        try Identifier.validate(id, field: "experiment id")
+        if hypothesis.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw .invalidValue(field: "hypothesis", reason: "an experiment needs a hypothesis")
+        }
+        guard arms.count >= 2 else {
+            throw .invalidValue(field: "arms", reason: "needs a control and at least one treatment, got \(arms.count) arm(s)")
+        }
+        var names = Set<String>()
+        for arm in arms {
+            try Identifier.validate(arm.name, field: "arm name")
+            try Identifier.validate(arm.bundleID, field: "arm bundle")
+            guard names.insert(arm.name).inserted else {
+                throw .invalidValue(field: "arms", reason: "arm name '\(arm.name)' appears twice")
+            }
+            guard arm.weight.isFinite, arm.weight > 0 else {
+                throw .invalidValue(field: "weight", reason: "arm '\(arm.name)' has weight \(arm.weight); weights must be > 0")
+            }
+        }
+        let total = arms.reduce(0) { $0 + $1.weight }
+        guard abs(total - 1) <= 0.01 else {
+            throw .invalidValue(field: "weights", reason: "arm weights sum to \(total); they must sum to 1")
+        }
+        guard coverage > 0, coverage <= 1 else {
+            throw .invalidValue(field: "coverage", reason: "\(coverage) must be in (0, 1]")
+        }
+        if let namespace {
+            try Identifier.validate(namespace.id, field: "namespace id")
+            guard namespace.start >= 0, namespace.end <= 1, namespace.start < namespace.end else {
+                throw .invalidValue(field: "namespace", reason: "range [\(namespace.start), \(namespace.end)) must lie in [0, 1] and be non-empty")
+            }
+        }
+        if successMetrics.isEmpty {
+            throw .invalidValue(field: "success metrics", reason: "name at least one success metric")
+        }
+        for guardrail in guardrails where !(guardrail.margin > 0 && guardrail.margin < 1) {
+            throw .invalidValue(field: "guardrail margin", reason: "'\(guardrail.metric)' margin \(guardrail.margin) must be in (0, 1)")
+        }
+        if let plannedSampleSize, plannedSampleSize <= 0 {
+            throw .invalidValue(field: "planned sample size", reason: "must be positive")
+        }
+    }
+
+    /// The arm `user` falls in, or nil when the user is outside coverage or the namespace.
+    public func assignedArm(for user: String) -> ExperimentArm? {
+        let weights = arms.map(\.weight)
+        guard let index = Assignment.arm(seed: seed, user: user, weights: weights, coverage: coverage, namespace: namespace) else {
+            return nil
+        }
+        return arms[index]
+    }
+}
+
+import Foundation

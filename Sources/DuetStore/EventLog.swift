@@ -1,0 +1,65 @@
+public import DuetCore
+
+/// An event as stored, with the log's sequence number: strictly increasing in append order,
+/// so a reader can freeze the log at a high-water mark and page through it.
+public struct StoredEvent: Hashable, Sendable {
+    public var sequence: Int64
+    public var event: FeedbackEvent
+}
+
+public struct StoredExposure: Hashable, Sendable {
+    public var sequence: Int64
+    public var exposure: Exposure
+}
+
+/// Which events a read returns. Times are inclusive-exclusive: [from, until).
+public struct EventFilter: Hashable, Sendable {
+    public var from: EpochMillis?
+    public var until: EpochMillis?
+    public var kinds: Set<EventKind>?
+    /// Read no further than this sequence number: the freeze point of a snapshot.
+    public var maxSequence: Int64?
+
+    public init(from: EpochMillis? = nil, until: EpochMillis? = nil, kinds: Set<EventKind>? = nil, maxSequence: Int64? = nil) {
+        self.from = from
+        self.until = until
+        self.kinds = kinds
+        self.maxSequence = maxSequence
+    }
+}
+
+/// The append-only store of feedback events and exposures that Serve writes and the Lab reads.
+/// An append returns only once the batch is durable: that return is the acknowledgement.
+public protocol EventLog: Sendable {
+    /// Appends in one transaction; all of the batch is stored or none. Returns the last sequence number.
+    @discardableResult
+    func append(events: [FeedbackEvent]) async throws -> Int64?
+    @discardableResult
+    func append(exposures: [Exposure]) async throws -> Int64?
+
+    /// Appends everything `produce` hands over in one transaction: a bulk import either lands whole
+    /// or not at all. Returns the number of events appended.
+    func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) throws -> Int
+
+    /// Events after `sequence` matching `filter`, oldest first, at most `limit`.
+    func events(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredEvent]
+    func exposures(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredExposure]
+
+    /// The newest sequence numbers: freeze points for snapshots and analyses.
+    func highWaterMark() async throws -> (events: Int64, exposures: Int64)
+    func count(matching filter: EventFilter) async throws -> Int
+}
+
+extension EventLog {
+    /// Visits every matching event in pages, so memory does not grow with the log.
+    public func forEachEvent(matching filter: EventFilter, pageSize: Int = 50_000,
+                             _ body: ([StoredEvent]) throws -> Void) async throws {
+        var cursor: Int64 = 0
+        while true {
+            let page = try await events(after: cursor, matching: filter, limit: pageSize)
+            guard let last = page.last else { return }
+            try body(page)
+            cursor = last.sequence
+        }
+    }
+}

@@ -1,0 +1,195 @@
+public import DuetCore
+import Foundation
+import GRDB
+
+/// The embedded event log: one SQLite file in WAL mode with `synchronous = FULL`, so a
+/// committed batch survives a crash or power loss. Update and delete are refused by triggers.
+public final class SQLiteEventLog: EventLog {
+    private let pool: DatabasePool
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw DuetError.io(path: path, reason: "cannot open the event log: \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-events-and-exposures") { db in
+            try db.execute(sql: """
+                CREATE TABLE events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    ts INTEGER NOT NULL,
+                    user TEXT NOT NULL,
+                    item TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    weight REAL NOT NULL,
+                    request_id TEXT
+                );
+                CREATE INDEX events_ts ON events(ts);
+                CREATE INDEX events_request ON events(request_id) WHERE request_id IS NOT NULL;
+                CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+
+                CREATE TABLE exposures (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    request_id TEXT NOT NULL UNIQUE,
+                    ts INTEGER NOT NULL,
+                    user TEXT NOT NULL,
+                    bundle_id TEXT NOT NULL,
+                    items TEXT NOT NULL,
+                    experiments TEXT NOT NULL,
+                    fallback TEXT,
+                    context TEXT
+                );
+                CREATE INDEX exposures_ts ON exposures(ts);
+                CREATE TRIGGER exposures_no_update BEFORE UPDATE ON exposures
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                CREATE TRIGGER exposures_no_delete BEFORE DELETE ON exposures
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                """)
+        }
+        return migrator
+    }
+
+    @discardableResult
+    public func append(events: [FeedbackEvent]) async throws -> Int64? {
+        guard !events.isEmpty else { return nil }
+        for event in events { try event.validate() }
+        return try await pool.write { db in
+            let statement = try db.cachedStatement(sql: Self.insertEvent)
+            for event in events {
+                try statement.execute(arguments: [event.timestamp, event.user, event.item, event.kind.rawValue,
+                                                  Double(event.weight), event.requestID])
+            }
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) throws -> Int {
+        try pool.write { db in
+            let statement = try db.cachedStatement(sql: Self.insertEvent)
+            var count = 0
+            try produce { event in
+                try event.validate()
+                try statement.execute(arguments: [event.timestamp, event.user, event.item, event.kind.rawValue,
+                                                  Double(event.weight), event.requestID])
+                count += 1
+            }
+            return count
+        }
+    }
+
+    static let insertEvent = "INSERT INTO events (ts, user, item, kind, weight, request_id) VALUES (?, ?, ?, ?, ?, ?)"
+
+    @discardableResult
+    public func append(exposures: [Exposure]) async throws -> Int64? {
+        guard !exposures.isEmpty else { return nil }
+        for exposure in exposures { try exposure.validate() }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let rows = try exposures.map { exposure in
+            (exposure, String(decoding: try encoder.encode(exposure.items), as: UTF8.self),
+             String(decoding: try encoder.encode(exposure.experiments), as: UTF8.self))
+        }
+        return try await pool.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO exposures (request_id, ts, user, bundle_id, items, experiments, fallback, context)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for (exposure, items, experiments) in rows {
+                try statement.execute(arguments: [exposure.requestID, exposure.timestamp, exposure.user, exposure.bundleID,
+                                                  items, experiments, exposure.fallback, exposure.context])
+            }
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func events(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredEvent] {
+        let (clause, arguments) = Self.whereClause(after: sequence, filter: filter)
+        return try await pool.read { db in
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT seq, ts, user, item, kind, weight, request_id FROM events \(clause) ORDER BY seq LIMIT \(limit)
+                """, arguments: arguments)
+            var page: [StoredEvent] = []
+            while let row = try rows.next() {
+                let event = FeedbackEvent(user: row[2], item: row[3], kind: EventKind(rawValue: row[4]),
+                                          weight: Float(row[5] as Double), timestamp: row[1], requestID: row[6])
+                page.append(StoredEvent(sequence: row[0], event: event))
+            }
+            return page
+        }
+    }
+
+    public func exposures(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredExposure] {
+        var exposureFilter = filter
+        exposureFilter.kinds = nil
+        let (clause, arguments) = Self.whereClause(after: sequence, filter: exposureFilter)
+        return try await pool.read { db in
+            let decoder = JSONDecoder()
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT seq, request_id, ts, user, bundle_id, items, experiments, fallback, context
+                FROM exposures \(clause) ORDER BY seq LIMIT \(limit)
+                """, arguments: arguments)
+            var page: [StoredExposure] = []
+            while let row = try rows.next() {
+                let items = try decoder.decode([String].self, from: Data((row[5] as String).utf8))
+                let arms = try decoder.decode([ExperimentArmExposure].self, from: Data((row[6] as String).utf8))
+                let exposure = Exposure(requestID: row[1], user: row[3], timestamp: row[2], items: items, bundleID: row[4],
+                                        experiments: arms, fallback: row[7], context: row[8])
+                page.append(StoredExposure(sequence: row[0], exposure: exposure))
+            }
+            return page
+        }
+    }
+
+    public func highWaterMark() async throws -> (events: Int64, exposures: Int64) {
+        try await pool.read { db in
+            let events = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM events") ?? 0
+            let exposures = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM exposures") ?? 0
+            return (events, exposures)
+        }
+    }
+
+    public func count(matching filter: EventFilter) async throws -> Int {
+        let (clause, arguments) = Self.whereClause(after: 0, filter: filter)
+        return try await pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events \(clause)", arguments: arguments) ?? 0
+        }
+    }
+
+    private static func whereClause(after sequence: Int64, filter: EventFilter) -> (String, StatementArguments) {
+        var conditions = ["seq > ?"]
+        var arguments: StatementArguments = [sequence]
+        if let maxSequence = filter.maxSequence {
+            conditions.append("seq <= ?")
+            arguments += [maxSequence]
+        }
+        if let from = filter.from {
+            conditions.append("ts >= ?")
+            arguments += [from]
+        }
+        if let until = filter.until {
+            conditions.append("ts < ?")
+            arguments += [until]
+        }
+        if let kinds = filter.kinds {
+            let sorted = kinds.map(\.rawValue).sorted()
+            conditions.append("kind IN (\(sorted.map { _ in "?" }.joined(separator: ",")))")
+            arguments += StatementArguments(sorted)
+        }
+        return ("WHERE " + conditions.joined(separator: " AND "), arguments)
+    }
+}
