@@ -45,9 +45,10 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
-        .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore"], swiftSettings: upcoming),
-        .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore"], swiftSettings: upcoming),
-        .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore"], swiftSettings: upcoming),
+        .target(name: "DuetTestSupport", path: "Tests/DuetTestSupport", swiftSettings: upcoming),
+        .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
     ],
     swiftLanguageModes: [.v6]
 )

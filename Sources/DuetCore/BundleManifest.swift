@@ -1,6 +1,7 @@
 public import Foundation
 
 /// A hyperparameter as it appears in a manifest: JSON numbers, strings and booleans.
+/// JSON does not keep 2.0 apart from 2, so numbers compare by value.
 public enum ParameterValue: Hashable, Sendable, Codable, CustomStringConvertible {
     case int(Int)
     case double(Double)
@@ -23,6 +24,26 @@ public enum ParameterValue: Hashable, Sendable, Codable, CustomStringConvertible
         case let .string(value): try container.encode(value)
         case let .bool(value): try container.encode(value)
         }
+    }
+
+    public var number: Double? {
+        switch self {
+        case let .int(value): return Double(value)
+        case let .double(value): return value
+        default: return nil
+        }
+    }
+
+    public static func == (lhs: ParameterValue, rhs: ParameterValue) -> Bool {
+        switch (lhs, rhs) {
+        case let (.string(a), .string(b)): return a == b
+        case let (.bool(a), .bool(b)): return a == b
+        default: return lhs.number != nil && lhs.number == rhs.number
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        if let number { hasher.combine(number) } else { hasher.combine(description) }
     }
 
     public var description: String {

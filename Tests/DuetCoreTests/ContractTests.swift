@@ -1,0 +1,91 @@
+import DuetCore
+import Foundation
+import Testing
+
+@Suite struct ContractTests {
+    @Test func feedbackEventAcceptsISOAndEpochTimes() throws {
+        let decoder = JSONDecoder()
+        let iso = try decoder.decode(FeedbackEvent.self, from: Data(#"{"user":"u1","item":"t9","kind":"play","weight":3,"timestamp":"2026-01-02T03:04:05Z"}"#.utf8))
+        let seconds = try decoder.decode(FeedbackEvent.self, from: Data(#"{"user":"u1","item":"t9","kind":"play","weight":3,"timestamp":1767323045}"#.utf8))
+        let millis = try decoder.decode(FeedbackEvent.self, from: Data(#"{"user":"u1","item":"t9","kind":"play","weight":3,"timestamp":1767323045000}"#.utf8))
+        #expect(iso.timestamp == 1_767_323_045_000)
+        #expect(seconds == iso)
+        #expect(millis == iso)
+        let again = try decoder.decode(FeedbackEvent.self, from: try JSONEncoder().encode(iso))
+        #expect(again == iso)
+    }
+
+    @Test(arguments: [
+        (#"{"user":"","item":"t","timestamp":1}"#, "user"),
+        (#"{"user":"u","item":"t\u0007x","timestamp":1}"#, "control character"),
+        (#"{"user":"u","item":"t","kind":"Play!","timestamp":1}"#, "kind"),
+        (#"{"user":"u","item":"t","weight":-1,"timestamp":1}"#, "weight"),
+        (#"{"user":"u","item":"t"}"#, "timestamp"),
+    ])
+    func feedbackEventRejectsBadInput(json: String, mentions: String) {
+        do {
+            _ = try JSONDecoder().decode(FeedbackEvent.self, from: Data(json.utf8))
+            Issue.record("accepted \(json)")
+        } catch {
+            #expect("\(error)".contains(mentions), "error \(error) should mention \(mentions)")
+        }
+    }
+
+    @Test func exposureNeedsAReasonWhenServedDiffersFromAssigned() throws {
+        var exposure = Exposure(requestID: "r1", user: "u1", timestamp: 1, items: ["a", "b"], bundleID: "b1",
+                                experiments: [ExperimentArmExposure(experimentID: "e", assigned: "treatment", served: "control")])
+        #expect(throws: DuetError.self) { try exposure.validate() }
+        exposure.experiments[0].fallbackReason = "treatment-bundle-unavailable"
+        try exposure.validate()
+        let decoded = try JSONDecoder().decode(Exposure.self, from: try JSONEncoder().encode(exposure))
+        #expect(decoded == exposure)
+    }
+
+    @Test func experimentValidationNamesTheProblem() {
+        let arms = [ExperimentArm(name: "control", bundleID: "a", weight: 0.5), ExperimentArm(name: "treatment", bundleID: "b", weight: 0.3)]
+        let spec = ExperimentSpec(id: "e1", hypothesis: "h", arms: arms, successMetrics: ["plays"])
+        do {
+            try spec.validate()
+            Issue.record("weights summing to 0.8 were accepted")
+        } catch {
+            #expect(error.description.contains("sum to 0.8"))
+        }
+        var single = spec
+        single.arms = [arms[0]]
+        #expect(throws: DuetError.self) { try single.validate() }
+        #expect(ExperimentStatus.draft.canMove(to: .running))
+        #expect(!ExperimentStatus.decided.canMove(to: .running))
+    }
+
+    @Test func decisionNeedsReviewerReasonAndAnalysisHash() throws {
+        let hash = String(repeating: "ab", count: 32)
+        var decision = Decision(experimentID: "e1", outcome: .ship, arm: "treatment", reviewer: "ana", reason: "plays up",
+                                analysisHash: hash, decidedAt: 0)
+        try decision.validate()
+        decision.reviewer = " "
+        #expect(throws: DuetError.self) { try decision.validate() }
+        decision.reviewer = "ana"
+        decision.analysisHash = "nope"
+        #expect(throws: DuetError.self) { try decision.validate() }
+        let json = try JSONEncoder().encode(DecisionOutcome.noShip)
+        #expect(String(decoding: json, as: UTF8.self) == "\"no-ship\"")
+    }
+
+    @Test func manifestRefusesPathsOutsideTheBundle() throws {
+        let good = BundleFile(sha256: String(repeating: "0", count: 64), bytes: 4)
+        var manifest = BundleManifest(name: "m", modelKind: "als", hyperparameters: ["factors": .int(64), "alpha": .double(2)],
+                                      snapshotHash: "s", createdAt: 0, counts: BundleCounts(users: 1, items: 1, interactions: 1),
+                                      dimension: 64, files: ["items.f32": good])
+        try manifest.validate()
+        let decoded = try JSONDecoder().decode(BundleManifest.self, from: try manifest.canonicalJSON())
+        #expect(decoded == manifest)
+        manifest.files["../escape"] = good
+        #expect(throws: DuetError.self) { try manifest.validate() }
+    }
+
+    @Test func homeResolvesFlagThenEnvironmentThenDefault() {
+        #expect(DuetHome.resolve(flag: "/a", environment: ["DUET_HOME": "/b"]).root.path == "/a")
+        #expect(DuetHome.resolve(flag: nil, environment: ["DUET_HOME": "/b"]).root.path == "/b")
+        #expect(DuetHome.resolve(flag: nil, environment: [:]).root.lastPathComponent == "duet-home")
+    }
+}
