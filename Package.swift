@@ -1,11 +1,22 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+import Foundation
+
+/// Hot kernels are compiled for Haswell-class CPUs (AVX2, FMA) on x86_64, which every machine we run
+/// on has; `DUET_PORTABLE=1 swift build` keeps the baseline target for older CPUs.
+let portable = ProcessInfo.processInfo.environment["DUET_PORTABLE"] != nil
+#if arch(x86_64)
+let cpuTarget: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let cpuTarget: [SwiftSetting] = []
+#endif
+
 let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
-]
+] + cpuTarget
 
 let package = Package(
     name: "Duet",
@@ -14,6 +25,8 @@ let package = Package(
         .executable(name: "duet", targets: ["duet"]),
         .library(name: "DuetCore", targets: ["DuetCore"]),
         .library(name: "DuetStore", targets: ["DuetStore"]),
+        .library(name: "DuetKernels", targets: ["DuetKernels"]),
+        .library(name: "DuetTraining", targets: ["DuetTraining"]),
         .library(name: "DuetLab", targets: ["DuetLab"]),
     ],
     dependencies: [
@@ -27,6 +40,8 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
+        .target(name: "DuetKernels", dependencies: ["DuetCore"], swiftSettings: upcoming),
+        .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels"], swiftSettings: upcoming),
         .target(
             name: "DuetStore",
             dependencies: ["DuetCore", .product(name: "GRDB", package: "GRDB.swift")],
@@ -34,19 +49,21 @@ let package = Package(
         ),
         .target(
             name: "DuetLab",
-            dependencies: ["DuetCore", "DuetStore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["DuetCore", "DuetKernels", "DuetStore", "DuetTraining", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "duet",
             dependencies: [
-                "DuetCore", "DuetStore", "DuetLab",
+                "DuetCore", "DuetKernels", "DuetStore", "DuetTraining", "DuetLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming
         ),
         .target(name: "DuetTestSupport", path: "Tests/DuetTestSupport", swiftSettings: upcoming),
         .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetTrainingTests", dependencies: ["DuetTraining", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
     ],

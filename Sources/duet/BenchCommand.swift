@@ -1,13 +1,15 @@
-import ArgumentParser
+public import ArgumentParser
 import DuetCore
+import DuetLab
 import DuetStore
+import DuetTraining
 import Foundation
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks. `../shared/bench/peers.py` drives these and compares Duet with its peers.",
-        subcommands: [EventLogBench.self]
+        subcommands: [ALSBench.self, EventLogBench.self]
     )
 
     struct EventLogBench: AsyncParsableCommand {
@@ -65,3 +67,69 @@ struct BenchCommand: AsyncParsableCommand {
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
+
+/// `duet bench als`, the Duet side of `../shared/bench/peers.py als`.
+struct ALSBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "als",
+        abstract: "Train ALS on a train TSV and score it on a test TSV, as peers.py specifies.",
+        discussion: "Input files hold 'user<TAB>item<TAB>weight' lines with no header. Prints {train_seconds, precision, map, ndcg, auc}."
+    )
+    @Option(help: "Training triples.") var train: String
+    @Option(help: "Test triples.") var test: String
+    @OptionGroup var als: ALSOptions
+    @Option(help: "Cut-off of the ranking metrics.") var k: Int = 10
+    @OptionGroup var output: OutputOptions
+
+    struct Result: Codable {
+        var train_seconds: Double
+        var precision: Double
+        var map: Double
+        var ndcg: Double
+        var auc: Double
+    }
+
+    func run() throws {
+        let (matrices, _, _) = try TripletFile.readMatrices([train, test])
+        let configuration = try als.configuration()
+        let clock = ContinuousClock()
+        let started = clock.now
+        let model = try ALS.train(matrices[0], configuration: configuration)
+        let seconds = (clock.now - started).seconds
+        let (metrics, _) = Evaluator.evaluate(model, train: matrices[0], test: matrices[1], k: k, threads: configuration.threads)
+        let result = Result(train_seconds: seconds, precision: metrics.precision, map: metrics.map, ndcg: metrics.ndcg, auc: metrics.auc)
+        if output.json { return try printJSON(result) }
+        print(String(format: "ALS trained in %.3f s: p@%d %.4f  map@%d %.4f  ndcg@%d %.4f  auc %.4f",
+                     seconds, k, result.precision, k, result.map, k, result.ndcg, result.auc))
+    }
+}
+
+/// ALS hyperparameters as flags, shared by `bench als`, `lab train` and `lab tune`.
+struct ALSOptions: ParsableArguments {
+    @Option(help: "Latent factors.") var factors: Int = 64
+    @Option(help: "L2 regularization λ.") var regularization: Float = 1
+    @Option(help: "Confidence scale: c = alpha · w'.") var alpha: Float = 2
+    @Option(help: "ALS iterations.") var iterations: Int = 15
+    @Option(help: "Conjugate-gradient steps per solve.") var cgSteps: Int = 3
+    @Option(help: "Weight transform before alpha: raw, log1p or bm25.") var weighting: Weighting = .log1p
+    @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Flag(help: "Compute and show the training loss each iteration.") var loss = false
+
+    func configuration() throws -> ALSConfiguration {
+        var configuration = ALSConfiguration()
+        configuration.factors = factors
+        configuration.regularization = regularization
+        configuration.alpha = alpha
+        configuration.iterations = iterations
+        configuration.cgSteps = cgSteps
+        configuration.weighting = weighting
+        configuration.threads = threads
+        configuration.seed = seed
+        configuration.computeLoss = loss
+        try configuration.validate()
+        return configuration
+    }
+}
+
+extension Weighting: ExpressibleByArgument {}
