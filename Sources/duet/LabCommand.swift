@@ -8,7 +8,9 @@ struct LabCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lab",
         abstract: "The experimentation system: snapshots, training, evaluation, experiments, decisions.",
-        subcommands: [SnapshotCommand.self]
+        subcommands: [SnapshotCommand.self, SplitCommand.self, TrainCommand.self, EvaluateCommand.self, CompareCommand.self,
+                      PromoteCommand.self, RollbackCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
+                      VerifyCommand.self]
     )
 }
 

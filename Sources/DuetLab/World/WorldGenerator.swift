@@ -1,5 +1,6 @@
 public import DuetCore
 public import Foundation
+import DuetKernels
 
 /// Writes a world to a folder by streaming: users are generated in blocks, in parallel, and
 /// written in order, so memory stays flat whatever the number of events.
@@ -171,15 +172,3 @@ public struct WorldGenerator: Sendable {
     }
 }
 
-/// Slots that parallel workers fill, each worker writing only its own index.
-final class ResultSlots<T: Sendable>: @unchecked Sendable {
-    private var storage: [T?]
-    private let lock = NSLock()
-
-    init(count: Int) { storage = Array(repeating: nil, count: count) }
-
-    subscript(index: Int) -> T? {
-        get { lock.withLock { storage[index] } }
-        set { lock.withLock { storage[index] = newValue } }
-    }
-}

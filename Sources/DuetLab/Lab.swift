@@ -1,0 +1,222 @@
+public import DuetCore
+public import DuetStore
+public import DuetTraining
+public import Foundation
+import DuetKernels
+
+/// Which algorithm to train, with its settings.
+public enum TrainingAlgorithm: Sendable {
+    case als(ALSConfiguration)
+    case bpr(BPRConfiguration)
+    case popularity
+
+    public var name: String {
+        switch self {
+        case .als: "als"
+        case .bpr: "bpr"
+        case .popularity: "popularity"
+        }
+    }
+
+    public func train(_ matrix: InteractionMatrix, progress: TrainingProgress? = nil) throws -> FactorModel {
+        switch self {
+        case let .als(configuration): try ALS.train(matrix, configuration: configuration, progress: progress)
+        case let .bpr(configuration): try BPR.train(matrix, configuration: configuration, progress: progress)
+        case .popularity: Popularity.train(matrix)
+        }
+    }
+}
+
+/// The metrics of both sides of an offline comparison, and the paired differences.
+public struct OfflineComparison: Codable, Sendable {
+    public var candidate: String
+    public var baseline: String
+    public var baselineKind: String
+    public var snapshot: String
+    public var split: String
+    public var candidateMetrics: RankingMetrics
+    public var baselineMetrics: RankingMetrics
+    public var differences: [PairedDifference]
+    public var warnings: [String]
+}
+
+/// The Lab's view of one Duet home: snapshots, splits, bundles and the registry, and the
+/// operations that move a model from data to production.
+public final class Lab: Sendable {
+    public let home: DuetHome
+    public let registry: SQLiteRegistry
+    public let snapshots: SnapshotStore
+    public let splits: SplitStore
+
+    public init(home: DuetHome) throws {
+        try home.prepare()
+        self.home = home
+        registry = try SQLiteRegistry(path: home.registryPath.path)
+        snapshots = SnapshotStore(home: home)
+        splits = SplitStore(home: home)
+    }
+
+    // MARK: - Splits
+
+    public func split(snapshot reference: String, method: SplitMethod) throws -> SplitRecord {
+        let snapshot = try snapshots.open(reference)
+        return try splits.save(try Split(snapshot: snapshot, method: method))
+    }
+
+    /// The split a record describes, recomputed from its snapshot (splits are pure functions of both).
+    public func loadSplit(_ id: String) throws -> (SplitRecord, Snapshot, Split) {
+        let record = try splits.load(id)
+        let snapshot = try snapshots.open(record.snapshot)
+        return (record, snapshot, try Split(snapshot: snapshot, method: record.method))
+    }
+
+    // MARK: - Training
+
+    /// Trains on the split's train part (or the whole snapshot) and writes an immutable bundle.
+    /// With `register`, the bundle becomes a candidate in the registry.
+    public func train(snapshot reference: String, split splitID: String?, algorithm: TrainingAlgorithm, name: String,
+                      register: Bool, progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
+        let snapshot: Snapshot
+        let matrix: InteractionMatrix
+        if let splitID {
+            let (record, splitSnapshot, split) = try loadSplit(splitID)
+            if reference != "latest", !record.snapshot.hasPrefix(reference), try snapshots.resolve(reference).lastPathComponent != "\(record.snapshot).\(Snapshot.fileExtension)" {
+                throw DuetError.invalidValue(field: "split", reason: "split \(splitID) belongs to snapshot \(record.snapshot.prefix(12)), not \(reference)")
+            }
+            snapshot = splitSnapshot
+            matrix = split.matrix(.train, of: snapshot)
+        } else {
+            snapshot = try snapshots.open(reference)
+            matrix = InteractionMatrix(snapshot: snapshot)
+        }
+        var model = try algorithm.train(matrix, progress: progress)
+        model.hyperparameters["split"] = .string(splitID ?? "none")
+        let catalog = try snapshots.catalog(snapshot.hash)
+        let bundleID = try BundleWriter.write(model, name: name, snapshot: snapshot, history: matrix, catalog: catalog,
+                                              into: home.bundlesFolder)
+        if register, try await registry.model(bundleID) == nil {
+            try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
+                                                    parent: nil, createdAt: Date().epochMillis))
+        }
+        return (bundleID, model)
+    }
+
+    // MARK: - Bundles
+
+    public func bundleFolder(_ id: String) -> URL { home.bundlesFolder.appendingPathComponent(id) }
+
+    /// Resolves "production", a full id or a unique id prefix to a bundle id.
+    public func resolveBundle(_ reference: String) async throws -> String {
+        if reference == "production" {
+            let production = try await registry.production()
+            guard let model = production.model else { throw DuetError.notFound(kind: "production model", id: "production (nothing is promoted yet)") }
+            return model
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: home.bundlesFolder.path)) ?? []
+        let matches = names.filter { !$0.hasPrefix(".") && $0.hasPrefix(reference) }
+        guard !reference.isEmpty, let match = matches.first else { throw DuetError.notFound(kind: "bundle", id: reference) }
+        guard matches.count == 1 else {
+            throw DuetError.invalidValue(field: "bundle", reason: "'\(reference)' matches \(matches.count) bundles; give more of the id")
+        }
+        return match
+    }
+
+    /// Opens and verifies every checksum.
+    public func openBundle(_ reference: String) async throws -> ModelBundle {
+        try ModelBundle(folder: bundleFolder(try await resolveBundle(reference)))
+    }
+
+    // MARK: - Offline evaluation
+
+    /// Compares `candidate` with `baseline` ("production", "popularity" or a bundle) on the candidate's
+    /// held-out split, user by user, with bootstrap CIs. Stores the evaluation when `store` is set.
+    public func evaluate(candidate reference: String, baseline baselineReference: String, k: Int = 10, resamples: Int = 1_000,
+                         seed: UInt64 = 42, threads: Int = 1, store: Bool = true) async throws -> (OfflineComparison, Int64?) {
+        let candidate = try await openBundle(reference)
+        guard case let .string(splitID)? = candidate.manifest.hyperparameters["split"], splitID != "none" else {
+            throw DuetError.refused("bundle \(candidate.id.prefix(12)) was trained on its whole snapshot, so nothing is held out to evaluate on; train it with --split")
+        }
+        let (_, snapshot, split) = try loadSplit(splitID)
+        let train = split.matrix(.train, of: snapshot)
+        let test = split.matrix(.test, of: snapshot)
+        var warnings: [String] = []
+        let candidateModel = BundleRecommender(bundle: candidate, snapshot: snapshot)
+        let baselineModel: any Recommender
+        let baselineID: String?
+        let baselineKind: String
+        if baselineReference == "popularity" {
+            baselineModel = Popularity.train(train)
+            baselineID = nil
+            baselineKind = "popularity"
+        } else {
+            let bundle = try await openBundle(baselineReference)
+            if bundle.manifest.snapshotHash != snapshot.hash || bundle.manifest.hyperparameters["split"] != .string(splitID) {
+                warnings.append("baseline \(bundle.id.prefix(12)) was not trained on this split; its training data may overlap the test users' held-out items")
+            }
+            baselineModel = BundleRecommender(bundle: bundle, snapshot: snapshot)
+            baselineID = bundle.id
+            baselineKind = bundle.manifest.modelKind
+        }
+        let (candidateMetrics, candidateUsers) = Evaluator.evaluate(candidateModel, train: train, test: test, k: k,
+                                                                    itemFactors: candidateModel.itemFactorsForDiversity, threads: threads)
+        let (baselineMetrics, baselineUsers) = Evaluator.evaluate(baselineModel, train: train, test: test, k: k, threads: threads)
+        let differences = try RankingMetrics.names.compactMap { name -> PairedDifference? in
+            guard let a = baselineUsers.series(name), let b = candidateUsers.series(name) else { return nil }
+            return try PairedBootstrap.compare(metric: "\(name)@\(k)", baseline: a, candidate: b, resamples: resamples, seed: seed)
+        }
+        let comparison = OfflineComparison(candidate: candidate.id, baseline: baselineID ?? "popularity", baselineKind: baselineKind,
+                                           snapshot: snapshot.hash, split: splitID, candidateMetrics: candidateMetrics,
+                                           baselineMetrics: baselineMetrics, differences: differences, warnings: warnings)
+        guard store else { return (comparison, nil) }
+        guard try await registry.model(candidate.id) != nil else { return (comparison, nil) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(comparison), as: UTF8.self)
+        let record = EvaluationRecord(candidate: candidate.id, baseline: baselineID, baselineKind: baselineKind, snapshot: snapshot.hash,
+                                      split: splitID, k: k, metricsJSON: json, reportPath: nil, createdAt: Date().epochMillis)
+        return (comparison, try await registry.add(record))
+    }
+}
+
+/// Scores a bundle's model over another snapshot's index space, matching users and items by id:
+/// the bundle is judged as it would serve. Users it does not know get its popularity list.
+struct BundleRecommender: Recommender {
+    let bundle: ModelBundle
+    let itemCount: Int
+    let userMap: [Int32]
+    let itemMap: [Int32]
+
+    init(bundle: ModelBundle, snapshot: Snapshot) {
+        self.bundle = bundle
+        itemCount = snapshot.itemCount
+        userMap = (0..<snapshot.userCount).map { Int32(bundle.userIndex(of: snapshot.userID($0)) ?? -1) }
+        itemMap = (0..<snapshot.itemCount).map { Int32(bundle.itemIndex(of: snapshot.itemID($0)) ?? -1) }
+    }
+
+    var itemFactorsForDiversity: (factors: [Float], dimension: Int)? {
+        let d = bundle.dimension
+        guard d > 0 else { return nil }
+        var factors = [Float](repeating: 0, count: itemCount * d)
+        for (item, mapped) in itemMap.enumerated() where mapped >= 0 {
+            for j in 0..<d { factors[item * d + j] = bundle.itemFactors[Int(mapped) * d + j] }
+        }
+        return (factors, d)
+    }
+
+    func scoreItems(forUser user: Int, history: InteractionMatrix, into scores: UnsafeMutableBufferPointer<Float>) {
+        let d = bundle.dimension
+        let mappedUser = Int(userMap[user])
+        for item in 0..<itemCount {
+            let mapped = Int(itemMap[item])
+            if mapped < 0 {
+                scores[item] = -.infinity
+            } else if d == 0 || mappedUser < 0 {
+                scores[item] = bundle.popularity[mapped]
+            } else {
+                scores[item] = VectorMath.dot(bundle.userFactors.baseAddress! + mappedUser * d,
+                                              bundle.itemFactors.baseAddress! + mapped * d, d)
+            }
+        }
+    }
+}
+
