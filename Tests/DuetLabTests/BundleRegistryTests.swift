@@ -1,0 +1,124 @@
+import DuetCore
+import DuetLab
+import DuetStore
+import DuetTestSupport
+import DuetTraining
+import Foundation
+import Testing
+
+/// A small home with a snapshot, a split and two trained candidates.
+struct LabFixture {
+    let lab: Lab
+    let split: String
+    let first: String
+    let second: String
+
+    static func make(in folder: URL) async throws -> LabFixture {
+        let world = try World(spec: WorldSpec(seed: 3, users: 300, tracks: 600, events: 15_000))
+        let worldFolder = folder.appendingPathComponent("world")
+        _ = try WorldGenerator(world: world).generate(into: worldFolder)
+        let home = DuetHome(root: folder.appendingPathComponent("home"))
+        let lab = try Lab(home: home)
+        let report = try ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(lab.snapshots))
+        let snapshot = try #require(report.snapshot).hash
+        let split = try lab.split(snapshot: snapshot, method: .random(testFraction: 0.2, seed: 1)).id
+        var als = ALSConfiguration()
+        als.factors = 8
+        als.iterations = 4
+        let first = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "first", register: true).bundleID
+        als.factors = 12
+        let second = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "second", register: true).bundleID
+        return LabFixture(lab: lab, split: split, first: first, second: second)
+    }
+}
+
+@Suite struct BundleRegistryTests {
+    @Test func bundleRoundTripsAndEveryFlippedByteIsRefusedByName() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let bundle = try await fixture.lab.openBundle(fixture.first)
+            #expect(bundle.id == fixture.first)
+            #expect(bundle.dimension == 8)
+            #expect(bundle.userFactors.count == bundle.userCount * 8)
+            #expect(bundle.catalog.count == bundle.itemCount)
+            let user = try #require(bundle.userIndex(of: bundle.userIDs[5]))
+            #expect(user == 5)
+
+            for name in bundle.manifest.files.keys.sorted() + [BundleFiles.manifest] {
+                let copy = folder.appendingPathComponent("copy-\(name)").appendingPathComponent(fixture.first)
+                try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: fixture.lab.bundleFolder(fixture.first), to: copy)
+                let target = copy.appendingPathComponent(name)
+                var data = try Data(contentsOf: target)
+                data[data.count / 2] ^= 0x20
+                try data.write(to: target)
+                #expect { try ModelBundle(folder: copy) } throws: { error in
+                    "\(error)".contains(name)
+                }
+            }
+        }
+    }
+
+    @Test func promotionNeedsEvidenceAndRollbackKeepsHistory() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let registry = fixture.lab.registry
+            await #expect { try await registry.promote(fixture.first, actor: "ana", reason: "try", evidence: .rules, expectedGeneration: nil) } throws: {
+                "\($0)".contains("has no offline evaluation")
+            }
+            let (comparison, evaluation) = try await fixture.lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 200)
+            #expect(evaluation != nil)
+            #expect(comparison.differences.contains { $0.metric == "ndcg@10" })
+            let first = try await registry.promote(fixture.first, actor: "ana", reason: "beats popularity", evidence: .rules, expectedGeneration: 0)
+            #expect(first.generation == 1 && first.evaluationID == evaluation)
+
+            // A second model needs an evaluation against production and a ship decision.
+            _ = try await fixture.lab.evaluate(candidate: fixture.second, baseline: "production", resamples: 200)
+            await #expect { try await registry.promote(fixture.second, actor: "ana", reason: "x", evidence: .rules, expectedGeneration: nil) } throws: {
+                "\($0)".contains("no recorded decision")
+            }
+            let second = try await registry.promote(fixture.second, actor: "ana", reason: "hotfix", evidence: .override(reason: "urgent fix"), expectedGeneration: 1)
+            #expect(second.generation == 2 && second.overrideReason == "urgent fix")
+            let back = try await registry.rollback(to: nil, actor: "bo", reason: "regression", expectedGeneration: 2)
+            #expect(back.generation == 3 && back.to == fixture.first && back.action == .rollback)
+            let history = try await registry.history()
+            #expect(history.map(\.generation) == [1, 2, 3])
+            #expect(history.map(\.reason) == ["beats popularity", "hotfix", "regression"])
+            #expect(try await registry.production().model == fixture.first)
+            #expect(try await registry.model(fixture.second)?.status == .retired)
+        }
+    }
+
+    @Test func concurrentPromotersCannotCorruptTheAlias() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let registry = fixture.lab.registry
+            try await registry.promote(fixture.first, actor: "a", reason: "r", evidence: .override(reason: "setup"), expectedGeneration: 0)
+            // Both read generation 1, then race.
+            let second = fixture.second
+            let promoter = Task { try await registry.promote(second, actor: "a", reason: "r", evidence: .override(reason: "race"), expectedGeneration: 1) }
+            let other = Task { try await registry.promote(second, actor: "b", reason: "r", evidence: .override(reason: "race"), expectedGeneration: 1) }
+            let results = [await promoter.result, await other.result]
+            let failures = results.compactMap { result -> String? in if case let .failure(error) = result { return "\(error)" }; return nil }
+            #expect(results.filter { if case .success = $0 { true } else { false } }.count == 1)
+            #expect(failures.count == 1)
+            #expect(failures.allSatisfy { $0.contains("moved to generation") }, "the loser gets a clear conflict: \(failures)")
+            let generations = try await registry.history().map(\.generation)
+            #expect(generations == Array(1...generations.count))
+        }
+    }
+
+    @Test func readOnlyRegistryRefusesWrites() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let readOnly = try SQLiteRegistry(path: fixture.lab.home.registryPath.path, readOnly: true)
+            #expect(try await readOnly.models().count == 2)
+            await #expect { try await readOnly.promote(fixture.first, actor: "s", reason: "r", evidence: .override(reason: "x"), expectedGeneration: nil) } throws: {
+                "\($0)".contains("read-only")
+            }
+            await #expect(throws: DuetError.self) { try await readOnly.add(Incident(from: 1, until: 2, reason: "x", createdAt: 0)) }
+            #expect(try await readOnly.history().isEmpty)
+        }
+    }
+}
+
