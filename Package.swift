@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "DuetCore", targets: ["DuetCore"]),
         .library(name: "DuetStore", targets: ["DuetStore"]),
         .library(name: "DuetKernels", targets: ["DuetKernels"]),
+        .library(name: "DuetSimilarity", targets: ["DuetSimilarity"]),
         .library(name: "DuetTraining", targets: ["DuetTraining"]),
         .library(name: "DuetLab", targets: ["DuetLab"]),
     ],
@@ -41,7 +42,8 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(name: "DuetKernels", dependencies: ["DuetCore"], swiftSettings: upcoming),
-        .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels"], swiftSettings: upcoming),
+        .target(name: "DuetSimilarity", dependencies: ["DuetCore", "DuetKernels"], swiftSettings: upcoming),
+        .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity"], swiftSettings: upcoming),
         .target(
             name: "DuetStore",
             dependencies: ["DuetCore", .product(name: "GRDB", package: "GRDB.swift")],
@@ -49,13 +51,13 @@ let package = Package(
         ),
         .target(
             name: "DuetLab",
-            dependencies: ["DuetCore", "DuetKernels", "DuetStore", "DuetTraining", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "duet",
             dependencies: [
-                "DuetCore", "DuetKernels", "DuetStore", "DuetTraining", "DuetLab",
+                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", "DuetLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming
@@ -63,6 +65,7 @@ let package = Package(
         .target(name: "DuetTestSupport", path: "Tests/DuetTestSupport", swiftSettings: upcoming),
         .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetSimilarityTests", dependencies: ["DuetSimilarity", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetTrainingTests", dependencies: ["DuetTraining", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),

@@ -1,0 +1,115 @@
+public import ArgumentParser
+import DuetCore
+import DuetSimilarity
+import Foundation
+
+/// Raw little-endian float32 rows, as peers.py writes them.
+func readFloat32Rows(_ path: String, dimension: Int) throws -> [Float] {
+    guard dimension > 0 else { throw ValidationError("--dim must be positive") }
+    let file = try MappedFile(path: path)
+    guard file.size % (4 * dimension) == 0, file.size > 0 else {
+        throw DuetError.corruptFile(path: path, reason: "\(file.size) bytes is not a whole number of \(dimension)-float rows")
+    }
+    return Array(file.buffer(of: Float.self, at: 0, count: file.size / 4))
+}
+
+func writeIDs(_ ids: [[Neighbour]], k: Int, to path: String) throws {
+    var flat: [UInt32] = []
+    flat.reserveCapacity(ids.count * k)
+    for row in ids {
+        for slot in 0..<k { flat.append(slot < row.count ? UInt32(row[slot].id) : UInt32.max) }
+    }
+    try flat.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path), options: .atomic) }
+}
+
+struct ANNBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ann",
+        abstract: "Build an HNSW index and time single-threaded queries at several ef, as peers.py specifies.",
+        discussion: "Writes P.ef<ef>.u32 (nq·k ids) per ef and prints {build_seconds, runs: [{ef, qps}]}."
+    )
+    @Option(help: "Indexed rows (raw float32).") var vectors: String
+    @Option(help: "Query rows (raw float32).") var queries: String
+    @Option(help: "Dimension.") var dim: Int
+    @Option(help: "Neighbours per query.") var k: Int = 10
+    @Option(help: "HNSW links per node.") var m: Int = 16
+    @Option(help: "Beam width while building.") var efConstruction: Int = 200
+    @Option(help: "Beam widths to measure, comma-separated.") var ef: String = "10,20,40,80,160"
+    @Option(help: "ip or cosine.") var metric: SimilarityMetric = .innerProduct
+    @Option(help: "Threads (queries always run one at a time).") var threads: Int = 1
+    @Option(help: "Prefix of the id files.") var resultsPrefix: String
+    @Flag(help: "Apply the MIPS reduction for inner product (off matches hnswlib on unit vectors).") var mips = false
+    @OptionGroup var output: OutputOptions
+
+    struct Run: Codable { var ef: Int; var qps: Double }
+    struct Result: Codable { var build_seconds: Double; var runs: [Run] }
+
+    func run() throws {
+        let efs = try ef.split(separator: ",").map { text -> Int in
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), value > 0 else { throw ValidationError("--ef '\(text)' is not a positive number") }
+            return value
+        }
+        let data = try readFloat32Rows(vectors, dimension: dim)
+        let queryData = try readFloat32Rows(queries, dimension: dim)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let index = try data.withUnsafeBufferPointer {
+            try HNSWIndex.build($0, dimension: dim, metric: metric,
+                                parameters: HNSWParameters(m: m, efConstruction: efConstruction, mipsReduction: mips))
+        }
+        let buildSeconds = (clock.now - started).seconds
+        let queryCount = queryData.count / dim
+        var runs: [Run] = []
+        for beam in efs {
+            var results: [[Neighbour]] = []
+            results.reserveCapacity(queryCount)
+            let begin = clock.now
+            queryData.withUnsafeBufferPointer { buffer in
+                for query in 0..<queryCount { results.append(index.search(buffer.baseAddress! + query * dim, k: k, ef: beam)) }
+            }
+            let seconds = (clock.now - begin).seconds
+            runs.append(Run(ef: beam, qps: Double(queryCount) / seconds))
+            try writeIDs(results, k: k, to: "\(resultsPrefix).ef\(beam).u32")
+        }
+        let result = Result(build_seconds: buildSeconds, runs: runs)
+        if output.json { return try printJSON(result) }
+        print(String(format: "built %d × %d in %.2f s", data.count / dim, dim, buildSeconds))
+        for run in runs { print(String(format: "  ef %4d: %8.0f queries/s", run.ef, run.qps)) }
+    }
+}
+
+struct ExactBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exact",
+        abstract: "Exact top-k by brute force, single queries, as peers.py specifies. Writes P.exact.u32, prints {qps}."
+    )
+    @Option(help: "Indexed rows (raw float32).") var vectors: String
+    @Option(help: "Query rows (raw float32).") var queries: String
+    @Option(help: "Dimension.") var dim: Int
+    @Option(help: "Neighbours per query.") var k: Int = 10
+    @Option(help: "ip or cosine.") var metric: SimilarityMetric = .innerProduct
+    @Option(help: "Threads (queries run one at a time).") var threads: Int = 1
+    @Option(help: "Prefix of the id file.") var resultsPrefix: String
+    @OptionGroup var output: OutputOptions
+
+    struct Result: Codable { var qps: Double }
+
+    func run() throws {
+        let data = try readFloat32Rows(vectors, dimension: dim)
+        let queryData = try readFloat32Rows(queries, dimension: dim)
+        let index = ExactIndex(copying: data, dimension: dim, metric: metric)
+        let queryCount = queryData.count / dim
+        var results: [[Neighbour]] = []
+        let clock = ContinuousClock()
+        let begin = clock.now
+        queryData.withUnsafeBufferPointer { buffer in
+            for query in 0..<queryCount { results.append(index.search(buffer.baseAddress! + query * dim, k: k)) }
+        }
+        let qps = Double(queryCount) / (clock.now - begin).seconds
+        try writeIDs(results, k: k, to: "\(resultsPrefix).exact.u32")
+        if output.json { return try printJSON(Result(qps: qps)) }
+        print(String(format: "%.0f queries/s", qps))
+    }
+}
+
+extension SimilarityMetric: ExpressibleByArgument {}
