@@ -29,11 +29,19 @@ let package = Package(
         .library(name: "DuetSimilarity", targets: ["DuetSimilarity"]),
         .library(name: "DuetTraining", targets: ["DuetTraining"]),
         .library(name: "DuetLab", targets: ["DuetLab"]),
+        .library(name: "DuetServe", targets: ["DuetServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -50,6 +58,20 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "DuetServe",
+            dependencies: [
+                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "DuetLab",
             dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
@@ -57,16 +79,24 @@ let package = Package(
         .executableTarget(
             name: "duet",
             dependencies: [
-                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", "DuetLab",
+                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", "DuetLab", "DuetServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming
         ),
-        .target(name: "DuetTestSupport", path: "Tests/DuetTestSupport", swiftSettings: upcoming),
+        .target(name: "DuetTestSupport", dependencies: ["DuetLab", "DuetCore", "DuetTraining"], path: "Tests/DuetTestSupport", swiftSettings: upcoming),
         .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetSimilarityTests", dependencies: ["DuetSimilarity", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetTrainingTests", dependencies: ["DuetTraining", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(
+            name: "DuetServeTests",
+            dependencies: [
+                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: upcoming
+        ),
         .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
     ],

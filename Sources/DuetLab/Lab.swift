@@ -93,7 +93,7 @@ public final class Lab: Sendable {
         model.hyperparameters["split"] = .string(splitID ?? "none")
         let catalog = try snapshots.catalog(snapshot.hash)
         let bundleID = try BundleWriter.write(model, name: name, snapshot: snapshot, history: matrix, catalog: catalog,
-                                              into: home.bundlesFolder)
+                                              attachments: try BundleIndexes.attachments(for: model), into: home.bundlesFolder)
         if register, try await registry.model(bundleID) == nil {
             try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
                                                     parent: nil, createdAt: Date().epochMillis))

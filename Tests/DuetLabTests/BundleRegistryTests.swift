@@ -6,32 +6,6 @@ import DuetTraining
 import Foundation
 import Testing
 
-/// A small home with a snapshot, a split and two trained candidates.
-struct LabFixture {
-    let lab: Lab
-    let split: String
-    let first: String
-    let second: String
-
-    static func make(in folder: URL) async throws -> LabFixture {
-        let world = try World(spec: WorldSpec(seed: 3, users: 300, tracks: 600, events: 15_000))
-        let worldFolder = folder.appendingPathComponent("world")
-        _ = try WorldGenerator(world: world).generate(into: worldFolder)
-        let home = DuetHome(root: folder.appendingPathComponent("home"))
-        let lab = try Lab(home: home)
-        let report = try ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(lab.snapshots))
-        let snapshot = try #require(report.snapshot).hash
-        let split = try lab.split(snapshot: snapshot, method: .random(testFraction: 0.2, seed: 1)).id
-        var als = ALSConfiguration()
-        als.factors = 8
-        als.iterations = 4
-        let first = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "first", register: true).bundleID
-        als.factors = 12
-        let second = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "second", register: true).bundleID
-        return LabFixture(lab: lab, split: split, first: first, second: second)
-    }
-}
-
 @Suite struct BundleRegistryTests {
     @Test func bundleRoundTripsAndEveryFlippedByteIsRefusedByName() async throws {
         try await withScratchFolder { folder in

@@ -284,15 +284,5 @@ public struct Importer: Sendable {
         progress?(bytes)
     }
 
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case let DecodingError.keyNotFound(key, _): return "missing field '\(key.stringValue)'"
-        case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context):
-            return "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
-        case let DecodingError.dataCorrupted(context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? "not valid JSON: \(context.debugDescription)" : "\(path): \(context.debugDescription)"
-        default: return "\(error)"
-        }
-    }
+    static func describe(_ error: any Error) -> String { DecodingProblem.describe(error) }
 }

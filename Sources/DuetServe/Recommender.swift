@@ -1,0 +1,212 @@
+import CoreMetrics
+public import DuetCore
+import DuetKernels
+import DuetSimilarity
+public import Foundation
+
+public struct RecommendedItem: Codable, Sendable, Hashable {
+    public var id: String
+    public var score: Float
+    public var title: String?
+    public var artist: String?
+}
+
+public struct RecommendationResponse: Codable, Sendable {
+    public var user: String
+    public var requestId: String
+    public var bundle: String
+    public var generation: Int
+    public var items: [RecommendedItem]
+    public var experiments: [ExperimentArmExposure]
+    /// Set when the list came from a fallback, e.g. "unknown-user".
+    public var fallback: String?
+    /// The index that answered: an index name, "exact" or "popularity".
+    public var index: String
+}
+
+public struct SimilarItemsResponse: Codable, Sendable {
+    public var item: String
+    public var bundle: String
+    public var generation: Int
+    public var index: String
+    public var items: [RecommendedItem]
+}
+
+/// Why a request could not be answered; routes map these to HTTP statuses.
+public enum ServeError: Error, Equatable, CustomStringConvertible {
+    case noProductionBundle
+    case unknownItem(String)
+    case unknownIndex(String, available: [String])
+
+    public var description: String {
+        switch self {
+        case .noProductionBundle: "no production bundle is loaded yet; promote one with `duet lab promote`"
+        case let .unknownItem(item): "item '\(item)' is not in the production bundle"
+        case let .unknownIndex(name, available): "no index named '\(name)'; this bundle has: \(available.joined(separator: ", "))"
+        }
+    }
+}
+
+/// A deliberate assignment bug for tests of the analysis (sample-ratio mismatch): a share of the
+/// users assigned to a treatment of `experiment` are recorded and served as control.
+public struct AssignmentFault: Sendable {
+    public var experiment: String
+    public var share: Double
+
+    public init(experiment: String, share: Double) {
+        self.experiment = experiment
+        self.share = share
+    }
+}
+
+/// The request path: one state load, assignment, retrieval, filters, top N, exposure.
+public final class Recommender: Sendable {
+    let store: ServingStateStore
+    let exposures: ExposureWriter?
+    let recent: RecentHistory
+    let metrics: ServeMetrics
+    /// Users with fewer training interactions get the popularity list.
+    let minimumHistory: Int
+    /// Catalogues at least this large are searched through the HNSW index; smaller ones exactly.
+    let annThreshold: Int
+    let fault: AssignmentFault?
+
+    init(store: ServingStateStore, exposures: ExposureWriter?, recent: RecentHistory, metrics: ServeMetrics,
+         minimumHistory: Int = 1, annThreshold: Int = 20_000, fault: AssignmentFault? = nil) {
+        self.store = store
+        self.exposures = exposures
+        self.recent = recent
+        self.metrics = metrics
+        self.minimumHistory = minimumHistory
+        self.annThreshold = annThreshold
+        self.fault = fault
+    }
+
+    public func recommend(user: String, n: Int, exclude: [String], context: String?) throws -> RecommendationResponse {
+        let state = store.current
+        guard let production = state.production else { throw ServeError.noProductionBundle }
+        let (bundle, arms) = choose(for: user, state: state, production: production)
+        var (items, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: bundle)
+        if fallback != nil, items.isEmpty, bundle !== production {
+            (items, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: production)
+        }
+        if let fallback { metrics.fallback(fallback) }
+        let requestID = UUID().uuidString.lowercased()
+        let response = RecommendationResponse(user: user, requestId: requestID, bundle: bundle.id, generation: state.generation,
+                                              items: items, experiments: arms, fallback: fallback, index: indexName)
+        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: Date().epochMillis, items: items.map(\.id),
+                                    bundleID: bundle.id, experiments: arms, fallback: fallback, context: context))
+        return response
+    }
+
+    /// The bundle this user is served and the arms of every running experiment they are in.
+    /// An arm whose bundle is unavailable is served as control, and the exposure says why.
+    func choose(for user: String, state: ServingState, production: LoadedBundle) -> (LoadedBundle, [ExperimentArmExposure]) {
+        var chosen: LoadedBundle?
+        var arms: [ExperimentArmExposure] = []
+        for experiment in state.experiments {
+            guard var assigned = experiment.spec.assignedArm(for: user) else { continue }
+            if let fault, fault.experiment == experiment.spec.id, assigned.name != experiment.spec.control.name,
+               Double(Assignment.fnv1a32("fault" + user) % 10_000) / 10_000 < fault.share {
+                assigned = experiment.spec.control
+            }
+            let control = experiment.spec.control
+            var served = assigned.name
+            var reason: String?
+            var bundle: LoadedBundle?
+            switch experiment.arms[assigned.name] {
+            case let .success(loaded)?:
+                bundle = loaded
+            case let .failure(unavailable)?:
+                reason = "treatment-\(unavailable.reason)"
+            case nil:
+                reason = "treatment-bundle-unavailable"
+            }
+            if bundle == nil {
+                served = control.name
+                if case let .success(loaded)? = experiment.arms[control.name] { bundle = loaded }
+            }
+            if let current = chosen, let bundle, current !== bundle {
+                // The user is already served by an earlier experiment; namespaces should prevent this.
+                served = "none"
+                reason = "overlapping-experiment"
+            } else if chosen == nil {
+                chosen = bundle
+            }
+            if let reason { metrics.fallback(reason) }
+            arms.append(ExperimentArmExposure(experimentID: experiment.spec.id, phase: experiment.phase, assigned: assigned.name,
+                                              served: served, fallbackReason: reason))
+        }
+        return (chosen ?? production, arms)
+    }
+
+    /// Top N for a user from one bundle, with consumed, excluded and unavailable items filtered.
+    func rank(user: String, n: Int, exclude: [String], in loaded: LoadedBundle) -> ([RecommendedItem], String?, String) {
+        let bundle = loaded.bundle
+        let userIndex = bundle.userIndex(of: user)
+        let recentItems = recent.items(of: user)
+        var exclusions = loaded.baseExclusions
+        for id in exclude + recentItems { if let item = bundle.itemIndex(of: id) { exclusions.insert(item) } }
+        let historyCount = userIndex.map { bundle.history(ofUser: $0).count } ?? 0
+        if let userIndex { for item in bundle.history(ofUser: userIndex) { exclusions.insert(Int(item)) } }
+
+        guard let userIndex, bundle.dimension > 0, historyCount >= minimumHistory else {
+            let reason = userIndex == nil ? "unknown-user" : (bundle.dimension == 0 ? "popularity-model" : "short-history")
+            var items: [RecommendedItem] = []
+            for item in loaded.popularItems where !exclusions.contains(Int(item)) {
+                items.append(describe(Int(item), score: bundle.popularity[Int(item)], in: bundle))
+                if items.count == n { break }
+            }
+            return (items, reason, "popularity")
+        }
+        let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
+        let neighbours: [Neighbour]
+        let indexName: String
+        if let ann = loaded.recommendationIndex, bundle.itemCount >= annThreshold {
+            neighbours = ann.index.search(query, k: n, ef: max(2 * n, 64), excluding: exclusions)
+            indexName = ann.name
+        } else if let exact = loaded.exactItems {
+            neighbours = exact.search(query, k: n, excluding: exclusions)
+            indexName = "exact"
+        } else {
+            neighbours = []
+            indexName = "none"
+        }
+        // Report raw model scores whichever index answered.
+        let items = neighbours.map { neighbour in
+            describe(neighbour.id, score: VectorMath.dot(query, bundle.itemFactors.baseAddress! + neighbour.id * bundle.dimension, bundle.dimension), in: bundle)
+        }
+        return (items, nil, indexName)
+    }
+
+    func describe(_ item: Int, score: Float, in bundle: ModelBundle) -> RecommendedItem {
+        let id = bundle.itemIDs[item]
+        let entry = bundle.catalog[id]
+        return RecommendedItem(id: id, score: score, title: entry?.title, artist: entry?.artist)
+    }
+
+    public func similar(item id: String, n: Int, index requested: String?) throws -> SimilarItemsResponse {
+        let state = store.current
+        guard let loaded = state.production else { throw ServeError.noProductionBundle }
+        let bundle = loaded.bundle
+        guard let item = bundle.itemIndex(of: id) else { throw ServeError.unknownItem(id) }
+        var exclusions = loaded.baseExclusions
+        exclusions.insert(item)
+        let name = requested ?? loaded.defaultSimilarityIndex ?? "exact"
+        let neighbours: [Neighbour]
+        if let index = loaded.similarityIndexes[name] {
+            neighbours = index.search(bundle.itemFactors.baseAddress! + item * bundle.dimension, k: n, ef: max(2 * n, 64), excluding: exclusions)
+        } else if name == "exact", let exact = loaded.exactCosine {
+            neighbours = exact.search(bundle.itemFactors.baseAddress! + item * bundle.dimension, k: n, excluding: exclusions)
+        } else {
+            throw ServeError.unknownIndex(name, available: loaded.similarityIndexes.keys.sorted() + (loaded.exactCosine == nil ? [] : ["exact"]))
+        }
+        return SimilarItemsResponse(item: id, bundle: bundle.id, generation: state.generation, index: name,
+                                    items: neighbours.map { describe($0.id, score: $0.score, in: bundle) })
+    }
+
+    /// Anything the user just played, skipped or saved is not worth recommending again right away.
+    func recordConsumption(_ events: [FeedbackEvent]) {
+        for event in events { recent.record(user: event.user, item: event.item) }
+    }
+}

@@ -1,0 +1,237 @@
+public import DuetCore
+public import DuetStore
+public import Foundation
+public import HTTPTypes
+public import Hummingbird
+public import Logging
+import Metrics
+public import Prometheus
+
+/// Serve's settings; `duet serve --help` documents each.
+public struct ServeConfiguration: Sendable {
+    public var home: DuetHome
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var pollInterval: Duration = .seconds(1)
+    public var maxBodyBytes = 4 << 20
+    public var maxEventsPerBatch = 10_000
+    public var apiKey: String?
+    public var minimumHistory = 1
+    public var annThreshold = 20_000
+    public var exposureQueueCapacity = 50_000
+    public var fault: AssignmentFault?
+
+    public init(home: DuetHome) { self.home = home }
+}
+
+/// Per-request data: the request id Hummingbird assigns rides in the logger.
+public struct ServeRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+    }
+}
+
+/// The parts of a running Serve, so tests can drive the reload and the exposure flush directly.
+public struct ServeComponents: Sendable {
+    public let store: ServingStateStore
+    public let reloader: StateReloader
+    public let exposures: ExposureWriter
+    public let recommender: Recommender
+    public let metrics: ServeMetrics
+}
+
+/// Builds Serve: components, then the router. The registry is opened read-only by the caller.
+public func buildServe(configuration: ServeConfiguration, registry: any Registry, eventLog: any EventLog,
+                       prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> (Router<ServeRequestContext>, ServeComponents) {
+    precondition(registry.isReadOnly, "Serve opens the registry read-only")
+    let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
+    let metrics = ServeMetrics(factory: metricsFactory)
+    let store = ServingStateStore()
+    let reloader = StateReloader(registry: registry, bundles: configuration.home.bundlesFolder, store: store,
+                                 interval: configuration.pollInterval, metrics: metrics, logger: logger)
+    let exposures = ExposureWriter(log: eventLog, spillFolder: configuration.home.root.appendingPathComponent("spill"),
+                                   capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
+    let recommender = Recommender(store: store, exposures: exposures, recent: RecentHistory(), metrics: metrics,
+                                  minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
+                                  fault: configuration.fault)
+    // Load what production is before accepting traffic, so /readyz is true from the first request.
+    await reloader.reloadIfChanged()
+    let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics)
+    let router = buildRouter(configuration: configuration, components: components, eventLog: eventLog, prometheus: prometheus)
+    return (router, components)
+}
+
+public func buildApplication(configuration: ServeConfiguration, registry: any Registry, eventLog: any EventLog,
+                             prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> some ApplicationProtocol {
+    let (router, components) = try await buildServe(configuration: configuration, registry: registry, eventLog: eventLog,
+                                                    prometheus: prometheus, logger: logger)
+    return Application(router: router,
+                       configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "duet-serve"),
+                       services: [components.reloader, components.exposures], logger: logger)
+}
+
+func buildRouter(configuration: ServeConfiguration, components: ServeComponents, eventLog: any EventLog,
+                 prometheus: PrometheusCollectorRegistry?) -> Router<ServeRequestContext> {
+    let router = Router(context: ServeRequestContext.self)
+    router.middlewares.add(JSONErrorMiddleware())
+    router.middlewares.add(MetricsMiddleware())
+    let recommender = components.recommender
+    let store = components.store
+
+    router.get("livez") { _, _ in try jsonResponse(["status": "ok"]) }
+
+    router.get("readyz") { _, _ in
+        let state = store.current
+        guard let production = state.production else {
+            return try jsonResponse(Readiness(ready: false, bundle: nil, generation: state.generation,
+                                              reason: "no verified production bundle is loaded"), status: .serviceUnavailable)
+        }
+        return try jsonResponse(Readiness(ready: true, bundle: production.id, generation: state.generation, reason: nil))
+    }
+
+    router.get("metrics") { _, _ in
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: prometheus?.emitToString() ?? "")))
+    }
+
+    router.get("openapi.json") { _, _ in
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+    }
+
+    let v1 = router.group("v1")
+    v1.get("users/:user/recommendations") { request, context in
+        let user = try pathIdentifier(context, "user")
+        let n = try count(request, default: 20)
+        let exclude = try identifierList(request.uri.queryParameters.get("exclude"), name: "exclude")
+        let label = request.uri.queryParameters.get("context")
+        if let label, Identifier.problem(with: label) != nil || label.count > 64 {
+            throw HTTPError(.badRequest, message: "context must be a short label without control characters")
+        }
+        return try jsonResponse(try recommender.recommend(user: user, n: n, exclude: exclude, context: label))
+    }
+
+    v1.get("items/:item/similar") { request, context in
+        let item = try pathIdentifier(context, "item")
+        let n = try count(request, default: 20)
+        let index = request.uri.queryParameters.get("index")
+        return try jsonResponse(try recommender.similar(item: item, n: n, index: index))
+    }
+
+    v1.post("events") { request, _ in
+        if let key = configuration.apiKey {
+            let presented = request.headers[.authorization].map { $0.replacingOccurrences(of: "Bearer ", with: "") }
+                ?? request.headers[HTTPField.Name("X-API-Key")!]
+            guard presented == key else { throw HTTPError(.unauthorized, message: "POST /v1/events needs the API key (Authorization: Bearer …)") }
+        }
+        let body = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        let events = try decodeEvents(Data(body.readableBytesView), limit: configuration.maxEventsPerBatch)
+        let last = try await eventLog.append(events: events)
+        components.metrics.eventsIngested.increment(by: events.count)
+        recommender.recordConsumption(events)
+        return try jsonResponse(EventsAccepted(accepted: events.count, lastSequence: last), status: .accepted)
+    }
+    return router
+}
+
+struct Readiness: Codable {
+    var ready: Bool
+    var bundle: String?
+    var generation: Int
+    var reason: String?
+}
+
+struct EventsAccepted: Codable {
+    var accepted: Int
+    var lastSequence: Int64?
+}
+
+/// Accepts a JSON array of events or {"events": [...]}; every event is validated before any is stored.
+func decodeEvents(_ data: Data, limit: Int) throws -> [FeedbackEvent] {
+    struct Envelope: Decodable { var events: [FeedbackEvent] }
+    let decoder = JSONDecoder()
+    let events: [FeedbackEvent]
+    do {
+        if data.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) == UInt8(ascii: "[") {
+            events = try decoder.decode([FeedbackEvent].self, from: data)
+        } else {
+            events = try decoder.decode(Envelope.self, from: data).events
+        }
+    } catch {
+        throw HTTPError(.badRequest, message: "malformed events: \(DecodingProblem.describe(error))")
+    }
+    guard !events.isEmpty else { throw HTTPError(.badRequest, message: "the batch holds no events") }
+    guard events.count <= limit else { throw HTTPError(.contentTooLarge, message: "\(events.count) events in one batch; the limit is \(limit)") }
+    return events
+}
+
+func pathIdentifier(_ context: ServeRequestContext, _ name: String) throws -> String {
+    let raw = try context.parameters.require(name)
+    let value = raw.removingPercentEncoding ?? raw
+    if let problem = Identifier.problem(with: value) { throw HTTPError(.badRequest, message: "\(name) id \(problem)") }
+    return value
+}
+
+func count(_ request: Request, default value: Int) throws -> Int {
+    guard let text = request.uri.queryParameters.get("n") else { return value }
+    guard let n = Int(text), (1...1_000).contains(n) else {
+        throw HTTPError(.badRequest, message: "n must be a whole number from 1 to 1000, got '\(text.prefix(20))'")
+    }
+    return n
+}
+
+func identifierList(_ text: String?, name: String) throws -> [String] {
+    guard let text, !text.isEmpty else { return [] }
+    let ids = text.split(separator: ",").map(String.init)
+    guard ids.count <= 1_000 else { throw HTTPError(.badRequest, message: "\(name) lists more than 1000 ids") }
+    for id in ids {
+        if let problem = Identifier.problem(with: id) { throw HTTPError(.badRequest, message: "\(name) id \(problem)") }
+    }
+    return ids
+}
+
+func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes]
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}
+
+struct ErrorBody: Codable {
+    var error: String
+    var status: Int
+}
+
+/// Every failure leaves as JSON naming the problem: bad input is a 4xx, never an empty 500.
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = ServeRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as ServeError {
+            let status: HTTPResponse.Status = switch error {
+            case .noProductionBundle: .serviceUnavailable
+            case .unknownItem: .notFound
+            case .unknownIndex: .badRequest
+            }
+            return try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+        } catch let error as HTTPError {
+            let message = error.body ?? (error.status == .notFound ? "no route for \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
+            return try jsonResponse(ErrorBody(error: message, status: Int(error.status.code)), status: error.status)
+        } catch let error as DuetError {
+            // Invalid input is the caller's to fix; anything else (e.g. the event log unreachable) is ours.
+            let status: HTTPResponse.Status = if case .invalidValue = error { .badRequest } else { .serviceUnavailable }
+            context.logger.error("request failed: \(error)")
+            return try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+        } catch {
+            context.logger.error("request failed: \(error)")
+            return try jsonResponse(ErrorBody(error: "internal error", status: 500), status: .internalServerError)
+        }
+    }
+}

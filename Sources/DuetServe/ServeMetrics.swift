@@ -1,0 +1,26 @@
+public import CoreMetrics
+
+/// Serve's own instruments, created from an explicit factory so tests never touch the global one.
+public final class ServeMetrics: Sendable {
+    let factory: any MetricsFactory
+    let generation: Gauge
+    let eventsIngested: Counter
+    let exposuresLogged: Counter
+    let exposuresSpilled: Counter
+    let swaps: Counter
+    let swapRefusals: Counter
+
+    public init(factory: any MetricsFactory) {
+        self.factory = factory
+        generation = Gauge(label: "duet_bundle_generation", factory: factory)
+        eventsIngested = Counter(label: "duet_events_ingested_total", factory: factory)
+        exposuresLogged = Counter(label: "duet_exposures_logged_total", factory: factory)
+        exposuresSpilled = Counter(label: "duet_exposures_spilled_total", factory: factory)
+        swaps = Counter(label: "duet_swaps_total", factory: factory)
+        swapRefusals = Counter(label: "duet_swap_refusals_total", factory: factory)
+    }
+
+    func fallback(_ reason: String) {
+        Counter(label: "duet_fallbacks_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+}

@@ -1,0 +1,58 @@
+public import DuetCore
+public import DuetStore
+import NIOConcurrencyHelpers
+
+/// A running experiment as Serve holds it: the spec of the current phase and each arm's bundle,
+/// or why that arm's bundle could not be loaded (its users then get control).
+public struct LoadedExperiment: Sendable {
+    public let spec: ExperimentSpec
+    public let phase: Int
+    let arms: [String: Result<LoadedBundle, ArmUnavailable>]
+
+    struct ArmUnavailable: Error, Sendable {
+        let reason: String
+    }
+}
+
+/// Everything one request needs, immutable: built off the request path and swapped in whole.
+/// In-flight requests keep the state they started with.
+public final class ServingState: Sendable {
+    public let version: Int
+    public let generation: Int
+    public let production: LoadedBundle?
+    public let experiments: [LoadedExperiment]
+    /// Bundles refused at the last load, with the reason, for /readyz and logs.
+    public let refusals: [String: String]
+
+    public init(version: Int, generation: Int, production: LoadedBundle?, experiments: [LoadedExperiment], refusals: [String: String] = [:]) {
+        self.version = version
+        self.generation = generation
+        self.production = production
+        self.experiments = experiments
+        self.refusals = refusals
+    }
+
+    public static let empty = ServingState(version: -1, generation: 0, production: nil, experiments: [])
+
+    /// Loaded bundles by id, so the next state reuses them instead of loading again.
+    var loadedBundles: [String: LoadedBundle] {
+        var bundles: [String: LoadedBundle] = [:]
+        if let production { bundles[production.id] = production }
+        for experiment in experiments {
+            for case let .success(bundle) in experiment.arms.values { bundles[bundle.id] = bundle }
+        }
+        return bundles
+    }
+}
+
+/// The one place the current state lives. A read is a single lock-protected pointer load
+/// (NIOLockedValueBox measured fastest here); the state itself is immutable.
+public final class ServingStateStore: Sendable {
+    private let box = NIOLockedValueBox(ServingState.empty)
+
+    public init() {}
+
+    public var current: ServingState { box.withLockedValue { $0 } }
+
+    func swap(to state: ServingState) { box.withLockedValue { $0 = state } }
+}

@@ -1,0 +1,94 @@
+import CoreMetrics
+public import DuetCore
+public import DuetStore
+public import Foundation
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// Polls the registry's serving version (one cheap query) and, when it changes, builds the next
+/// state off the request path: load and verify new bundles, warm them, then swap in one step.
+/// A production bundle that fails to load is refused: serving stays on the old state.
+public final class StateReloader: Service, Sendable {
+    let registry: any Registry
+    let bundles: URL
+    let store: ServingStateStore
+    let interval: Duration
+    let metrics: ServeMetrics
+    let logger: Logger
+    /// A version whose production bundle was refused is not retried until the registry changes again.
+    private let refusedVersion = Mutex<Int?>(nil)
+
+    public init(registry: any Registry, bundles: URL, store: ServingStateStore, interval: Duration = .seconds(1),
+                metrics: ServeMetrics, logger: Logger) {
+        self.registry = registry
+        self.bundles = bundles
+        self.store = store
+        self.interval = interval
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            await reloadIfChanged()
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// One poll. Returns true when a new state was swapped in.
+    @discardableResult
+    public func reloadIfChanged() async -> Bool {
+        do {
+            let version = try await registry.servingVersion()
+            guard version != store.current.version, version != refusedVersion.withLock({ $0 }) else { return false }
+            let configuration = try await registry.servingConfiguration()
+            return try await apply(configuration)
+        } catch {
+            logger.error("registry poll failed; serving stays on the current state: \(error)")
+            return false
+        }
+    }
+
+    func apply(_ configuration: ServingConfiguration) async throws -> Bool {
+        let current = store.current
+        let known = current.loadedBundles
+        var refusals: [String: String] = [:]
+        func load(_ id: String) -> Result<LoadedBundle, LoadedExperiment.ArmUnavailable> {
+            if let bundle = known[id] { return .success(bundle) }
+            do {
+                return .success(try LoadedBundle(folder: bundles.appendingPathComponent(id)))
+            } catch {
+                refusals[id] = "\(error)"
+                logger.error("bundle \(id.prefix(12)) refused: \(error)")
+                return .failure(.init(reason: "bundle-unavailable"))
+            }
+        }
+        var production: LoadedBundle?
+        if let id = configuration.production {
+            switch load(id) {
+            case let .success(bundle):
+                production = bundle
+            case .failure:
+                metrics.swapRefusals.increment()
+                refusedVersion.withLock { $0 = configuration.version }
+                // Keep serving what we have; try again at the next change.
+                guard current.production != nil else { return false }
+                logger.error("production bundle \(id.prefix(12)) refused; still serving \(current.production!.id.prefix(12))")
+                return false
+            }
+        }
+        let experiments = configuration.experiments.map { record in
+            var arms: [String: Result<LoadedBundle, LoadedExperiment.ArmUnavailable>] = [:]
+            for arm in record.spec.arms { arms[arm.name] = load(arm.bundleID) }
+            return LoadedExperiment(spec: record.spec, phase: record.phase, arms: arms)
+        }
+        let next = ServingState(version: configuration.version, generation: configuration.productionGeneration,
+                                production: production, experiments: experiments, refusals: refusals)
+        store.swap(to: next)
+        metrics.swaps.increment()
+        metrics.generation.record(configuration.productionGeneration)
+        logger.info("serving generation \(configuration.productionGeneration) (\(production?.id.prefix(12) ?? "none")), \(experiments.count) running experiment(s)")
+        return true
+    }
+}

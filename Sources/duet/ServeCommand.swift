@@ -1,0 +1,76 @@
+import ArgumentParser
+import DuetCore
+import DuetServe
+import DuetStore
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve recommendations and similar items over HTTP from the production bundle.",
+        discussion: """
+            Serve opens the registry read-only and polls its serving version; when the Lab promotes, \
+            rolls back or starts an experiment, it loads and verifies the new bundles off the request \
+            path and swaps in one step. Feedback events are stored durably before 202; each \
+            recommendation's exposure is appended to the event log in batches.
+
+            Environment: DUET_HOME, DUET_PORT and DUET_API_KEY stand in for --home, --port and --api-key.
+            Routes: GET /v1/users/{user}/recommendations, GET /v1/items/{item}/similar, POST /v1/events,
+            GET /livez, /readyz, /metrics, /openapi.json.
+            """
+    )
+    @OptionGroup var home: HomeOptions
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "Port (default: $DUET_PORT, then 8080).") var port: Int?
+    @Option(help: "Seconds between registry polls.") var pollInterval: Double = 1
+    @Option(help: "Largest request body accepted, in bytes.") var maxBodyBytes: Int = 4 << 20
+    @Option(help: "Key that POST /v1/events must present (default: $DUET_API_KEY; none means open).") var apiKey: String?
+    @Option(help: "Users with fewer training interactions get the popularity list.") var minHistory: Int = 1
+    @Option(help: "Catalogues with at least this many items are searched through HNSW, smaller ones exactly.") var annThreshold: Int = 20_000
+    @Option(help: ArgumentHelp("Test hook: serve a share of one experiment's treatment users as control, e.g. exp1:0.2.", visibility: .hidden))
+    var faultSkewAssignment: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var configuration = ServeConfiguration(home: home.resolved)
+        configuration.host = host
+        configuration.port = try port ?? environment["DUET_PORT"].map { text in
+            guard let value = Int(text) else { throw ValidationError("DUET_PORT '\(text)' is not a port number") }
+            return value
+        } ?? 8080
+        guard (0...65_535).contains(configuration.port) else { throw ValidationError("--port must be 0–65535") }
+        guard pollInterval > 0, pollInterval <= 3_600 else { throw ValidationError("--poll-interval must be in (0, 3600] seconds") }
+        guard maxBodyBytes >= 1_024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        configuration.pollInterval = .milliseconds(Int(pollInterval * 1_000))
+        configuration.maxBodyBytes = maxBodyBytes
+        configuration.apiKey = apiKey ?? environment["DUET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.minimumHistory = minHistory
+        configuration.annThreshold = annThreshold
+        if let faultSkewAssignment {
+            let parts = faultSkewAssignment.split(separator: ":")
+            guard parts.count == 2, let share = Double(parts[1]), (0...1).contains(share) else {
+                throw ValidationError("--fault-skew-assignment takes EXPERIMENT:SHARE, e.g. exp1:0.2")
+            }
+            configuration.fault = AssignmentFault(experiment: String(parts[0]), share: share)
+        }
+
+        let duetHome = configuration.home
+        guard FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
+            throw DuetError.notFound(kind: "registry", id: "\(duetHome.registryPath.path) (create it with `duet lab train --register` and promote a model)")
+        }
+        try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
+        let prometheus = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+        var logger = Logger(label: "duet-serve")
+        logger.logLevel = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let registry = try SQLiteRegistry(path: duetHome.registryPath.path, readOnly: true)
+        let eventLog = try SQLiteEventLog(path: duetHome.eventLogPath.path)
+        let app = try await buildApplication(configuration: configuration, registry: registry, eventLog: eventLog,
+                                             prometheus: prometheus, logger: logger)
+        try await app.runService()
+    }
+}
