@@ -5,6 +5,7 @@ public import HTTPTypes
 public import Hummingbird
 public import Logging
 import Metrics
+import NIOCore
 public import Prometheus
 
 /// Serve's settings; `duet serve --help` documents each.
@@ -128,7 +129,12 @@ func buildRouter(configuration: ServeConfiguration, components: ServeComponents,
                 ?? request.headers[HTTPField.Name("X-API-Key")!]
             guard presented == key else { throw HTTPError(.unauthorized, message: "POST /v1/events needs the API key (Authorization: Bearer …)") }
         }
-        let body = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw HTTPError(.contentTooLarge, message: "the body is larger than \(configuration.maxBodyBytes) bytes (--max-body-bytes)")
+        }
         let events = try decodeEvents(Data(body.readableBytesView), limit: configuration.maxEventsPerBatch)
         let last = try await eventLog.append(events: events)
         components.metrics.eventsIngested.increment(by: events.count)

@@ -5,7 +5,7 @@ public import Foundation
 import Testing
 
 /// A small home with a snapshot, a split and two trained candidates.
-public struct LabFixture {
+public struct LabFixture: Sendable {
     public let lab: Lab
     public let split: String
     public let first: String

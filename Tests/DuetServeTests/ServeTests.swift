@@ -1,0 +1,260 @@
+import DuetCore
+import DuetLab
+import DuetServe
+import DuetStore
+import DuetTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Prometheus
+import Testing
+
+/// A Lab home with two trained models, and Serve built over it with a read-only registry.
+struct ServeFixture: Sendable {
+    let lab: LabFixture
+    let app: Application<RouterResponder<ServeRequestContext>>
+    let components: ServeComponents
+    let eventLog: SQLiteEventLog
+
+    static func make(in folder: URL, promote: Bool = true, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20) async throws -> ServeFixture {
+        let lab = try await LabFixture.make(in: folder)
+        if promote {
+            try await lab.lab.registry.promote(lab.first, actor: "test", reason: "setup", evidence: .override(reason: "test setup"),
+                                               expectedGeneration: 0)
+        }
+        var configuration = ServeConfiguration(home: lab.lab.home)
+        configuration.apiKey = apiKey
+        configuration.maxBodyBytes = maxBodyBytes
+        let registry = try SQLiteRegistry(path: lab.lab.home.registryPath.path, readOnly: true)
+        let eventLog = try SQLiteEventLog(path: lab.lab.home.eventLogPath.path)
+        let (router, components) = try await buildServe(configuration: configuration, registry: registry, eventLog: eventLog,
+                                                        prometheus: PrometheusCollectorRegistry(), logger: Logger(label: "test"))
+        return ServeFixture(lab: lab, app: Application(router: router), components: components, eventLog: eventLog)
+    }
+
+    func knownUser() throws -> String {
+        try #require(components.store.current.production).bundle.userIDs[3]
+    }
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) throws -> T {
+    try JSONDecoder().decode(T.self, from: Data(response.body.readableBytesView))
+}
+
+struct ErrorReply: Decodable {
+    var error: String
+    var status: Int
+}
+
+struct Recommendations: Decodable {
+    var bundle: String
+    var generation: Int
+    var items: [Item]
+    var fallback: String?
+    var index: String
+    var requestId: String
+    struct Item: Decodable { var id: String; var score: Float; var title: String? }
+}
+
+@Suite(.serialized) struct ServeRouteTests {
+    @Test(arguments: [TestingSetup.router, .live])
+    func everyRouteAnswers(setup: TestingSetup) async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let user = try fixture.knownUser()
+            try await fixture.app.test(setup) { client in
+                try await client.execute(uri: "/livez", method: .get) { #expect($0.status == .ok) }
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(buffer: response.body).contains(fixture.lab.first))
+                }
+                try await client.execute(uri: "/v1/users/\(user)/recommendations?n=5", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let body = try decode(Recommendations.self, response)
+                    #expect(body.items.count == 5)
+                    #expect(body.bundle == fixture.lab.first)
+                    #expect(body.fallback == nil)
+                    #expect(body.generation == 1)
+                    #expect(body.items.allSatisfy { $0.title != nil })
+                    // Consumed items are never recommended.
+                    let bundle = try #require(fixture.components.store.current.production).bundle
+                    let index = try #require(bundle.userIndex(of: user))
+                    let consumed = Set(bundle.history(ofUser: index).map { bundle.itemIDs[Int($0)] })
+                    #expect(body.items.allSatisfy { !consumed.contains($0.id) })
+                }
+                try await client.execute(uri: "/v1/items/t1/similar?n=4", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let body = String(buffer: response.body)
+                    #expect(body.contains("\"index\":\"items/als-8\""))
+                    #expect(!body.contains("\"id\":\"t1\""), "an item is not similar to itself")
+                }
+                try await client.execute(uri: "/v1/events", method: .post,
+                                         body: ByteBuffer(string: #"[{"user":"u1","item":"t2","kind":"play","timestamp":1767225600}]"#)) { response in
+                    #expect(response.status == .accepted)
+                }
+                try await client.execute(uri: "/metrics", method: .get) { response in
+                    let text = String(buffer: response.body)
+                    #expect(text.contains("duet_events_ingested_total 1"))
+                    #expect(text.contains("duet_bundle_generation 1"))
+                }
+                try await client.execute(uri: "/openapi.json", method: .get) { response in
+                    let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
+                    let paths = try #require(document["paths"] as? [String: Any])
+                    for path in ["/v1/users/{user}/recommendations", "/v1/items/{item}/similar", "/v1/events", "/livez", "/readyz", "/metrics", "/openapi.json"] {
+                        #expect(paths[path] != nil, "\(path) is documented")
+                    }
+                }
+            }
+            #expect(try await fixture.eventLog.count(matching: EventFilter()) == 1)
+        }
+    }
+
+    @Test func fallbacksAreNamed() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            try await fixture.app.test(.router) { client in
+                try await client.execute(uri: "/v1/users/stranger/recommendations?n=3", method: .get) { response in
+                    let body = try decode(Recommendations.self, response)
+                    #expect(body.fallback == "unknown-user")
+                    #expect(body.index == "popularity")
+                    #expect(body.items.count == 3)
+                }
+            }
+        }
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder, promote: false)
+            try await fixture.app.test(.router) { client in
+                try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .serviceUnavailable) }
+                try await client.execute(uri: "/v1/users/u1/recommendations", method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    let reply = try decode(ErrorReply.self, response)
+                    #expect(reply.error.contains("no production bundle"))
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [
+        ("/v1/users/u1/recommendations?n=0", 400, "n must be"),
+        ("/v1/users/u1/recommendations?n=1001", 400, "n must be"),
+        ("/v1/users/u1/recommendations?n=ten", 400, "n must be"),
+        ("/v1/users/u%07x/recommendations", 400, "control character"),
+        ("/v1/users/u1/recommendations?exclude=a,%01", 400, "control character"),
+        ("/v1/items/nope/similar", 404, "not in the production bundle"),
+        ("/v1/items/t1/similar?index=missing", 400, "no index named 'missing'"),
+        ("/v2/anything", 404, "no route"),
+    ])
+    func badQueriesGetJSONErrors(uri: String, status: Int, message: String) async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            try await fixture.app.test(.router) { client in
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(Int(response.status.code) == status)
+                    let body = try decode(ErrorReply.self, response)
+                    #expect(body.error.contains(message), "\(body.error)")
+                }
+            }
+        }
+    }
+
+    @Test func badEventBatchesGetJSONErrorsAndStoreNothing() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder, apiKey: "sesame", maxBodyBytes: 2_048)
+            let good = #"[{"user":"u1","item":"t2","timestamp":1}]"#
+            try await fixture.app.test(.router) { client in
+                try await client.execute(uri: "/v1/events", method: .post, body: ByteBuffer(string: good)) { response in
+                    #expect(response.status == .unauthorized)
+                }
+                var headers = HTTPFields()
+                headers[.authorization] = "Bearer sesame"
+                let cases: [(String, Int, String)] = [
+                    ("{not json", 400, "malformed events"),
+                    (#"[{"user":"u1","item":"t2"}]"#, 400, "timestamp"),
+                    (#"[{"user":"u1","item":"t2","timestamp":1},{"user":"","item":"t","timestamp":1}]"#, 400, "user"),
+                    ("[]", 400, "no events"),
+                    (String(repeating: " ", count: 4_000) + good, 413, "larger than 2048 bytes"),
+                ]
+                for (body, status, message) in cases {
+                    try await client.execute(uri: "/v1/events", method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
+                        #expect(Int(response.status.code) == status, "\(body.prefix(40))")
+                        #expect(String(buffer: response.body).contains(message))
+                    }
+                }
+                try await client.execute(uri: "/v1/events", method: .post, headers: headers, body: ByteBuffer(string: good)) { response in
+                    #expect(response.status == .accepted)
+                }
+            }
+            #expect(try await fixture.eventLog.count(matching: EventFilter()) == 1)
+        }
+    }
+
+    @Test func exposuresReachTheEventLog() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let user = try fixture.knownUser()
+            let requestIDs = try await fixture.app.test(.router) { client in
+                var ids: [String] = []
+                for _ in 0..<7 {
+                    let response = try await client.execute(uri: "/v1/users/\(user)/recommendations?n=4&context=home", method: .get)
+                    ids.append(try decode(Recommendations.self, response).requestId)
+                }
+                return ids
+            }
+            while fixture.components.exposures.pending > 0 { await fixture.components.exposures.flush() }
+            let stored = try await fixture.eventLog.exposures(after: 0, matching: EventFilter(), limit: 100).map(\.exposure)
+            #expect(stored.map(\.requestID) == requestIDs)
+            #expect(stored.allSatisfy { $0.items.count == 4 && $0.context == "home" && $0.bundleID == fixture.lab.first })
+        }
+    }
+
+    @Test func swapWhileRequestsAreInFlightAndCorruptBundleIsRefused() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let user = try fixture.knownUser()
+            let registry = fixture.lab.lab.registry
+            let bundles: Set<String> = [fixture.lab.first, fixture.lab.second]
+            try await fixture.app.test(.router) { client in
+                try await withThrowingTaskGroup(of: [String].self) { group in
+                    for _ in 0..<4 {
+                        group.addTask {
+                            var seen: [String] = []
+                            for _ in 0..<25 {
+                                let response = try await client.execute(uri: "/v1/users/\(user)/recommendations?n=3", method: .get)
+                                #expect(response.status == .ok)
+                                seen.append(try decode(Recommendations.self, response).bundle)
+                            }
+                            return seen
+                        }
+                    }
+                    group.addTask {
+                        try await registry.promote(fixture.lab.second, actor: "t", reason: "swap", evidence: .override(reason: "test"), expectedGeneration: 1)
+                        let swapped = await fixture.components.reloader.reloadIfChanged()
+                        #expect(swapped)
+                        return []
+                    }
+                    for try await seen in group { #expect(seen.allSatisfy { bundles.contains($0) }) }
+                }
+                #expect(fixture.components.store.current.production?.id == fixture.lab.second)
+
+                // Promote a bundle with a flipped byte: it is refused and the old one keeps serving.
+                let target = fixture.lab.lab.bundleFolder(fixture.lab.first).appendingPathComponent(BundleFiles.itemFactors)
+                var data = try Data(contentsOf: target)
+                data[17] ^= 0x40
+                try data.write(to: target)
+                try await registry.rollback(to: nil, actor: "t", reason: "back to a corrupt bundle", expectedGeneration: 2)
+                let swapped = await fixture.components.reloader.reloadIfChanged()
+                #expect(swapped == false)
+                #expect(fixture.components.store.current.production?.id == fixture.lab.second)
+                try await client.execute(uri: "/v1/users/\(user)/recommendations?n=3", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let served = try decode(Recommendations.self, response).bundle
+                    #expect(served == fixture.lab.second)
+                }
+                try await client.execute(uri: "/metrics", method: .get) { response in
+                    #expect(String(buffer: response.body).contains("duet_swap_refusals_total 1"))
+                }
+            }
+        }
+    }
+}
