@@ -10,7 +10,8 @@ struct LabCommand: AsyncParsableCommand {
         abstract: "The experimentation system: snapshots, training, evaluation, experiments, decisions.",
         subcommands: [SnapshotCommand.self, SplitCommand.self, TrainCommand.self, EvaluateCommand.self, CompareCommand.self,
                       PromoteCommand.self, RollbackCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
-                      VerifyCommand.self]
+                      VerifyCommand.self, ExperimentCommand.self, AnalyzeCommand.self, DecideCommand.self, IncidentCommand.self,
+                      SimulateCommand.self, StatsCommand.self]
     )
 }
 

@@ -1,0 +1,233 @@
+public import DuetCore
+public import DuetStore
+public import Foundation
+import Crypto
+
+public enum Recommendation: String, Codable, Sendable {
+    case ship
+    case noShip = "no-ship"
+    case inconclusive
+
+    public var outcome: DecisionOutcome {
+        switch self {
+        case .ship: .ship
+        case .noShip: .noShip
+        case .inconclusive: .inconclusive
+        }
+    }
+}
+
+/// One metric of one treatment against control.
+public struct MetricResult: Codable, Sendable {
+    public var metric: String
+    public var arm: String
+    public var role: String
+    public var controlValue: Double
+    public var treatmentValue: Double
+    /// Absolute difference: Welch for means, delta method for ratios.
+    public var absolute: EffectEstimate
+    /// Relative lift (delta method), for mean metrics.
+    public var relative: EffectEstimate?
+    /// CUPED-adjusted difference, when a pre-period exists.
+    public var cuped: EffectEstimate?
+    public var sequential: SequentialEstimate?
+    /// Holm-adjusted p-value across success metrics × arms.
+    public var adjustedPValue: Double?
+    public var nonInferiority: NonInferiorityResult?
+    public var higherIsBetter: Bool
+    /// Significantly better, worse, or neither, by the estimate the decision rests on.
+    public var verdict: String
+}
+
+public struct ArmSummary: Codable, Sendable {
+    public var arm: String
+    public var bundle: String
+    public var users: Int
+    public var exposures: Int
+    public var fallbackExposures: Int
+    public var fallbackReasons: [String: Int]
+}
+
+public struct ExperimentAnalysisReport: Codable, Sendable {
+    public var experiment: String
+    public var hypothesis: String
+    public var phase: Int
+    public var window: [EpochMillis]
+    public var frozenAt: [Int64]
+    public var arms: [ArmSummary]
+    public var srm: SampleRatioCheck
+    public var metrics: [MetricResult]
+    public var incidents: [String]
+    public var excludedExposures: Int
+    public var conflictingUsers: Int
+    public var recommendation: Recommendation
+    public var reasons: [String]
+    public var sequential: Bool
+    public var plannedSampleSize: Int?
+
+    /// SHA-256 of the canonical JSON: what a decision cites as its evidence.
+    public func hash() throws -> String {
+        SHA256.hash(data: try canonicalJSON()).map { String(format: "%02x", $0) }.joined()
+    }
+
+    public func canonicalJSON() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}
+
+public enum ExperimentAnalyzer {
+    /// Analyses one phase (default: the current one). Pure arithmetic over the frozen event data;
+    /// the decision rule is in `recommend`.
+    public static func analyze(record: ExperimentRecord, phase: ExperimentPhase, data: ExperimentData, incidents: [Incident],
+                               excludeIncidents: Bool, alpha: Double = 0.05) -> ExperimentAnalysisReport {
+        let spec = phase.spec
+        let control = spec.control
+        let users = data.users.values
+        let byArm = Dictionary(grouping: users, by: \.arm)
+        let arms = spec.arms.map { arm in
+            let tallies = byArm[arm.name] ?? []
+            return ArmSummary(arm: arm.name, bundle: arm.bundleID, users: tallies.count, exposures: data.exposuresByArm[arm.name] ?? 0,
+                              fallbackExposures: tallies.reduce(0) { $0 + $1.fallbackExposures },
+                              fallbackReasons: data.fallbacksByArm[arm.name] ?? [:])
+        }
+        let srm = ABStatistics.sampleRatioMismatch(counts: arms.map(\.users), weights: spec.arms.map(\.weight))
+        var results: [MetricResult] = []
+        let roles = spec.successMetrics.map { ($0, "success", nil as Double?) } + spec.guardrails.map { ($0.metric, "guardrail", $0.margin as Double?) }
+        for treatment in spec.arms.dropFirst() {
+            let c = byArm[control.name] ?? [], t = byArm[treatment.name] ?? []
+            for (name, role, margin) in roles {
+                guard let metric = ExperimentMetric(rawValue: name), c.count >= 2, t.count >= 2 else { continue }
+                results.append(result(metric: metric, role: role, margin: margin, arm: treatment.name, control: c, treatment: t,
+                                      sequentialTuning: spec.sequentialTuning, alpha: alpha))
+            }
+        }
+        // Holm across success metrics × arms: shipping on any one of several metrics needs it.
+        let successIndexes = results.indices.filter { results[$0].role == "success" }
+        let adjusted = ABStatistics.holm(successIndexes.map { results[$0].decisive.pValue })
+        for (offset, index) in successIndexes.enumerated() {
+            results[index].adjustedPValue = adjusted[offset]
+            let effect = results[index].decisive
+            let better = results[index].higherIsBetter ? effect.lower > 0 : effect.upper < 0
+            let worse = results[index].higherIsBetter ? effect.upper < 0 : effect.lower > 0
+            let significant = adjusted[offset] < alpha
+            results[index].verdict = significant && better ? "better" : (significant && worse ? "worse" : "no clear difference")
+        }
+        let window = [phase.startedAt, phase.endedAt ?? record.stoppedAt ?? Date().epochMillis]
+        let overlapping = incidents.filter { $0.from < window[1] && $0.until > window[0] }
+        var incidentNotes = overlapping.map { "\(TimestampParser.iso8601String($0.from)) – \(TimestampParser.iso8601String($0.until)): \($0.reason) (\(excludeIncidents ? "excluded" : "included"))" }
+        let unaccounted = data.fallbackBursts.filter { burst in !incidents.contains { $0.from <= burst.lowerBound && $0.until >= burst.upperBound } }
+        incidentNotes += unaccounted.map { "fallback burst \(TimestampParser.iso8601String($0.lowerBound)) not covered by a recorded incident" }
+        var report = ExperimentAnalysisReport(
+            experiment: spec.id, hypothesis: spec.hypothesis, phase: phase.phase, window: window,
+            frozenAt: [data.frozenAt.events, data.frozenAt.exposures], arms: arms, srm: srm, metrics: results,
+            incidents: incidentNotes, excludedExposures: data.excludedExposures, conflictingUsers: data.conflictingUsers,
+            recommendation: .inconclusive, reasons: [], sequential: spec.sequentialTuning != nil, plannedSampleSize: spec.plannedSampleSize)
+        (report.recommendation, report.reasons) = recommend(report, unaccountedIncidents: unaccounted.count)
+        return report
+    }
+
+    /// Ship only when: SRM passes; no incident is unaccounted for; treatment bundles served without
+    /// fallbacks; at least one success metric is significantly better; every guardrail is
+    /// significantly non-inferior. A significantly worse success metric or a failed guardrail is
+    /// no-ship; anything else is inconclusive. Every reason is listed.
+    static func recommend(_ report: ExperimentAnalysisReport, unaccountedIncidents: Int) -> (Recommendation, [String]) {
+        var blockers: [String] = []
+        var harms: [String] = []
+        if report.srm.detected {
+            blockers.append(String(format: "sample ratio mismatch: χ² = %.2f, p = %.2g < 0.001; assignment or logging is broken, so no effect can be trusted", report.srm.chiSquared, report.srm.pValue))
+        }
+        if unaccountedIncidents > 0 { blockers.append("\(unaccountedIncidents) fallback burst(s) not covered by a recorded incident") }
+        if report.conflictingUsers > 0 { blockers.append("\(report.conflictingUsers) user(s) were seen in more than one arm") }
+        for arm in report.arms.dropFirst() where arm.exposures > 0 {
+            let share = Double(arm.fallbackExposures) / Double(arm.exposures)
+            if share > 0.01 {
+                harms.append(String(format: "arm '%@' was served by fallback for %.1f%% of its exposures (%@)", arm.arm, share * 100,
+                                    arm.fallbackReasons.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", ")))
+            }
+        }
+        if report.arms.contains(where: { $0.users < 2 }) { blockers.append("an arm has fewer than two users; nothing to compare yet") }
+        let success = report.metrics.filter { $0.role == "success" }
+        let better = success.filter { $0.verdict == "better" }
+        let worse = success.filter { $0.verdict == "worse" }
+        for metric in worse { harms.append("\(metric.metric) is significantly worse in arm '\(metric.arm)'") }
+        for guardrail in report.metrics where guardrail.role == "guardrail" {
+            if guardrail.nonInferiority?.nonInferior != true {
+                harms.append("guardrail \(guardrail.metric) is not shown non-inferior in arm '\(guardrail.arm)'")
+            }
+        }
+        if let planned = report.plannedSampleSize, !report.sequential, report.arms.contains(where: { $0.users < planned }) {
+            blockers.append("the planned sample size of \(planned) users per arm is not reached yet")
+        }
+        if !blockers.isEmpty { return (.inconclusive, blockers + harms) }
+        if !harms.isEmpty { return (.noShip, harms) }
+        guard !better.isEmpty else { return (.inconclusive, ["no success metric is significantly better"]) }
+        return (.ship, better.map { "\($0.metric) is significantly better in arm '\($0.arm)' (Holm-adjusted p = \(String(format: "%.2g", $0.adjustedPValue ?? 1)))" }
+            + ["sample ratio is as planned (p = \(String(format: "%.2g", report.srm.pValue)))"])
+    }
+
+    static func result(metric: ExperimentMetric, role: String, margin: Double?, arm: String, control: [UserTally],
+                       treatment: [UserTally], sequentialTuning: Int?, alpha: Double) -> MetricResult {
+        if metric.isRatio {
+            func stats(_ tallies: [UserTally]) -> RatioStatistics {
+                var s = RatioStatistics(n: tallies.count, sumM: 0, sumM2: 0, sumD: 0, sumD2: 0, sumMD: 0)
+                for tally in tallies {
+                    let (m, d) = tally.value(metric)
+                    s.sumM += m; s.sumM2 += m * m; s.sumD += d; s.sumD2 += d * d; s.sumMD += m * d
+                }
+                return s
+            }
+            let c = stats(control), t = stats(treatment)
+            let effect = ABStatistics.ratio(control: c, treatment: t, alpha: alpha)
+            var nonInferiority: NonInferiorityResult?
+            if let margin {
+                // Ratio guardrails: one-sided test on the delta-method estimate against ±margin·control.
+                let bound = metric.higherIsBetter ? -margin * c.ratio : margin * c.ratio
+                let z = metric.higherIsBetter ? (effect.estimate - bound) / effect.standardError : (bound - effect.estimate) / effect.standardError
+                let p = Distributions.normalSurvival(z)
+                let z1 = Distributions.normalQuantile(1 - alpha)
+                nonInferiority = NonInferiorityResult(difference: effect.estimate, bound: bound, pValue: p,
+                                                      confidenceBound: metric.higherIsBetter ? effect.estimate - z1 * effect.standardError : effect.estimate + z1 * effect.standardError,
+                                                      nonInferior: p < alpha)
+            }
+            return MetricResult(metric: metric.rawValue, arm: arm, role: role, controlValue: c.ratio, treatmentValue: t.ratio,
+                                absolute: effect, relative: nil, cuped: nil, sequential: nil, adjustedPValue: nil,
+                                nonInferiority: nonInferiority, higherIsBetter: metric.higherIsBetter, verdict: "no clear difference")
+        }
+        let c = MeanStatistics(values: control.map { $0.value(metric).0 })
+        let t = MeanStatistics(values: treatment.map { $0.value(metric).0 })
+        func covariates(_ tallies: [UserTally]) -> CovariateStatistics {
+            var s = CovariateStatistics(n: tallies.count, sumY: 0, sumY2: 0, sumX: 0, sumX2: 0, sumXY: 0)
+            for tally in tallies {
+                let y = tally.value(metric).0, x = tally.value(metric, pre: true).0
+                s.sumY += y; s.sumY2 += y * y; s.sumX += x; s.sumX2 += x * x; s.sumXY += x * y
+            }
+            return s
+        }
+        let cc = covariates(control), ct = covariates(treatment)
+        let hasPrePeriod = cc.sumX2 + ct.sumX2 > 0
+        let welch = ABStatistics.welch(control: c, treatment: t, alpha: alpha)
+        let relative = c.mean != 0 ? ABStatistics.relativeLift(control: c, treatment: t, alpha: alpha) : nil
+        let cuped = hasPrePeriod ? ABStatistics.cuped(control: cc, treatment: ct, alpha: alpha).effect : nil
+        let sequential = sequentialTuning.map { ABStatistics.sequential(control: c, treatment: t, alpha: alpha, tuning: $0) }
+        let nonInferiority = margin.map {
+            ABStatistics.nonInferiority(control: c, treatment: t, relativeMargin: $0, higherIsBetter: metric.higherIsBetter, alpha: alpha)
+        }
+        return MetricResult(metric: metric.rawValue, arm: arm, role: role, controlValue: c.mean, treatmentValue: t.mean,
+                            absolute: welch, relative: relative, cuped: cuped, sequential: sequential, adjustedPValue: nil,
+                            nonInferiority: nonInferiority, higherIsBetter: metric.higherIsBetter, verdict: "no clear difference")
+    }
+}
+
+extension MetricResult {
+    /// The estimate decisions rest on: the sequential interval when testing sequentially, else
+    /// CUPED when a pre-period exists (less variance, same expectation), else the plain one.
+    public var decisive: EffectEstimate {
+        if let sequential {
+            return EffectEstimate(estimate: sequential.difference, standardError: sequential.halfWidth, pValue: sequential.pValue,
+                                  lower: sequential.lower, upper: sequential.upper, degreesOfFreedom: nil)
+        }
+        return cuped ?? absolute
+    }
+}

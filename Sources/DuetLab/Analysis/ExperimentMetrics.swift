@@ -1,0 +1,145 @@
+public import DuetCore
+public import DuetStore
+import Foundation
+
+/// The per-user metrics an experiment can be judged on, computed from the event log.
+public enum ExperimentMetric: String, CaseIterable, Codable, Sendable {
+    /// Play events attributed to the experiment, per exposed user.
+    case playsPerUser = "plays_per_user"
+    /// Plays / exposures: a ratio metric (delta method).
+    case playThroughRate = "play_through_rate"
+    case savesPerUser = "saves_per_user"
+    /// Skips / (plays + skips): a ratio metric; lower is better.
+    case skipRate = "skip_rate"
+    /// Summed play weight (play counts or ms played), per exposed user.
+    case listeningPerUser = "listening_per_user"
+
+    public var isRatio: Bool { self == .playThroughRate || self == .skipRate }
+    public var higherIsBetter: Bool { self != .skipRate }
+
+    public static func named(_ name: String) throws -> ExperimentMetric {
+        guard let metric = ExperimentMetric(rawValue: name) else {
+            throw DuetError.invalidValue(field: "metric", reason: "'\(name)' is not a metric; choose from \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return metric
+    }
+}
+
+/// One exposed user's tallies during the phase (and before it, for CUPED).
+public struct UserTally: Sendable {
+    public var arm: String
+    public var exposures = 0
+    public var fallbackExposures = 0
+    public var plays = 0.0
+    public var skips = 0.0
+    public var saves = 0.0
+    public var listening = 0.0
+    public var prePlays = 0.0
+    public var preSkips = 0.0
+    public var preSaves = 0.0
+    public var preListening = 0.0
+
+    /// (numerator, denominator) for ratio metrics, value for the others.
+    public func value(_ metric: ExperimentMetric, pre: Bool = false) -> (Double, Double) {
+        let plays = pre ? prePlays : self.plays, skips = pre ? preSkips : self.skips
+        switch metric {
+        case .playsPerUser: return (plays, 1)
+        case .savesPerUser: return (pre ? preSaves : saves, 1)
+        case .listeningPerUser: return (pre ? preListening : listening, 1)
+        case .playThroughRate: return (plays, Double(max(exposures, 1)))
+        case .skipRate: return (skips, plays + skips)
+        }
+    }
+}
+
+/// What the event log says about one phase of one experiment, frozen at a high-water mark.
+public struct ExperimentData: Sendable {
+    public var users: [String: UserTally] = [:]
+    /// Exposures left out because they fell in an incident window.
+    public var excludedExposures = 0
+    /// Users seen in more than one arm within the phase (an assignment bug if it happens).
+    public var conflictingUsers = 0
+    public var exposuresByArm: [String: Int] = [:]
+    public var fallbacksByArm: [String: [String: Int]] = [:]
+    public var frozenAt: (events: Int64, exposures: Int64) = (0, 0)
+    /// Minutes with a burst of fallback exposures, found in the log: candidate incident windows.
+    public var fallbackBursts: [ClosedRange<EpochMillis>] = []
+}
+
+public enum ExperimentDataReader {
+    /// Reads exposures of `experiment`/`phase` in [from, until) and attributes feedback to them:
+    /// by `requestId` when the event carries one, else by user within `attributionWindow` after the
+    /// user's last exposure. Events before `from` feed the pre-period values used by CUPED.
+    public static func read(log: any EventLog, experiment: String, phase: Int, from: EpochMillis, until: EpochMillis,
+                            attributionWindow: EpochMillis, incidents: [Incident], excludeIncidents: Bool) async throws -> ExperimentData {
+        var data = ExperimentData()
+        data.frozenAt = try await log.highWaterMark()
+        let frozenExposures = data.frozenAt.exposures
+        var requestUsers: [String: String] = [:]
+        var firstSeen: [String: EpochMillis] = [:]
+        var lastSeen: [String: EpochMillis] = [:]
+        var fallbackMinutes: [EpochMillis: Int] = [:]
+        var cursor: Int64 = 0
+        while true {
+            let page = try await log.exposures(after: cursor, matching: EventFilter(from: from, until: until, maxSequence: frozenExposures), limit: 20_000)
+            guard let last = page.last else { break }
+            cursor = last.sequence
+            for stored in page {
+                let exposure = stored.exposure
+                guard let arm = exposure.experiments.first(where: { $0.experimentID == experiment && $0.phase == phase }) else { continue }
+                if excludeIncidents, incidents.contains(where: { $0.from <= exposure.timestamp && exposure.timestamp < $0.until }) {
+                    data.excludedExposures += 1
+                    continue
+                }
+                var tally = data.users[exposure.user] ?? UserTally(arm: arm.assigned)
+                if tally.arm != arm.assigned {
+                    data.conflictingUsers += 1
+                    continue
+                }
+                tally.exposures += 1
+                data.exposuresByArm[arm.assigned, default: 0] += 1
+                if arm.served != arm.assigned || arm.fallbackReason != nil {
+                    tally.fallbackExposures += 1
+                    data.fallbacksByArm[arm.assigned, default: [:]][arm.fallbackReason ?? "unknown", default: 0] += 1
+                    fallbackMinutes[exposure.timestamp / 60_000, default: 0] += 1
+                }
+                data.users[exposure.user] = tally
+                requestUsers[exposure.requestID] = exposure.user
+                firstSeen[exposure.user] = min(firstSeen[exposure.user] ?? .max, exposure.timestamp)
+                lastSeen[exposure.user] = max(lastSeen[exposure.user] ?? .min, exposure.timestamp)
+            }
+        }
+        // Feedback: everything for exposed users, up to the attribution window after the phase.
+        let filter = EventFilter(until: until + attributionWindow, maxSequence: data.frozenAt.events)
+        try await log.forEachEvent(matching: filter) { page in
+            for stored in page {
+                let event = stored.event
+                guard var tally = data.users[event.user] else { continue }
+                let attributed: Bool
+                if let requestID = event.requestID, let owner = requestUsers[requestID] {
+                    attributed = owner == event.user
+                } else if let first = firstSeen[event.user], let last = lastSeen[event.user] {
+                    attributed = event.timestamp >= first && event.timestamp <= last + attributionWindow
+                } else {
+                    attributed = false
+                }
+                let isPre = event.timestamp < from
+                guard attributed || isPre else { continue }
+                switch event.kind {
+                case .play:
+                    if isPre { tally.prePlays += 1; tally.preListening += Double(event.weight) } else { tally.plays += 1; tally.listening += Double(event.weight) }
+                case .skip:
+                    if isPre { tally.preSkips += 1 } else { tally.skips += 1 }
+                case .save:
+                    if isPre { tally.preSaves += 1 } else { tally.saves += 1 }
+                default:
+                    break
+                }
+                data.users[event.user] = tally
+            }
+        }
+        // A minute with 20+ fallback exposures is a burst worth a look.
+        data.fallbackBursts = fallbackMinutes.filter { $0.value >= 20 }.keys.sorted().map { ($0 * 60_000)...(($0 + 1) * 60_000) }
+        return data
+    }
+}

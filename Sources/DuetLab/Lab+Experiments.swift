@@ -1,0 +1,94 @@
+public import DuetCore
+public import DuetStore
+public import Foundation
+
+/// Where an analysis was written and what it concluded.
+public struct StoredAnalysis: Sendable {
+    public var report: ExperimentAnalysisReport
+    public var hash: String
+    public var jsonPath: URL
+    public var htmlPath: URL
+}
+
+extension Lab {
+    public var analysesFolder: URL { home.root.appendingPathComponent("analyses", isDirectory: true) }
+
+    /// Creates a draft experiment after verifying every arm's bundle: a broken candidate never
+    /// reaches Serve through an experiment.
+    public func createExperiment(_ spec: ExperimentSpec) async throws {
+        var resolved = spec
+        for index in resolved.arms.indices {
+            let id = try await resolveBundle(resolved.arms[index].bundleID)
+            _ = try ModelBundle(folder: bundleFolder(id))
+            guard try await registry.model(id) != nil else {
+                throw DuetError.refused("bundle \(id.prefix(12)) is not registered; train it with --register first")
+            }
+            resolved.arms[index].bundleID = id
+        }
+        try await registry.create(resolved)
+    }
+
+    /// Analyses a phase of an experiment from a frozen read of the event log, writes the JSON and
+    /// HTML reports under `analyses/`, and returns them with the JSON's hash.
+    public func analyze(experiment id: String, phase requested: Int? = nil, excludeIncidents: Bool = true,
+                        attributionHours: Double = 24, eventLog: any EventLog) async throws -> StoredAnalysis {
+        guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
+        guard record.spec.status != .draft else { throw DuetError.refused("experiment '\(id)' has not started; there is nothing to analyse") }
+        let phases = try await registry.phases(of: id)
+        let number = requested ?? record.phase
+        guard let phase = phases.first(where: { $0.phase == number }) else {
+            throw DuetError.notFound(kind: "phase", id: "\(number) of experiment '\(id)' (it has \(phases.count))")
+        }
+        let incidents = try await registry.incidents()
+        let until = phase.endedAt ?? record.stoppedAt ?? Date().epochMillis
+        let data = try await ExperimentDataReader.read(log: eventLog, experiment: id, phase: phase.phase, from: phase.startedAt, until: until + 1,
+                                                       attributionWindow: EpochMillis(attributionHours * 3_600_000),
+                                                       incidents: incidents, excludeIncidents: excludeIncidents)
+        let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: incidents, excludeIncidents: excludeIncidents)
+        let json = try report.canonicalJSON()
+        let hash = try report.hash()
+        try FileManager.default.createDirectory(at: analysesFolder, withIntermediateDirectories: true)
+        let base = analysesFolder.appendingPathComponent("\(id)-phase\(phase.phase)-\(hash.prefix(12))")
+        let jsonPath = base.appendingPathExtension("json"), htmlPath = base.appendingPathExtension("html")
+        try json.write(to: jsonPath, options: .atomic)
+        try Data(AnalysisReportHTML.render(report, hash: hash).utf8).write(to: htmlPath, options: .atomic)
+        return StoredAnalysis(report: report, hash: hash, jsonPath: jsonPath, htmlPath: htmlPath)
+    }
+
+    /// The newest stored analysis of an experiment, if any.
+    public func latestAnalysis(of id: String) throws -> (ExperimentAnalysisReport, String)? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: analysesFolder.path)) ?? []
+        let candidates = try names.filter { $0.hasPrefix("\(id)-phase") && $0.hasSuffix(".json") }.map { name -> (Date, URL) in
+            let url = analysesFolder.appendingPathComponent(name)
+            let date = try FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date ?? .distantPast
+            return (date, url)
+        }
+        guard let newest = candidates.max(by: { $0.0 < $1.0 }) else { return nil }
+        let data = try Data(contentsOf: newest.1)
+        let report = try JSONDecoder().decode(ExperimentAnalysisReport.self, from: data)
+        return (report, try report.hash())
+    }
+
+    /// Records a reviewed decision resting on the experiment's latest analysis. Deciding against the
+    /// analysis' recommendation needs an override reason, which is recorded too.
+    public func decide(experiment id: String, outcome: DecisionOutcome, arm: String?, reviewer: String, reason: String,
+                       overrideReason: String?) async throws -> (Int64, Decision) {
+        guard let (report, hash) = try latestAnalysis(of: id) else {
+            throw DuetError.refused("refused: experiment '\(id)' has no analysis yet; run `duet lab analyze \(id)` first, so the decision rests on evidence")
+        }
+        if outcome != .abandon, outcome != report.recommendation.outcome, overrideReason == nil {
+            throw DuetError.refused("refused: the analysis recommends \(report.recommendation.rawValue) (\(report.reasons.first ?? "")); deciding \(outcome.rawValue) needs --override \"why\"")
+        }
+        var shipped = arm
+        if outcome == .ship, shipped == nil {
+            let better = report.metrics.filter { $0.role == "success" && $0.verdict == "better" }.map(\.arm)
+            shipped = better.first ?? report.arms.dropFirst().first?.arm
+        }
+        let decision = Decision(experimentID: id, outcome: outcome, arm: outcome == .ship ? shipped : nil, reviewer: reviewer, reason: reason,
+                                analysisHash: hash, overrideReason: overrideReason, decidedAt: Date().epochMillis)
+        if let record = try await registry.experiment(id), record.spec.status == .running {
+            try await registry.stop(experiment: id)
+        }
+        return (try await registry.record(decision), decision)
+    }
+}
