@@ -65,7 +65,7 @@ extension Lab {
         }
         guard let newest = candidates.max(by: { $0.0 < $1.0 }) else { return nil }
         let data = try Data(contentsOf: newest.1)
-        let report = try JSONDecoder().decode(ExperimentAnalysisReport.self, from: data)
+        let report = try ExperimentAnalysisReport.decode(data)
         return (report, try report.hash())
     }
 

@@ -73,7 +73,17 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     public func canonicalJSON() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = Self.nonFinite
         return try encoder.encode(self)
+    }
+
+    /// Undefined intervals (an arm with no data) are written as "Infinity"/"NaN" strings, not dropped.
+    static let nonFinite = JSONEncoder.NonConformingFloatEncodingStrategy.convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+
+    public static func decode(_ data: Data) throws -> ExperimentAnalysisReport {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return try decoder.decode(ExperimentAnalysisReport.self, from: data)
     }
 }
 
@@ -184,8 +194,8 @@ public enum ExperimentAnalyzer {
             if let margin {
                 // Ratio guardrails: one-sided test on the delta-method estimate against ±margin·control.
                 let bound = metric.higherIsBetter ? -margin * c.ratio : margin * c.ratio
-                let z = metric.higherIsBetter ? (effect.estimate - bound) / effect.standardError : (bound - effect.estimate) / effect.standardError
-                let p = Distributions.normalSurvival(z)
+                let margin = metric.higherIsBetter ? effect.estimate - bound : bound - effect.estimate
+                let p = effect.standardError > 0 ? Distributions.normalSurvival(margin / effect.standardError) : (margin > 0 ? 0 : 1)
                 let z1 = Distributions.normalQuantile(1 - alpha)
                 nonInferiority = NonInferiorityResult(difference: effect.estimate, bound: bound, pValue: p,
                                                       confidenceBound: metric.higherIsBetter ? effect.estimate - z1 * effect.standardError : effect.estimate + z1 * effect.standardError,

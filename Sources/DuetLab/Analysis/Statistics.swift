@@ -111,8 +111,13 @@ public enum ABStatistics {
     public static func welch(control: MeanStatistics, treatment: MeanStatistics, alpha: Double = 0.05) -> EffectEstimate {
         let a = control.variance / Double(control.n), b = treatment.variance / Double(treatment.n)
         let se = (a + b).squareRoot()
-        let df = (a + b) * (a + b) / (a * a / Double(control.n - 1) + b * b / Double(treatment.n - 1))
         let difference = treatment.mean - control.mean
+        guard se > 0, se.isFinite else {
+            // No variance in either arm: the difference is exact (and usually zero).
+            return EffectEstimate(estimate: difference, standardError: 0, pValue: difference == 0 ? 1 : 0, lower: difference,
+                                  upper: difference, degreesOfFreedom: Double(control.n + treatment.n - 2))
+        }
+        let df = (a + b) * (a + b) / (a * a / Double(control.n - 1) + b * b / Double(treatment.n - 1))
         let t = se > 0 ? difference / se : 0
         let p = min(1, 2 * Distributions.studentTSurvival(abs(t), df: df))
         let quantile = Distributions.studentTQuantile(1 - alpha / 2, df: df)
@@ -176,7 +181,9 @@ public enum ABStatistics {
             let vd = (s.sumD2 - s.sumD * s.sumD / k) / (k - 1)
             let cmd = (s.sumMD - s.sumM * s.sumD / k) / (k - 1)
             let meanD = s.sumD / k
-            return (vm - 2 * r * cmd + r * r * vd) / (k * meanD * meanD)
+            // No denominator at all (e.g. no plays or skips): the ratio is undefined, so no evidence either way.
+            guard meanD != 0, k > 1 else { return .infinity }
+            return max(0, (vm - 2 * r * cmd + r * r * vd) / (k * meanD * meanD))
         }
         return normalEstimate(treatment.ratio - control.ratio, se: (variance(control) + variance(treatment)).squareRoot(), alpha: alpha)
     }
@@ -192,6 +199,9 @@ public enum ABStatistics {
         let rho = ((-2 * log(alpha) + log(-2 * log(alpha) + 1)) / Double(tuning)).squareRoot()
         let s2 = (control.variance / Double(control.n) + treatment.variance / Double(treatment.n)) * n
         let nr2 = n * rho * rho
+        guard s2 > 0, s2.isFinite else {
+            return SequentialEstimate(difference: difference, rho: rho, halfWidth: 0, lower: difference, upper: difference, pValue: difference == 0 ? 1 : 0)
+        }
         let halfWidth = s2.squareRoot() * (2 * (nr2 + 1) / (nr2 * n) * log((nr2 + 1).squareRoot() / alpha)).squareRoot()
         let logE = n * nr2 * difference * difference / (2 * s2 * (nr2 + 1)) - 0.5 * log(nr2 + 1)
         let p = s2 > 0 ? min(1, exp(-logE)) : 1
@@ -204,7 +214,7 @@ public enum ABStatistics {
     public static func nonInferiority(control: MeanStatistics, treatment: MeanStatistics, relativeMargin: Double,
                                       higherIsBetter: Bool = true, alpha: Double = 0.05) -> NonInferiorityResult {
         let difference = treatment.mean - control.mean
-        let se = (control.variance / Double(control.n) + treatment.variance / Double(treatment.n)).squareRoot()
+        let se = max((control.variance / Double(control.n) + treatment.variance / Double(treatment.n)).squareRoot(), 1e-300)
         let z1 = Distributions.normalQuantile(1 - alpha)
         if higherIsBetter {
             let bound = -relativeMargin * control.mean
@@ -216,8 +226,13 @@ public enum ABStatistics {
         return NonInferiorityResult(difference: difference, bound: bound, pValue: p, confidenceBound: difference + z1 * se, nonInferior: p < alpha)
     }
 
-    static func normalEstimate(_ estimate: Double, se: Double, alpha: Double) -> EffectEstimate {
+    static func normalEstimate(_ estimate: Double, se rawSE: Double, alpha: Double) -> EffectEstimate {
         let z = Distributions.normalQuantile(1 - alpha / 2)
+        guard rawSE.isFinite else {
+            return EffectEstimate(estimate: estimate, standardError: .infinity, pValue: 1, lower: -.infinity, upper: .infinity,
+                                  degreesOfFreedom: nil)
+        }
+        let se = rawSE
         let p = se > 0 ? min(1, 2 * Distributions.normalSurvival(abs(estimate / se))) : 1
         return EffectEstimate(estimate: estimate, standardError: se, pValue: p, lower: estimate - z * se, upper: estimate + z * se,
                               degreesOfFreedom: nil)

@@ -1,0 +1,101 @@
+import DuetCore
+import DuetLab
+import DuetServe
+import DuetStore
+import DuetTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+struct ArmReply: Decodable {
+    var experimentId: String
+    var assigned: String
+    var served: String
+    var fallbackReason: String?
+}
+
+struct ExperimentReply: Decodable {
+    var bundle: String
+    var experiments: [ArmReply]
+}
+
+@Suite(.serialized) struct ExperimentServingTests {
+    static func experiment(_ fixture: LabFixture, id: String = "exp") -> ExperimentSpec {
+        ExperimentSpec(id: id, hypothesis: "second is better",
+                       arms: [ExperimentArm(name: "control", bundleID: fixture.first, weight: 0.5),
+                              ExperimentArm(name: "treatment", bundleID: fixture.second, weight: 0.5)],
+                       successMetrics: ["plays_per_user"], guardrails: [GuardrailMetric(metric: "skip_rate", margin: 0.05)])
+    }
+
+    static func serve(_ fixture: LabFixture, fault: AssignmentFault? = nil) async throws -> (Application<RouterResponder<ServeRequestContext>>, ServeComponents, SQLiteEventLog) {
+        var configuration = ServeConfiguration(home: fixture.lab.home)
+        configuration.fault = fault
+        let log = try SQLiteEventLog(path: fixture.lab.home.eventLogPath.path)
+        let (router, components) = try await buildServe(configuration: configuration,
+                                                        registry: try SQLiteRegistry(path: fixture.lab.home.registryPath.path, readOnly: true),
+                                                        eventLog: log, prometheus: nil, logger: Logger(label: "test"))
+        return (Application(router: router), components, log)
+    }
+
+    @Test func unreadableTreatmentIsServedAsControlAndFlagged() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            try await fixture.lab.registry.promote(fixture.first, actor: "t", reason: "setup", evidence: .override(reason: "test"), expectedGeneration: 0)
+            let (app, components, log) = try await Self.serve(fixture)
+            try await fixture.lab.createExperiment(Self.experiment(fixture))
+            // Damaged after the Lab verified it.
+            let file = fixture.lab.bundleFolder(fixture.second).appendingPathComponent(BundleFiles.userFactors)
+            var bytes = try Data(contentsOf: file)
+            bytes[0] ^= 0x7F
+            try bytes.write(to: file)
+            try await fixture.lab.registry.start(experiment: "exp")
+            let swapped = await components.reloader.reloadIfChanged()
+            #expect(swapped, "the experiment starts even though one arm is refused")
+            let replies = try await app.test(.router) { client in
+                var replies: [ExperimentReply] = []
+                for user in 0..<120 {
+                    let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=5", method: .get)
+                    #expect(response.status == .ok)
+                    replies.append(try JSONDecoder().decode(ExperimentReply.self, from: Data(response.body.readableBytesView)))
+                }
+                return replies
+            }
+            let treated = replies.filter { $0.experiments.first?.assigned == "treatment" }
+            #expect(treated.count > 30)
+            #expect(treated.allSatisfy { $0.experiments[0].served == "control" && $0.experiments[0].fallbackReason == "treatment-bundle-unavailable" })
+            #expect(replies.allSatisfy { $0.bundle == fixture.first })
+            while components.exposures.pending > 0 { await components.exposures.flush() }
+            try await fixture.lab.registry.stop(experiment: "exp")
+            let analysis = try await fixture.lab.analyze(experiment: "exp", eventLog: log)
+            let treatmentArm = try #require(analysis.report.arms.first { $0.arm == "treatment" })
+            #expect(treatmentArm.fallbackExposures == treatmentArm.exposures)
+            #expect(analysis.report.recommendation != .ship)
+            #expect(analysis.report.reasons.contains { $0.contains("served by fallback") })
+        }
+    }
+
+    @Test func skewedAssignmentIsCaughtBySampleRatioMismatch() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            try await fixture.lab.registry.promote(fixture.first, actor: "t", reason: "setup", evidence: .override(reason: "test"), expectedGeneration: 0)
+            let (app, components, log) = try await Self.serve(fixture, fault: AssignmentFault(experiment: "exp", share: 0.35))
+            try await fixture.lab.createExperiment(Self.experiment(fixture))
+            try await fixture.lab.registry.start(experiment: "exp")
+            await components.reloader.reloadIfChanged()
+            try await app.test(.router) { client in
+                for user in 0..<300 {
+                    let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=3", method: .get)
+                    #expect(response.status == .ok)
+                }
+            }
+            while components.exposures.pending > 0 { await components.exposures.flush() }
+            try await fixture.lab.registry.stop(experiment: "exp")
+            let report = try await fixture.lab.analyze(experiment: "exp", eventLog: log).report
+            #expect(report.srm.detected, "χ² = \(report.srm.chiSquared), p = \(report.srm.pValue), arms \(report.arms.map(\.users))")
+            #expect(report.recommendation == .inconclusive)
+            #expect(report.reasons.first?.contains("sample ratio mismatch") == true)
+        }
+    }
+}
