@@ -1,0 +1,153 @@
+import DuetCore
+import DuetKernels
+import DuetSimilarity
+import DuetTestSupport
+import Foundation
+import Testing
+
+@Suite struct SimilarityTests {
+    /// Unit vectors around `clusters` random centres, as peers.py builds its benchmark set.
+    static func clustered(count: Int, dimension: Int, clusters: Int = 100, spread: Float = 0.35, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        let centres = (0..<(clusters * dimension)).map { _ in Float(rng.gaussian()) }
+        var out = [Float](repeating: 0, count: count * dimension)
+        for row in 0..<count {
+            let centre = rng.below(clusters)
+            var norm: Float = 0
+            for j in 0..<dimension {
+                let value = centres[centre * dimension + j] + spread * Float(rng.gaussian())
+                out[row * dimension + j] = value
+                norm += value * value
+            }
+            for j in 0..<dimension { out[row * dimension + j] /= norm.squareRoot() }
+        }
+        return out
+    }
+
+    static func naive(_ vectors: [Float], _ query: [Float], dimension d: Int, k: Int, excluded: Set<Int> = []) -> [Int] {
+        let count = vectors.count / d
+        let scores = (0..<count).map { row in (row, (0..<d).reduce(Float(0)) { $0 + vectors[row * d + $1] * query[$1] }) }
+        return scores.filter { !excluded.contains($0.0) }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.prefix(k).map(\.0)
+    }
+
+    @Test func exactMatchesANaiveScan() {
+        let d = 24
+        let all = Self.clustered(count: 3_020, dimension: d, seed: 1)
+        let vectors = Array(all[0..<(3_000 * d)])
+        let queries = Array(all[(3_000 * d)...])
+        let index = ExactIndex(copying: vectors, dimension: d, metric: .innerProduct)
+        for q in 0..<20 {
+            let query = Array(queries[(q * d)..<((q + 1) * d)])
+            let excluded: Set<Int> = [q, q + 100, 2_999]
+            let fast = index.search(query, k: 10, excluding: ExclusionSet(capacity: 3_000, excluding: excluded)).map(\.id)
+            #expect(fast == Self.naive(vectors, query, dimension: d, k: 10, excluded: excluded))
+        }
+        let batch = index.searchBatch(Array(queries[0..<(4 * d)]), k: 5, threads: 2)
+        #expect(batch.count == 4 && batch[0].map(\.id) == Array(Self.naive(vectors, Array(queries[0..<d]), dimension: d, k: 5)))
+        // Cosine on unnormalised rows equals inner product on normalised ones.
+        let scaled = vectors.enumerated().map { $0.element * Float(1 + $0.offset / d % 7) }
+        let cosine = ExactIndex(copying: scaled, dimension: d, metric: .cosine)
+        let query = Array(queries[0..<d])
+        #expect(cosine.search(query, k: 10).map(\.id) == Self.naive(vectors, query, dimension: d, k: 10))
+    }
+
+    @Test func hnswRecallFilteringPersistenceAndConcurrency() async throws {
+        let d = 16, count = 20_000, queryCount = 200
+        // Queries come from the same clusters as the data, as real queries do.
+        let all = Self.clustered(count: count + queryCount, dimension: d, spread: 0.5, seed: 3)
+        let vectors = Array(all[0..<(count * d)])
+        let queries = Array(all[(count * d)...])
+        let index = try vectors.withUnsafeBufferPointer {
+            try HNSWIndex.build($0, dimension: d, metric: .innerProduct, parameters: HNSWParameters(m: 12, efConstruction: 80, mipsReduction: false))
+        }
+        var hits = 0
+        var truths: [[Int]] = []
+        var results: [[Int]] = []
+        for q in 0..<queryCount {
+            let query = Array(queries[(q * d)..<((q + 1) * d)])
+            let truth = Self.naive(vectors, query, dimension: d, k: 10)
+            let found = index.search(query, k: 10, ef: 64).map(\.id)
+            truths.append(truth)
+            results.append(found)
+            hits += Set(truth).intersection(found).count
+        }
+        let recall = Double(hits) / Double(queryCount * 10)
+        #expect(recall >= 0.95, "recall@10 at ef=64 is \(recall)")
+
+        // Filtered search never returns an excluded id, and still finds the best of the rest.
+        var filteredHits = 0
+        for q in 0..<50 {
+            let query = Array(queries[(q * d)..<((q + 1) * d)])
+            let excluded = Set(truths[q].prefix(5) + (0..<count).filter { $0 % 3 == 0 })
+            let found = index.search(query, k: 10, ef: 96, excluding: ExclusionSet(capacity: count, excluding: excluded)).map(\.id)
+            #expect(found.allSatisfy { !excluded.contains($0) })
+            filteredHits += Set(Self.naive(vectors, query, dimension: d, k: 10, excluded: excluded)).intersection(found).count
+        }
+        #expect(Double(filteredHits) / 500 >= 0.9)
+
+        // Save → memory-map → identical results.
+        try await withScratchFolder { folder in
+            let file = folder.appendingPathComponent("items.hnsw")
+            try index.write(to: file)
+            let loaded = try HNSWIndex(contentsOf: file.path)
+            for q in 0..<queryCount {
+                let query = Array(queries[(q * d)..<((q + 1) * d)])
+                #expect(loaded.search(query, k: 10, ef: 64).map(\.id) == results[q])
+            }
+        }
+
+        // Many readers at once give what one reader gives.
+        let shared = index
+        let concurrent = try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+            for q in 0..<queryCount {
+                group.addTask {
+                    let query = Array(queries[(q * d)..<((q + 1) * d)])
+                    return (q, shared.search(query, k: 10, ef: 64).map(\.id))
+                }
+            }
+            var all = [[Int]](repeating: [], count: queryCount)
+            for try await (q, ids) in group { all[q] = ids }
+            return all
+        }
+        #expect(concurrent == results)
+    }
+
+    @Test func buildIsDeterministicForASeed() throws {
+        let d = 8
+        let vectors = Self.clustered(count: 2_000, dimension: d, seed: 5)
+        let a = try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .cosine, parameters: HNSWParameters(m: 8, efConstruction: 40)) }
+        let b = try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .cosine, parameters: HNSWParameters(m: 8, efConstruction: 40)) }
+        #expect(Array(a.bytes) == Array(b.bytes))
+        #expect(throws: DuetError.self) { try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: 7, metric: .cosine) } }
+    }
+
+    @Test func corruptOrTruncatedFilesAreRefused() async throws {
+        let d = 8
+        let vectors = Self.clustered(count: 1_000, dimension: d, seed: 6)
+        let index = try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .innerProduct, parameters: HNSWParameters(m: 8, efConstruction: 40)) }
+        try await withScratchFolder { folder in
+            let good = folder.appendingPathComponent("good.hnsw")
+            try index.write(to: good)
+            let bytes = try Data(contentsOf: good)
+            func refused(_ data: Data, _ message: String) throws {
+                let path = folder.appendingPathComponent("bad-\(UUID().uuidString).hnsw")
+                try data.write(to: path)
+                #expect { try HNSWIndex(contentsOf: path.path) } throws: { "\($0)".contains(message) }
+            }
+            try refused(bytes.prefix(bytes.count - 4), "truncated")
+            try refused(bytes.prefix(40), "shorter than the header")
+            var header = bytes
+            header[20] ^= 1
+            try refused(header, "header checksum")
+            // A link pointing past the last node, deep in the body: found by validation, not by a crash.
+            var links = bytes
+            let recordsOffset = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 88, as: UInt64.self) })
+            links.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt32(1), toByteOffset: recordsOffset, as: UInt32.self)
+                raw.storeBytes(of: UInt32(999_999), toByteOffset: recordsOffset + 4, as: UInt32.self)
+            }
+            try refused(links, "links to missing node")
+            try refused(Data(repeating: 7, count: 500), "bad magic")
+        }
+    }
+}
