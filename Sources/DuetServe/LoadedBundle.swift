@@ -19,6 +19,9 @@ public final class LoadedBundle: Sendable {
     /// Unavailable items as an exclusion set every request starts from.
     let baseExclusions: ExclusionSet
     let hasUnavailable: Bool
+    /// Unavailable items plus items with too few training users to have meaningful neighbours.
+    let similarExclusions: ExclusionSet
+    static let minimumUsersForSimilar: Float = 5
 
     public var id: String { bundle.id }
 
@@ -63,6 +66,9 @@ public final class LoadedBundle: Sendable {
         }
         baseExclusions = exclusions
         hasUnavailable = unavailable
+        var similar = exclusions
+        for item in 0..<bundle.itemCount where bundle.popularity[item] < Self.minimumUsersForSimilar { similar.insert(item) }
+        similarExclusions = similar
         let order = (0..<bundle.itemCount).filter { !exclusions.contains($0) }
             .sorted { bundle.popularity[$0] != bundle.popularity[$1] ? bundle.popularity[$0] > bundle.popularity[$1] : $0 < $1 }
         popularItems = order.prefix(5_000).map { Int32($0) }

@@ -190,7 +190,7 @@ public final class Recommender: Sendable {
         guard let loaded = state.production else { throw ServeError.noProductionBundle }
         let bundle = loaded.bundle
         guard let item = bundle.itemIndex(of: id) else { throw ServeError.unknownItem(id) }
-        var exclusions = loaded.baseExclusions
+        var exclusions = loaded.similarExclusions
         exclusions.insert(item)
         let name = requested ?? loaded.defaultSimilarityIndex ?? "exact"
         let neighbours: [Neighbour]

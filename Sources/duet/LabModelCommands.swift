@@ -1,6 +1,7 @@
 import ArgumentParser
 import DuetCore
 import DuetLab
+import DuetSimilarity
 import DuetStore
 import DuetTraining
 import Foundation
@@ -304,5 +305,71 @@ struct VerifyCommand: AsyncParsableCommand {
         let id = try await lab.resolveBundle(model)
         let bundle = try ModelBundle(folder: lab.bundleFolder(id))
         print("bundle \(id) verified: manifest and \(bundle.manifest.files.count) files match their SHA-256")
+    }
+}
+
+struct TuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tune",
+        abstract: "Search ALS hyperparameters on a validation part carved from the split's train part (never its test part).",
+        discussion: "Reports the best configuration, then the test NDCG of the default and of the best, each trained on the full train part."
+    )
+    @OptionGroup var home: HomeOptions
+    @OptionGroup var output: OutputOptions
+    @Option(help: "The split to tune on.") var split: String
+    @Option(help: "Configurations to try.") var trials: Int = 12
+    @Option(help: "random or grid.") var search: String = "random"
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func run() throws {
+        guard let strategy = SearchStrategy(rawValue: search) else { throw ValidationError("--search must be random or grid") }
+        let lab = try Lab(home: home.resolved)
+        let bar = ProgressBar("tuning", total: trials, unit: "trials", quiet: output.json)
+        let report = try lab.tune(split: split, trials: trials, strategy: strategy, seed: seed, threads: threads) { done, _, _ in bar.update(done) }
+        bar.finish()
+        if output.json { return try printJSON(report) }
+        for trial in report.trials.sorted(by: { $0.validationNDCG > $1.validationNDCG }).prefix(5) {
+            let c = trial.configuration
+            print(String(format: "  validation ndcg@%d %.4f  factors %d  regularization %.3g  alpha %.3g  iterations %d  %@",
+                         report.k, trial.validationNDCG, c.factors, c.regularization, c.alpha, c.iterations, c.weighting.rawValue))
+        }
+        let b = report.best
+        print("best: --factors \(b.factors) --regularization \(b.regularization) --alpha \(b.alpha) --iterations \(b.iterations) --weighting \(b.weighting.rawValue)")
+        print(String(format: "test ndcg@%d: default %.4f, best %.4f (%+.4f)", report.k, report.defaultTestNDCG, report.bestTestNDCG,
+                     report.bestTestNDCG - report.defaultTestNDCG))
+    }
+}
+
+struct SimilarCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "similar",
+        abstract: "Items most similar to an item in a bundle, with names from its catalogue: a quick look at what a model learned."
+    )
+    @OptionGroup var home: HomeOptions
+    @Option(help: "Bundle id, prefix or 'production' (or a bundle folder path).") var factors: String = "production"
+    @Option(help: "Item id.") var item: String
+    @Option(name: .short, help: "How many.") var n: Int = 10
+    @Option(help: "Index name (default: the bundle's cosine index, else exact).") var index: String?
+    @Option(help: "Skip items with fewer training users than this.") var minUsers: Int = 5
+
+    func run() async throws {
+        guard n > 0, n <= 1_000 else { throw ValidationError("-n must be 1…1000") }
+        let folder: URL
+        if FileManager.default.fileExists(atPath: (factors as NSString).appendingPathComponent(BundleFiles.manifest)) {
+            folder = URL(fileURLWithPath: factors)
+        } else {
+            let lab = try Lab(home: home.resolved)
+            folder = lab.bundleFolder(try await lab.resolveBundle(factors))
+        }
+        let bundle = try ModelBundle(folder: folder)
+        guard let row = bundle.itemIndex(of: item) else { throw DuetError.notFound(kind: "item in bundle \(bundle.id.prefix(12))", id: item) }
+        guard bundle.dimension > 0 else { throw DuetError.refused("bundle \(bundle.id.prefix(12)) has no factors (\(bundle.manifest.modelKind))") }
+        let neighbours = try SimilarItems.search(bundle: bundle, item: row, n: n, index: index, minimumUsers: minUsers)
+        print("similar to \(bundle.catalog[item]?.displayName ?? item) (\(neighbours.index)):")
+        for (rank, neighbour) in neighbours.items.enumerated() {
+            let id = bundle.itemIDs[neighbour.id]
+            print(String(format: "%3d. %@  (%.3f)", rank + 1, bundle.catalog[id]?.displayName ?? id, neighbour.score))
+        }
     }
 }
