@@ -46,6 +46,7 @@ struct DemoCommand: AsyncParsableCommand {
                 Everything is kept in \(root.path), and Serve is still running (pid \(story.serverPID)).
                   curl http://127.0.0.1:\(story.port)/v1/users/u1/recommendations?n=5
                   curl http://127.0.0.1:\(story.port)/metrics
+                  duet lab dashboard --home \(root.path) --port 8090     # then open http://127.0.0.1:8090/
                   duet lab history --home \(root.path)
                   duet lab models --home \(root.path)
                   open the reports in \(root.appendingPathComponent("analyses").path)

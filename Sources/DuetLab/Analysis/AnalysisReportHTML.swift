@@ -16,7 +16,8 @@ public enum AnalysisReportHTML {
         """
 
     /// A horizontal interval chart: each row a point estimate with its CI, zero marked.
-    public static func intervalChart(_ rows: [(label: String, estimate: Double, lower: Double, upper: Double)]) -> String {
+    /// `higherIsBetter` colours a row green when the whole interval lies on the good side of zero.
+    public static func intervalChart(_ rows: [(label: String, estimate: Double, lower: Double, upper: Double)], higherIsBetter: [Bool]? = nil) -> String {
         guard !rows.isEmpty else { return "" }
         let width = 640.0, left = 220.0, rowHeight = 28.0
         let extent = max(rows.map { max(abs($0.lower), abs($0.upper)) }.max() ?? 1, 1e-9) * 1.15
@@ -25,7 +26,9 @@ public enum AnalysisReportHTML {
         svg += "<line x1=\"\(x(0))\" y1=\"0\" x2=\"\(x(0))\" y2=\"\(Double(rows.count) * rowHeight)\" stroke=\"#999\" stroke-dasharray=\"4\"/>"
         for (index, row) in rows.enumerated() {
             let y = Double(index) * rowHeight + 16
-            let color = row.lower > 0 ? "#116b2f" : (row.upper < 0 ? "#a11" : "#555")
+            let up = higherIsBetter?[index] ?? true
+            let good = up ? row.lower > 0 : row.upper < 0, bad = up ? row.upper < 0 : row.lower > 0
+            let color = good ? "#116b2f" : (bad ? "#a11" : "#555")
             svg += "<text x=\"4\" y=\"\(y + 4)\" font-size=\"12\">\(escape(row.label))</text>"
             svg += "<line x1=\"\(x(row.lower))\" y1=\"\(y)\" x2=\"\(x(row.upper))\" y2=\"\(y)\" stroke=\"\(color)\" stroke-width=\"3\"/>"
             svg += "<circle cx=\"\(x(row.estimate))\" cy=\"\(y)\" r=\"5\" fill=\"\(color)\"/>"
@@ -57,7 +60,7 @@ public enum AnalysisReportHTML {
         html += intervalChart(report.metrics.map { metric in
             let effect = metric.decisive
             return ("\(metric.metric) (\(metric.arm))", effect.estimate, effect.lower, effect.upper)
-        })
+        }, higherIsBetter: report.metrics.map(\.higherIsBetter))
         html += "<table><tr><th>metric</th><th>role</th><th>arm</th><th>control</th><th>treatment</th><th>difference [95% CI]</th><th>relative</th><th>CUPED</th><th>p (Holm)</th><th>verdict</th></tr>"
         for metric in report.metrics {
             let effect = metric.absolute
