@@ -75,7 +75,7 @@ public final class Lab: Sendable {
     /// Trains on the split's train part (or the whole snapshot) and writes an immutable bundle.
     /// With `register`, the bundle becomes a candidate in the registry.
     public func train(snapshot reference: String, split splitID: String?, algorithm: TrainingAlgorithm, name: String,
-                      register: Bool, progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
+                      register: Bool, buildIndexes: Bool = true, progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
         let snapshot: Snapshot
         let matrix: InteractionMatrix
         if let splitID {
@@ -93,7 +93,7 @@ public final class Lab: Sendable {
         model.hyperparameters["split"] = .string(splitID ?? "none")
         let catalog = try snapshots.catalog(snapshot.hash)
         let bundleID = try BundleWriter.write(model, name: name, snapshot: snapshot, history: matrix, catalog: catalog,
-                                              attachments: try BundleIndexes.attachments(for: model), into: home.bundlesFolder)
+                                              attachments: buildIndexes ? try BundleIndexes.attachments(for: model) : [], into: home.bundlesFolder)
         if register, try await registry.model(bundleID) == nil {
             try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
                                                     parent: nil, createdAt: Date().epochMillis))

@@ -74,6 +74,7 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(help: "Train on this split's train part, holding its test part out for evaluation.") var split: String?
     @Option(help: "A name for people (the id is the bundle's hash).") var name: String?
     @Flag(help: "Register the bundle as a candidate.") var register = false
+    @Flag(help: "Skip the HNSW indexes (Serve then scans exactly); saves time on huge catalogues.") var noIndex = false
     @OptionGroup var algorithm: AlgorithmOptions
 
     struct Result: Codable {
@@ -91,7 +92,8 @@ struct TrainCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         let started = clock.now
         let (bundleID, model) = try await lab.train(snapshot: snapshot, split: split, algorithm: chosen,
-                                                    name: name ?? "\(chosen.name)-\(Date().epochMillis / 1000)", register: register) { done, total, loss in
+                                                    name: name ?? "\(chosen.name)-\(Date().epochMillis / 1000)", register: register,
+                                                    buildIndexes: !noIndex) { done, total, loss in
             bar.update(done)
             if showLoss, let loss { FileHandle.standardError.write(Data(String(format: "\niteration %d/%d loss %.6f\n", done, total, loss).utf8)) }
         }
