@@ -113,7 +113,10 @@ func buildRouter(configuration: ServeConfiguration, components: ServeComponents,
         if let label, Identifier.problem(with: label) != nil || label.count > 64 {
             throw HTTPError(.badRequest, message: "context must be a short label without control characters")
         }
-        return try jsonResponse(try recommender.recommend(user: user, n: n, exclude: exclude, context: label))
+        let reply = try recommender.recommend(user: user, n: n, exclude: exclude, context: label)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.jsonBytes())))
     }
 
     v1.get("items/:item/similar") { request, context in

@@ -98,12 +98,7 @@ public final class SQLiteEventLog: EventLog {
     public func append(exposures: [Exposure]) async throws -> Int64? {
         guard !exposures.isEmpty else { return nil }
         for exposure in exposures { try exposure.validate() }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let rows = try exposures.map { exposure in
-            (exposure, String(decoding: try encoder.encode(exposure.items), as: UTF8.self),
-             String(decoding: try encoder.encode(exposure.experiments), as: UTF8.self))
-        }
+        let rows = exposures.map { exposure in (exposure, Self.itemsJSON(exposure.items), Self.armsJSON(exposure.experiments)) }
         return try await pool.write { db in
             let statement = try db.cachedStatement(sql: """
                 INSERT INTO exposures (request_id, ts, user, bundle_id, items, experiments, fallback, context)
@@ -115,6 +110,31 @@ public final class SQLiteEventLog: EventLog {
             }
             return db.lastInsertedRowID
         }
+    }
+
+    /// Written by hand: exposures are appended for every request Serve answers.
+    static func itemsJSON(_ items: [String]) -> String {
+        var json = JSONWriter(capacity: items.count * 12 + 2)
+        json.beginArray()
+        for item in items { json.string(item) }
+        json.endArray()
+        return String(decoding: json.bytes, as: UTF8.self)
+    }
+
+    static func armsJSON(_ arms: [ExperimentArmExposure]) -> String {
+        var json = JSONWriter(capacity: 64)
+        json.beginArray()
+        for arm in arms {
+            json.beginObject()
+            json.key("assigned"); json.string(arm.assigned)
+            json.key("experimentId"); json.string(arm.experimentID)
+            if let reason = arm.fallbackReason { json.key("fallbackReason"); json.string(reason) }
+            json.key("phase"); json.int(arm.phase)
+            json.key("served"); json.string(arm.served)
+            json.endObject()
+        }
+        json.endArray()
+        return String(decoding: json.bytes, as: UTF8.self)
     }
 
     public func events(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredEvent] {

@@ -89,3 +89,23 @@ import Testing
         #expect(DuetHome.resolve(flag: nil, environment: [:]).root.lastPathComponent == "duet-home")
     }
 }
+
+@Suite struct JSONWriterTests {
+    @Test func writesJSONThatFoundationReadsBack() throws {
+        var json = JSONWriter()
+        json.beginObject()
+        json.key("text"); json.string("quote \" backslash \\ newline \n tab \t bell \u{07} é ✓")
+        json.key("n"); json.int(-42)
+        json.key("x"); json.number(0.125)
+        json.key("bad"); json.number(.nan)
+        json.key("none"); json.optionalString(nil)
+        json.key("list"); json.beginArray(); json.string("a"); json.int(1); json.beginObject(); json.endObject(); json.endArray()
+        json.endObject()
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.bytes)) as? [String: Any])
+        #expect(object["text"] as? String == "quote \" backslash \\ newline \n tab \t bell \u{07} é ✓")
+        #expect((object["n"] as? NSNumber)?.intValue == -42)
+        #expect((object["x"] as? NSNumber)?.doubleValue == 0.125)
+        #expect(object["bad"] is NSNull && object["none"] is NSNull)
+        #expect((object["list"] as? [Any])?.count == 3)
+    }
+}
