@@ -42,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -54,7 +55,12 @@ let package = Package(
         .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity"], swiftSettings: upcoming),
         .target(
             name: "DuetStore",
-            dependencies: ["DuetCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "DuetCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: upcoming
         ),
         .target(
@@ -89,7 +95,16 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
-        .target(name: "DuetTestSupport", dependencies: ["DuetLab", "DuetCore", "DuetTraining"], path: "Tests/DuetTestSupport", swiftSettings: upcoming),
+        .target(
+            name: "DuetTestSupport",
+            dependencies: [
+                "DuetLab", "DuetCore", "DuetTraining", "DuetStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/DuetTestSupport",
+            swiftSettings: upcoming
+        ),
         .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetSimilarityTests", dependencies: ["DuetSimilarity", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),

@@ -39,7 +39,7 @@ public protocol EventLog: Sendable {
 
     /// Appends everything `produce` hands over in one transaction: a bulk import either lands whole
     /// or not at all. Returns the number of events appended.
-    func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) throws -> Int
+    func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) async throws -> Int
 
     /// Events after `sequence` matching `filter`, oldest first, at most `limit`.
     func events(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredEvent]

@@ -78,7 +78,12 @@ public final class SQLiteEventLog: EventLog {
         }
     }
 
-    public func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) throws -> Int {
+    public func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) async throws -> Int {
+        try appendInOneTransaction(produce)
+    }
+
+    /// Synchronous on purpose: the producer streams a file inside the write transaction.
+    private func appendInOneTransaction(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) throws -> Int {
         try pool.write { db in
             let statement = try db.cachedStatement(sql: Self.insertEvent)
             var count = 0

@@ -273,34 +273,21 @@ public final class SQLiteRegistry: Registry {
         }
     }
 
-    /// The rules a promotion rests on, checked inside its transaction.
+    /// The rules a promotion rests on (see `PromotionRules`), checked inside its transaction.
     static func promotionEvidence(_ db: Database, model: String, current: String?) throws -> (Int64?, Int64?) {
-        guard let current else {
-            guard let evaluation = try Int64.fetchOne(db, sql: """
-                SELECT id FROM evaluations WHERE candidate = ? ORDER BY id DESC LIMIT 1
-                """, arguments: [model]) else {
-                throw DuetError.refused("refused: model \(model.prefix(12)) has no offline evaluation. Run `duet lab evaluate --candidate \(model.prefix(12)) --baseline popularity` first, or pass --override --reason \"…\"")
-            }
-            return (evaluation, nil)
-        }
-        guard let evaluation = try Int64.fetchOne(db, sql: """
-            SELECT id FROM evaluations WHERE candidate = ? AND baseline = ? ORDER BY id DESC LIMIT 1
-            """, arguments: [model, current]) else {
-            throw DuetError.refused("refused: model \(model.prefix(12)) has no offline evaluation against the current production model \(current.prefix(12)). Run `duet lab evaluate --candidate \(model.prefix(12)) --baseline production` first, or pass --override --reason \"…\"")
-        }
+        let evaluation = current == nil
+            ? try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? ORDER BY id DESC LIMIT 1", arguments: [model])
+            : try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? AND baseline = ? ORDER BY id DESC LIMIT 1",
+                                 arguments: [model, current])
         let decoder = JSONDecoder()
         let ships = try Row.fetchAll(db, sql: """
             SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment
             WHERE d.outcome = 'ship' ORDER BY d.id DESC
-            """)
-        for row in ships {
-            let spec = try decoder.decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8))
-            let arm: String? = row["arm"]
-            if spec.arms.contains(where: { $0.name == arm && $0.bundleID == model }) {
-                return (evaluation, row["id"])
-            }
+            """).map { row in
+            PromotionRules.ShipDecision(id: row["id"], arm: row["arm"],
+                                        spec: try decoder.decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8)))
         }
-        throw DuetError.refused("refused: no recorded decision ships model \(model.prefix(12)). Record one with `duet lab decide EXP --outcome ship …` after an A/B test, or pass --override --reason \"…\"")
+        return try PromotionRules.evidence(model: model, current: current, evaluationAgainstCurrent: evaluation, ships: ships)
     }
 
     static func apply(_ change: ProductionChange, _ db: Database) throws {

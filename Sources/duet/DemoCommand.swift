@@ -100,7 +100,7 @@ final class DemoStory {
         print("   \(users) listeners, \(tracks) tracks by \(world.spec.artists) artists in \(world.spec.genres) genres; \(summary.events) events over \(world.spec.days) days")
         let log = try SQLiteEventLog(path: duetHome.eventLogPath.path)
         let importer = Importer(source: .world(folder: worldFolder.path))
-        let ingested = try ImportPipeline.run(importer, into: .eventLog(log))
+        let ingested = try await ImportPipeline.run(importer, into: .eventLog(log))
         if let catalog = try importer.readCatalog() { try HomeCatalog(home: duetHome).merge(catalog) }
         print("   \(ingested.eventsAppended ?? 0) events appended durably in \(String(format: "%.1f", ingested.seconds)) s")
         let snapshot = try await ImportPipeline.snapshotFromEventLog(log, store: lab.snapshots, from: nil, until: nil, kinds: nil,

@@ -4,7 +4,7 @@ import DuetLab
 import DuetStore
 import Foundation
 
-struct ImportCommand: ParsableCommand {
+struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Import interactions into a new snapshot (default) or into the event log.",
@@ -32,7 +32,7 @@ struct ImportCommand: ParsableCommand {
         @Option(help: ArgumentHelp("Event kinds a snapshot folds in, comma-separated.", discussion: "Default: every kind but skip and dislike.", valueName: "kinds"))
         var kinds: String?
 
-        func run(_ source: ImportSource) throws {
+        func run(_ source: ImportSource) async throws {
             let home = home.resolved
             try home.prepare()
             let kindSet = try parseKinds(kinds)
@@ -44,7 +44,7 @@ struct ImportCommand: ParsableCommand {
             case .snapshot: destination = .snapshot(SnapshotStore(home: home))
             case .events: destination = .eventLog(try SQLiteEventLog(path: home.eventLogPath.path))
             }
-            let report = try ImportPipeline.run(importer, into: destination, kinds: kindSet, progress: { bar.update($0) })
+            let report = try await ImportPipeline.run(importer, into: destination, kinds: kindSet, progress: { bar.update($0) })
             bar.finish()
             if into == .events, let catalog = try importer.readCatalog() {
                 try HomeCatalog(home: home).merge(catalog)
@@ -79,21 +79,21 @@ struct ImportCommand: ParsableCommand {
         }
     }
 
-    struct LastFM: ParsableCommand {
+    struct LastFM: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "lastfm", abstract: "HetRec 2011 Last.fm: a folder with user_artists.dat and artists.dat.")
         @Argument(help: "The dataset folder.") var folder: String
         @OptionGroup var common: Common
-        func run() throws { try common.run(.lastfm(folder: folder)) }
+        func run() async throws { try await common.run(.lastfm(folder: folder)) }
     }
 
-    struct MovieLens: ParsableCommand {
+    struct MovieLens: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "movielens", abstract: "MovieLens u.data (tab-separated) or ratings.dat ('::'-separated).")
         @Argument(help: "The ratings file.") var file: String
         @OptionGroup var common: Common
-        func run() throws { try common.run(.movielens(file: file)) }
+        func run() async throws { try await common.run(.movielens(file: file)) }
     }
 
-    struct CSV: ParsableCommand {
+    struct CSV: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "csv", abstract: "A CSV or TSV file with a header row, mapped by column name.")
         @Argument(help: "The file (.tsv or .tab is read as tab-separated unless --delimiter says otherwise).") var file: String
         @Option(help: "Column holding the user id.") var userCol: String
@@ -108,26 +108,26 @@ struct ImportCommand: ParsableCommand {
             if let delimiter, delimiter.isEmpty { throw ValidationError("--delimiter must not be empty") }
         }
 
-        func run() throws {
+        func run() async throws {
             let resolvedDelimiter = delimiter.map { $0 == "\\t" ? "\t" : $0 }
             let mapping = ColumnMapping(user: userCol, item: itemCol, weight: weightCol, time: timeCol, kind: kindCol,
                                         delimiter: resolvedDelimiter)
-            try common.run(.table(file: file, mapping: mapping))
+            try await common.run(.table(file: file, mapping: mapping))
         }
     }
 
-    struct JSONLines: ParsableCommand {
+    struct JSONLines: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "jsonl", abstract: "JSON Lines, one FeedbackEvent per line ({\"user\",\"item\",\"kind\",\"weight\",\"timestamp\"}).")
         @Argument(help: "The file.") var file: String
         @OptionGroup var common: Common
-        func run() throws { try common.run(.jsonl(file: file)) }
+        func run() async throws { try await common.run(.jsonl(file: file)) }
     }
 
-    struct WorldImport: ParsableCommand {
+    struct WorldImport: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "world", abstract: "A synthetic world folder from 'duet world generate'.")
         @Argument(help: "The world folder.") var folder: String
         @OptionGroup var common: Common
-        func run() throws { try common.run(.world(folder: folder)) }
+        func run() async throws { try await common.run(.world(folder: folder)) }
     }
 }
 

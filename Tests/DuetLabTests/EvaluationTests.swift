@@ -60,7 +60,7 @@ struct FixedScores: Recommender {
             for user in 0..<50 { for item in 0..<10 { rows.append("u\(user)\ti\((user + item) % 30)\t1\t\(1_000 + user * 10 + item)") } }
             let file = try writeFile(rows.joined(separator: "\n") + "\n", named: "t.tsv", in: folder)
             let store = SnapshotStore(home: DuetHome(root: folder))
-            let info = try #require(try ImportPipeline.run(Importer(source: .table(file: file, mapping: ColumnMapping(user: "user", item: "item", weight: "weight", time: "ts"))), into: .snapshot(store)).snapshot)
+            let info = try #require(try await ImportPipeline.run(Importer(source: .table(file: file, mapping: ColumnMapping(user: "user", item: "item", weight: "weight", time: "ts"))), into: .snapshot(store)).snapshot)
             let snapshot = try store.open(info.hash)
 
             let random = try Split(snapshot: snapshot, method: .random(testFraction: 0.2, seed: 1))

@@ -17,7 +17,7 @@ import Testing
             let home = DuetHome(root: folder.appendingPathComponent("home"))
             let file = try writeFile(Self.tsv, named: "plays.tsv", in: folder)
             let mapping = ColumnMapping(user: "user", item: "item", weight: "weight", time: "ts")
-            let report = try ImportPipeline.run(Importer(source: .table(file: file, mapping: mapping)), into: .snapshot(SnapshotStore(home: home)))
+            let report = try await ImportPipeline.run(Importer(source: .table(file: file, mapping: mapping)), into: .snapshot(SnapshotStore(home: home)))
             let info = try #require(report.snapshot)
             #expect(info.users == 2 && info.items == 2 && info.interactions == 3)
             let snapshot = try SnapshotStore(home: home).open(info.hash, verifyHash: true)
@@ -45,7 +45,7 @@ import Testing
             let file = try writeFile(contents, named: "plays.tsv", in: folder)
             let mapping = ColumnMapping(user: "user", item: "item", weight: "weight", time: "ts")
             for into in [ImportDestination.snapshot(SnapshotStore(home: home)), .eventLog(try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path))] {
-                #expect { try ImportPipeline.run(Importer(source: .table(file: file, mapping: mapping)), into: into) } throws: { error in
+                await #expect { try await ImportPipeline.run(Importer(source: .table(file: file, mapping: mapping)), into: into) } throws: { error in
                     "\(error)".contains(message)
                 }
             }
@@ -59,10 +59,10 @@ import Testing
         try await withScratchFolder { folder in
             let home = DuetHome(root: folder)
             let missing = folder.appendingPathComponent("nope.tsv").path
-            #expect { try ImportPipeline.run(Importer(source: .movielens(file: missing)), into: .snapshot(SnapshotStore(home: home))) } throws: {
+            await #expect { try await ImportPipeline.run(Importer(source: .movielens(file: missing)), into: .snapshot(SnapshotStore(home: home))) } throws: {
                 "\($0)" == "no such file: \(missing)"
             }
-            #expect { try ImportPipeline.run(Importer(source: .lastfm(folder: folder.path)), into: .snapshot(SnapshotStore(home: home))) } throws: {
+            await #expect { try await ImportPipeline.run(Importer(source: .lastfm(folder: folder.path)), into: .snapshot(SnapshotStore(home: home))) } throws: {
                 "\($0)".contains("no such file") && "\($0)".contains("user_artists.dat")
             }
         }
@@ -73,7 +73,7 @@ import Testing
             let home = DuetHome(root: folder.appendingPathComponent("home"))
             let file = try writeFile("user,item,weight\nu1,i1,1\nu2,i2\nu3,i3,x\nu4,\"i,4\",2\n", named: "plays.csv", in: folder)
             let importer = Importer(source: .table(file: file, mapping: ColumnMapping(user: "user", item: "item", weight: "weight")), skipBadRows: true)
-            let report = try ImportPipeline.run(importer, into: .snapshot(SnapshotStore(home: home)))
+            let report = try await ImportPipeline.run(importer, into: .snapshot(SnapshotStore(home: home)))
             #expect(report.tally.rowsRead == 4)
             #expect(report.tally.rowsSkipped == 2)
             #expect(report.tally.skippedExamples.count == 2)
@@ -88,13 +88,13 @@ import Testing
             let store = SnapshotStore(home: DuetHome(root: folder.appendingPathComponent("home")))
             let udata = try writeFile("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t377\t1\t878887116\n", named: "u.data", in: folder)
             let ratings = try writeFile("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n", named: "ratings.dat", in: folder)
-            let a = try #require(try ImportPipeline.run(Importer(source: .movielens(file: udata)), into: .snapshot(store)).snapshot)
+            let a = try #require(try await ImportPipeline.run(Importer(source: .movielens(file: udata)), into: .snapshot(store)).snapshot)
             #expect(a.users == 2 && a.items == 3 && a.interactions == 3)
             #expect(a.firstEvent == 878_887_116_000)
-            let b = try #require(try ImportPipeline.run(Importer(source: .movielens(file: ratings)), into: .snapshot(store)).snapshot)
+            let b = try #require(try await ImportPipeline.run(Importer(source: .movielens(file: ratings)), into: .snapshot(store)).snapshot)
             #expect(b.users == 2 && b.items == 2 && b.interactions == 3)
             let bad = try writeFile("1::1193::5\n", named: "bad.dat", in: folder)
-            #expect { try ImportPipeline.run(Importer(source: .movielens(file: bad)), into: .snapshot(store)) } throws: {
+            await #expect { try await ImportPipeline.run(Importer(source: .movielens(file: bad)), into: .snapshot(store)) } throws: {
                 "\($0)".contains("bad.dat:1: expected 4 fields, found 3")
             }
         }
@@ -110,12 +110,12 @@ import Testing
                 """
             let file = try writeFile(lines, named: "events.jsonl", in: folder)
             let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
-            let report = try ImportPipeline.run(Importer(source: .jsonl(file: file)), into: .eventLog(log))
+            let report = try await ImportPipeline.run(Importer(source: .jsonl(file: file)), into: .eventLog(log))
             #expect(report.eventsAppended == 3)
             #expect(try await log.count(matching: EventFilter(kinds: [.skip])) == 1)
 
             let broken = try writeFile(lines + "\n{\"user\":\"u3\",\"item\":\"t1\"}\n", named: "broken.jsonl", in: folder)
-            #expect { try ImportPipeline.run(Importer(source: .jsonl(file: broken)), into: .eventLog(log)) } throws: {
+            await #expect { try await ImportPipeline.run(Importer(source: .jsonl(file: broken)), into: .eventLog(log)) } throws: {
                 "\($0)".contains("broken.jsonl:5: missing field 'timestamp'")
             }
             #expect(try await log.count(matching: EventFilter()) == 3, "the failed import appended nothing")
@@ -148,11 +148,11 @@ import Testing
         try await withScratchFolder { folder in
             let store = SnapshotStore(home: DuetHome(root: folder))
             let source = ImportSource.lastfm(folder: SharedData.file(SharedData.lastfm).path)
-            let first = try #require(try ImportPipeline.run(Importer(source: source), into: .snapshot(store)).snapshot)
+            let first = try #require(try await ImportPipeline.run(Importer(source: source), into: .snapshot(store)).snapshot)
             #expect(first.users == 1_892)
             #expect(first.items == 17_632)
             #expect(first.interactions == 92_834)
-            let second = try #require(try ImportPipeline.run(Importer(source: source), into: .snapshot(store)).snapshot)
+            let second = try #require(try await ImportPipeline.run(Importer(source: source), into: .snapshot(store)).snapshot)
             #expect(second.hash == first.hash)
             let catalog = try store.catalog(first.hash)
             #expect(catalog["289"]?.title == "Britney Spears")

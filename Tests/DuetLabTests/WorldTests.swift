@@ -46,7 +46,7 @@ import Testing
             let world = try World(spec: Self.spec)
             _ = try WorldGenerator(world: world).generate(into: worldFolder)
             let store = SnapshotStore(home: DuetHome(root: folder))
-            let report = try ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(store))
+            let report = try await ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(store))
             let info = try #require(report.snapshot)
             #expect(report.catalogItems == Self.spec.tracks)
             #expect(info.users > 0 && info.users <= Self.spec.users)

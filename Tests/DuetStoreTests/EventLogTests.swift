@@ -58,14 +58,14 @@ import Testing
         try await withScratchFolder { folder in
             let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
             struct Boom: Error {}
-            #expect(throws: Boom.self) {
-                try log.appendAtomically { append in
+            await #expect(throws: Boom.self) {
+                try await log.appendAtomically { append in
                     for n in 0..<1_000 { try append(Self.event(n)) }
                     throw Boom()
                 }
             }
             #expect(try await log.count(matching: EventFilter()) == 0)
-            let appended = try log.appendAtomically { append in for n in 0..<1_000 { try append(Self.event(n)) } }
+            let appended = try await log.appendAtomically { append in for n in 0..<1_000 { try append(Self.event(n)) } }
             #expect(appended == 1_000)
             #expect(try await log.count(matching: EventFilter()) == 1_000)
         }

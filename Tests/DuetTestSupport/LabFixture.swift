@@ -17,7 +17,7 @@ public struct LabFixture: Sendable {
         _ = try WorldGenerator(world: world).generate(into: worldFolder)
         let home = DuetHome(root: folder.appendingPathComponent("home"))
         let lab = try Lab(home: home)
-        let report = try ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(lab.snapshots))
+        let report = try await ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(lab.snapshots))
         let snapshot = try #require(report.snapshot).hash
         let split = try lab.split(snapshot: snapshot, method: .random(testFraction: 0.2, seed: 1)).id
         var als = ALSConfiguration()

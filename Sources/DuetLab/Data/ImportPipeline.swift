@@ -26,7 +26,7 @@ public enum ImportPipeline {
     /// Reads the whole source, then publishes it at once: a malformed row means nothing is written.
     /// `kinds` limits which event kinds a snapshot folds in (default: all but skip and dislike).
     public static func run(_ importer: Importer, into destination: ImportDestination, kinds: Set<EventKind>? = nil,
-                           progress: ((Int) -> Void)? = nil) throws -> ImportReport {
+                           progress: ((Int) -> Void)? = nil) async throws -> ImportReport {
         let started = Date()
         let catalog = try importer.readCatalog()
         switch destination {
@@ -46,7 +46,7 @@ public enum ImportPipeline {
                                 seconds: Date().timeIntervalSince(started))
         case let .eventLog(log):
             var tally = ReadTally()
-            let appended = try log.appendAtomically { append in
+            let appended = try await log.appendAtomically { append in
                 tally = try importer.read(progress: progress) { row in try append(row) }
             }
             return ImportReport(source: importer.source.displayPath, format: importer.source.formatName, tally: tally,

@@ -1,0 +1,169 @@
+public import DuetCore
+import Foundation
+import PostgresNIO
+
+/// The event log on PostgreSQL, for several Serve replicas: the same protocol and semantics as the
+/// SQLite log. Events are partitioned by time (a default partition catches every range until an
+/// operator adds monthly ones); appends are multi-row inserts (UNNEST of arrays) in one transaction,
+/// and commit durably before returning. Update and delete are refused by triggers.
+public final class PostgresEventLog: EventLog {
+    let database: PostgresDatabase
+
+    public init(database: PostgresDatabase) async throws {
+        self.database = database
+        try await database.migrate("events-v1", [
+            """
+            CREATE OR REPLACE FUNCTION duet_append_only() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$ LANGUAGE plpgsql
+            """,
+            """
+            CREATE TABLE events (
+                seq BIGSERIAL NOT NULL,
+                ts BIGINT NOT NULL,
+                user_id TEXT NOT NULL,
+                item TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                weight REAL NOT NULL,
+                request_id TEXT
+            ) PARTITION BY RANGE (ts)
+            """,
+            "CREATE TABLE events_default PARTITION OF events DEFAULT",
+            "CREATE INDEX events_seq ON events (seq)",
+            "CREATE INDEX events_ts ON events (ts)",
+            "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+            """
+            CREATE TABLE exposures (
+                seq BIGSERIAL PRIMARY KEY,
+                request_id TEXT NOT NULL UNIQUE,
+                ts BIGINT NOT NULL,
+                user_id TEXT NOT NULL,
+                bundle_id TEXT NOT NULL,
+                items TEXT NOT NULL,
+                experiments TEXT NOT NULL,
+                fallback TEXT,
+                context TEXT
+            )
+            """,
+            "CREATE INDEX exposures_ts ON exposures (ts)",
+            "CREATE TRIGGER exposures_append_only BEFORE UPDATE OR DELETE ON exposures FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+        ])
+    }
+
+    @discardableResult
+    public func append(events: [FeedbackEvent]) async throws -> Int64? {
+        guard !events.isEmpty else { return nil }
+        for event in events { try event.validate() }
+        return try await database.transaction { connection in
+            try await Self.insert(events, on: connection, logger: database.logger)
+        }
+    }
+
+    static func insert(_ events: [FeedbackEvent], on connection: PostgresConnection, logger: Logger) async throws -> Int64? {
+        let times = events.map(\.timestamp), users = events.map(\.user), items = events.map(\.item)
+        let kinds = events.map(\.kind.rawValue), weights = events.map { Double($0.weight) }
+        let requests = events.map { $0.requestID ?? "" }
+        let rows = try await connection.query("""
+            WITH inserted AS (
+                INSERT INTO events (ts, user_id, item, kind, weight, request_id)
+                SELECT t, u, i, k, w, NULLIF(r, '') FROM UNNEST(\(times)::bigint[], \(users)::text[], \(items)::text[],
+                                                            \(kinds)::text[], \(weights)::float8[], \(requests)::text[]) AS x(t, u, i, k, w, r)
+                RETURNING seq)
+            SELECT max(seq) FROM inserted
+            """, logger: logger)
+        for try await (last) in rows.decode(Int64?.self) { return last }
+        return nil
+    }
+
+    @discardableResult
+    public func append(exposures: [Exposure]) async throws -> Int64? {
+        guard !exposures.isEmpty else { return nil }
+        for exposure in exposures { try exposure.validate() }
+        let requests = exposures.map(\.requestID), times = exposures.map(\.timestamp), users = exposures.map(\.user)
+        let bundles = exposures.map(\.bundleID), items = exposures.map { SQLiteEventLog.itemsJSON($0.items) }
+        let arms = exposures.map { SQLiteEventLog.armsJSON($0.experiments) }
+        let fallbacks = exposures.map { $0.fallback ?? "" }, contexts = exposures.map { $0.context ?? "" }
+        return try await database.transaction { connection in
+            let rows = try await connection.query("""
+                WITH inserted AS (
+                    INSERT INTO exposures (request_id, ts, user_id, bundle_id, items, experiments, fallback, context)
+                    SELECT r, t, u, b, i, e, NULLIF(f, ''), NULLIF(c, '') FROM UNNEST(\(requests)::text[], \(times)::bigint[], \(users)::text[],
+                        \(bundles)::text[], \(items)::text[], \(arms)::text[], \(fallbacks)::text[], \(contexts)::text[]) AS x(r, t, u, b, i, e, f, c)
+                    RETURNING seq)
+                SELECT max(seq) FROM inserted
+                """, logger: database.logger)
+            for try await (last) in rows.decode(Int64?.self) { return last }
+            return nil
+        }
+    }
+
+    /// Buffers the producer's events, then inserts them in chunks inside one transaction: all or nothing.
+    public func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) async throws -> Int {
+        var buffered: [FeedbackEvent] = []
+        try produce { event in
+            try event.validate()
+            buffered.append(event)
+        }
+        let all = buffered
+        guard !all.isEmpty else { return 0 }
+        try await database.transaction { connection in
+            for start in stride(from: 0, to: all.count, by: 10_000) {
+                _ = try await Self.insert(Array(all[start..<min(start + 10_000, all.count)]), on: connection, logger: database.logger)
+            }
+        }
+        return all.count
+    }
+
+    func whereClause(_ query: inout DynamicQuery, after sequence: Int64, filter: EventFilter, kinds: Bool) throws {
+        var conditions = ["seq > \(try query.bind(sequence))"]
+        if let maxSequence = filter.maxSequence { conditions.append("seq <= \(try query.bind(maxSequence))") }
+        if let from = filter.from { conditions.append("ts >= \(try query.bind(from))") }
+        if let until = filter.until { conditions.append("ts < \(try query.bind(until))") }
+        if kinds, let set = filter.kinds { conditions.append("kind = ANY(\(try query.bind(set.map(\.rawValue).sorted()))::text[])") }
+        query.sql += " WHERE " + conditions.joined(separator: " AND ")
+    }
+
+    public func events(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredEvent] {
+        var query = DynamicQuery("SELECT seq, ts, user_id, item, kind, weight, request_id FROM events")
+        try whereClause(&query, after: sequence, filter: filter, kinds: true)
+        query.sql += " ORDER BY seq LIMIT \(limit)"
+        var page: [StoredEvent] = []
+        let rows = try await database.client.query(query.query, logger: database.logger)
+        for try await (seq, ts, user, item, kind, weight, request) in rows.decode((Int64, Int64, String, String, String, Float, String?).self) {
+            page.append(StoredEvent(sequence: seq, event: FeedbackEvent(user: user, item: item, kind: EventKind(rawValue: kind), weight: weight,
+                                                                        timestamp: ts, requestID: request)))
+        }
+        return page
+    }
+
+    public func exposures(after sequence: Int64, matching filter: EventFilter, limit: Int) async throws -> [StoredExposure] {
+        var query = DynamicQuery("SELECT seq, request_id, ts, user_id, bundle_id, items, experiments, fallback, context FROM exposures")
+        try whereClause(&query, after: sequence, filter: filter, kinds: false)
+        query.sql += " ORDER BY seq LIMIT \(limit)"
+        let decoder = JSONDecoder()
+        var page: [StoredExposure] = []
+        let rows = try await database.client.query(query.query, logger: database.logger)
+        for try await (seq, request, ts, user, bundle, items, arms, fallback, context)
+            in rows.decode((Int64, String, Int64, String, String, String, String, String?, String?).self) {
+            let exposure = Exposure(requestID: request, user: user, timestamp: ts, items: try decoder.decode([String].self, from: Data(items.utf8)),
+                                    bundleID: bundle, experiments: try decoder.decode([ExperimentArmExposure].self, from: Data(arms.utf8)),
+                                    fallback: fallback, context: context)
+            page.append(StoredExposure(sequence: seq, exposure: exposure))
+        }
+        return page
+    }
+
+    public func highWaterMark() async throws -> (events: Int64, exposures: Int64) {
+        let rows = try await database.client.query("SELECT COALESCE((SELECT max(seq) FROM events), 0), COALESCE((SELECT max(seq) FROM exposures), 0)",
+                                                   logger: database.logger)
+        for try await (events, exposures) in rows.decode((Int64, Int64).self) { return (events, exposures) }
+        return (0, 0)
+    }
+
+    public func count(matching filter: EventFilter) async throws -> Int {
+        var query = DynamicQuery("SELECT count(*) FROM events")
+        try whereClause(&query, after: 0, filter: filter, kinds: true)
+        let rows = try await database.client.query(query.query, logger: database.logger)
+        for try await (count) in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+}

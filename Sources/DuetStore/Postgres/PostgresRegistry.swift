@@ -1,0 +1,466 @@
+public import DuetCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The registry on PostgreSQL: the same protocol, rules and semantics as `SQLiteRegistry`. Every
+/// change is one transaction that first locks the single `serving_state` row, so changes are
+/// serialised across machines and generations increase strictly.
+public final class PostgresRegistry: Registry {
+    let database: PostgresDatabase
+    public let isReadOnly: Bool
+
+    /// Serve passes `readOnly`; every write is then refused before reaching the database (give Serve
+    /// a read-only database role as well, so the database enforces it too).
+    public init(database: PostgresDatabase, readOnly: Bool = false) async throws {
+        self.database = database
+        isReadOnly = readOnly
+        if !readOnly { try await Self.migrate(database) }
+    }
+
+    static func migrate(_ database: PostgresDatabase) async throws {
+        try await database.migrate("registry-v1", [
+            """
+            CREATE OR REPLACE FUNCTION duet_append_only() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$ LANGUAGE plpgsql
+            """,
+            """
+            CREATE TABLE models (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, snapshot TEXT NOT NULL, parent TEXT,
+                created_at BIGINT NOT NULL, status TEXT NOT NULL CHECK (status IN ('candidate', 'production', 'retired', 'rejected')))
+            """,
+            """
+            CREATE TABLE evaluations (id BIGSERIAL PRIMARY KEY, candidate TEXT NOT NULL REFERENCES models(id), baseline TEXT REFERENCES models(id),
+                baseline_kind TEXT NOT NULL, snapshot TEXT NOT NULL, split TEXT NOT NULL, k INTEGER NOT NULL, metrics TEXT NOT NULL,
+                report_path TEXT, created_at BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE experiments (id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('draft', 'running', 'stopped', 'decided')),
+                phase INTEGER NOT NULL, created_at BIGINT NOT NULL, started_at BIGINT, stopped_at BIGINT)
+            """,
+            """
+            CREATE TABLE experiment_phases (experiment TEXT NOT NULL REFERENCES experiments(id), phase INTEGER NOT NULL, spec TEXT NOT NULL,
+                reason TEXT NOT NULL, started_at BIGINT NOT NULL, ended_at BIGINT, PRIMARY KEY (experiment, phase))
+            """,
+            """
+            CREATE TABLE decisions (id BIGSERIAL PRIMARY KEY, experiment TEXT NOT NULL REFERENCES experiments(id), outcome TEXT NOT NULL, arm TEXT,
+                reviewer TEXT NOT NULL, reason TEXT NOT NULL, analysis_hash TEXT NOT NULL, override_reason TEXT, registry_generation INTEGER,
+                decided_at BIGINT NOT NULL)
+            """,
+            "CREATE TABLE incidents (id BIGSERIAL PRIMARY KEY, starts_at BIGINT NOT NULL, ends_at BIGINT NOT NULL, reason TEXT NOT NULL, source TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE production_history (generation INTEGER PRIMARY KEY, action TEXT NOT NULL CHECK (action IN ('promote', 'rollback')),
+                from_model TEXT REFERENCES models(id), to_model TEXT NOT NULL REFERENCES models(id), actor TEXT NOT NULL, reason TEXT NOT NULL,
+                evaluation_id BIGINT REFERENCES evaluations(id), decision_id BIGINT REFERENCES decisions(id), override_reason TEXT, changed_at BIGINT NOT NULL)
+            """,
+            "CREATE TRIGGER production_history_append_only BEFORE UPDATE OR DELETE ON production_history FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+            "CREATE TABLE serving_state (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
+            "INSERT INTO serving_state (id, version) VALUES (1, 0)",
+        ])
+    }
+
+    var logger: Logger { database.logger }
+
+    /// One transaction that holds the serving-state row lock: the registry's writers take turns.
+    private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        guard !isReadOnly else { throw DuetError.refused("the registry is open read-only (Serve never writes it)") }
+        let logger = self.logger
+        return try await database.transaction { connection in
+            try await connection.query("SELECT version FROM serving_state WHERE id = 1 FOR UPDATE", logger: logger)
+            return try await body(connection)
+        }
+    }
+
+    private func collect<T>(_ query: PostgresQuery, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
+        var out: [T] = []
+        for try await row in try await database.client.query(query, logger: logger) { out.append(try transform(row)) }
+        return out
+    }
+
+    private static func first<each Column: PostgresDecodable>(_ connection: PostgresConnection, _ query: PostgresQuery,
+                                                               as type: (repeat each Column).Type, logger: Logger) async throws -> (repeat each Column)? {
+        for try await row in try await connection.query(query, logger: logger).decode(type) { return row }
+        return nil
+    }
+
+    private static func bump(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("UPDATE serving_state SET version = version + 1 WHERE id = 1", logger: logger)
+    }
+
+    // MARK: - Models
+
+    typealias ModelRow = (String, String, String, String, String?, Int64, String)
+    static let modelColumns = "id, name, kind, snapshot, parent, created_at, status"
+    static func model(_ row: ModelRow) -> ModelRecord {
+        ModelRecord(id: row.0, name: row.1, kind: row.2, snapshot: row.3, parent: row.4, createdAt: row.5, status: ModelStatus(rawValue: row.6) ?? .candidate)
+    }
+
+    public func register(_ model: ModelRecord) async throws {
+        try Identifier.validate(model.id, field: "model id")
+        let logger = self.logger
+        try await write { connection in
+            if try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(model.id)", as: Int32.self, logger: logger) != nil {
+                throw DuetError.conflict("model \(model.id) is already registered")
+            }
+            try await connection.query("""
+                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status)
+                VALUES (\(model.id), \(model.name), \(model.kind), \(model.snapshot), \(model.parent), \(model.createdAt), \(model.status.rawValue))
+                """, logger: logger)
+        }
+    }
+
+    public func model(_ id: String) async throws -> ModelRecord? {
+        try await collect(PostgresQuery(unsafeSQL: "SELECT \(Self.modelColumns) FROM models WHERE id = $1", binds: try Self.binds(id))) { try $0.decode(ModelRow.self) }
+            .first.map(Self.model)
+    }
+
+    public func models() async throws -> [ModelRecord] {
+        try await collect(PostgresQuery(unsafeSQL: "SELECT \(Self.modelColumns) FROM models ORDER BY created_at, id")) { try $0.decode(ModelRow.self) }.map(Self.model)
+    }
+
+    static func binds(_ values: String...) throws -> PostgresBindings {
+        var binds = PostgresBindings()
+        for value in values { try binds.append(value) }
+        return binds
+    }
+
+    public func setStatus(_ status: ModelStatus, of id: String) async throws {
+        let logger = self.logger
+        try await write { connection in
+            guard let current = try await Self.first(connection, "SELECT status FROM models WHERE id = \(id)", as: String.self, logger: logger) else {
+                throw DuetError.notFound(kind: "model", id: id)
+            }
+            if current == ModelStatus.production.rawValue || status == .production {
+                throw DuetError.refused("production status changes only through promote and rollback")
+            }
+            try await connection.query("UPDATE models SET status = \(status.rawValue) WHERE id = \(id)", logger: logger)
+        }
+    }
+
+    // MARK: - Evaluations
+
+    @discardableResult
+    public func add(_ evaluation: EvaluationRecord) async throws -> Int64 {
+        let logger = self.logger
+        return try await write { connection in
+            try await Self.first(connection, """
+                INSERT INTO evaluations (candidate, baseline, baseline_kind, snapshot, split, k, metrics, report_path, created_at)
+                VALUES (\(evaluation.candidate), \(evaluation.baseline), \(evaluation.baselineKind), \(evaluation.snapshot), \(evaluation.split),
+                        \(evaluation.k), \(evaluation.metricsJSON), \(evaluation.reportPath), \(evaluation.createdAt))
+                RETURNING id
+                """, as: Int64.self, logger: logger)!
+        }
+    }
+
+    public func evaluations(candidate: String?) async throws -> [EvaluationRecord] {
+        var query = DynamicQuery("SELECT id, candidate, baseline, baseline_kind, snapshot, split, k, metrics, report_path, created_at FROM evaluations")
+        if let candidate { query.sql += " WHERE candidate = \(try query.bind(candidate))" }
+        query.sql += " ORDER BY id"
+        return try await collect(query.query) { row in
+            let r = try row.decode((Int64, String, String?, String, String, String, Int32, String, String?, Int64).self)
+            return EvaluationRecord(id: r.0, candidate: r.1, baseline: r.2, baselineKind: r.3, snapshot: r.4, split: r.5, k: Int(r.6),
+                             metricsJSON: r.7, reportPath: r.8, createdAt: r.9)
+        }
+    }
+
+    // MARK: - Production alias
+
+    static func production(_ connection: PostgresConnection, logger: Logger) async throws -> (generation: Int, model: String?) {
+        guard let row = try await first(connection, "SELECT generation, to_model FROM production_history ORDER BY generation DESC LIMIT 1",
+                                        as: (Int32, String).self, logger: logger) else { return (0, nil) }
+        return (Int(row.0), row.1)
+    }
+
+    public func production() async throws -> (generation: Int, model: String?) {
+        let logger = self.logger
+        return try await database.client.withConnection { try await Self.production($0, logger: logger) }
+    }
+
+    public func history() async throws -> [ProductionChange] {
+        try await collect("""
+            SELECT generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id, override_reason, changed_at
+            FROM production_history ORDER BY generation
+            """) { row in
+            let r = try row.decode((Int32, String, String?, String, String, String, Int64?, Int64?, String?, Int64).self)
+            return ProductionChange(generation: Int(r.0), action: ProductionAction(rawValue: r.1) ?? .promote, from: r.2, to: r.3, actor: r.4,
+                             reason: r.5, evaluationID: r.6, decisionID: r.7, overrideReason: r.8, changedAt: r.9)
+        }
+    }
+
+    static func apply(_ change: ProductionChange, _ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("""
+            INSERT INTO production_history (generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id, override_reason, changed_at)
+            VALUES (\(Int32(change.generation)), \(change.action.rawValue), \(change.from), \(change.to), \(change.actor), \(change.reason),
+                    \(change.evaluationID), \(change.decisionID), \(change.overrideReason), \(change.changedAt))
+            """, logger: logger)
+        if let from = change.from { try await connection.query("UPDATE models SET status = 'retired' WHERE id = \(from)", logger: logger) }
+        try await connection.query("UPDATE models SET status = 'production' WHERE id = \(change.to)", logger: logger)
+        try await bump(connection, logger: logger)
+    }
+
+    @discardableResult
+    public func promote(_ model: String, actor: String, reason: String, evidence: PromotionEvidence,
+                        expectedGeneration: Int?) async throws -> ProductionChange {
+        try SQLiteRegistry.requireText(actor, "actor")
+        try SQLiteRegistry.requireText(reason, "reason")
+        let logger = self.logger
+        return try await write { connection in
+            let (generation, current) = try await Self.production(connection, logger: logger)
+            if let expectedGeneration, expectedGeneration != generation {
+                throw DuetError.conflict("production moved to generation \(generation) (expected \(expectedGeneration)) while this promotion was prepared; check `duet lab history` and try again")
+            }
+            guard let status = try await Self.first(connection, "SELECT status FROM models WHERE id = \(model)", as: String.self, logger: logger) else {
+                throw DuetError.notFound(kind: "model", id: model)
+            }
+            if status == ModelStatus.rejected.rawValue { throw DuetError.refused("model \(model.prefix(12)) was rejected and cannot be promoted") }
+            if current == model { throw DuetError.refused("model \(model.prefix(12)) is already in production (generation \(generation))") }
+            var evaluationID: Int64?, decisionID: Int64?, overrideReason: String?
+            switch evidence {
+            case let .override(text):
+                try SQLiteRegistry.requireText(text, "override reason")
+                overrideReason = text
+            case .rules:
+                let evaluation = current == nil
+                    ? try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) ORDER BY id DESC LIMIT 1", as: Int64.self, logger: logger)
+                    : try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) AND baseline = \(current) ORDER BY id DESC LIMIT 1",
+                                           as: Int64.self, logger: logger)
+                var ships: [PromotionRules.ShipDecision] = []
+                let decoder = JSONDecoder()
+                for try await (id, arm, spec) in try await connection.query("""
+                    SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment WHERE d.outcome = 'ship' ORDER BY d.id DESC
+                    """, logger: logger).decode((Int64, String?, String).self) {
+                    ships.append(.init(id: id, arm: arm, spec: try decoder.decode(ExperimentSpec.self, from: Data(spec.utf8))))
+                }
+                (evaluationID, decisionID) = try PromotionRules.evidence(model: model, current: current, evaluationAgainstCurrent: evaluation, ships: ships)
+            }
+            let change = ProductionChange(generation: generation + 1, action: .promote, from: current, to: model, actor: actor, reason: reason,
+                                          evaluationID: evaluationID, decisionID: decisionID, overrideReason: overrideReason, changedAt: Date().epochMillis)
+            try await Self.apply(change, connection, logger: logger)
+            if let decisionID {
+                try await connection.query("UPDATE decisions SET registry_generation = \(Int32(change.generation)) WHERE id = \(decisionID)", logger: logger)
+            }
+            return change
+        }
+    }
+
+    @discardableResult
+    public func rollback(to target: String?, actor: String, reason: String, expectedGeneration: Int?) async throws -> ProductionChange {
+        try SQLiteRegistry.requireText(actor, "actor")
+        try SQLiteRegistry.requireText(reason, "reason")
+        let logger = self.logger
+        return try await write { connection in
+            let (generation, current) = try await Self.production(connection, logger: logger)
+            guard let current else { throw DuetError.refused("nothing is in production, so there is nothing to roll back") }
+            if let expectedGeneration, expectedGeneration != generation {
+                throw DuetError.conflict("production moved to generation \(generation) (expected \(expectedGeneration)); check `duet lab history` and try again")
+            }
+            let destination: String
+            if let target {
+                guard try await Self.first(connection, "SELECT 1 FROM production_history WHERE to_model = \(target) LIMIT 1", as: Int32.self, logger: logger) != nil else {
+                    throw DuetError.refused("model \(target.prefix(12)) never served in production; roll back only to a model that did")
+                }
+                destination = target
+            } else {
+                guard let previous = try await Self.first(connection, "SELECT from_model FROM production_history WHERE generation = \(Int32(generation))",
+                                                          as: String?.self, logger: logger), let previous else {
+                    throw DuetError.refused("generation \(generation) was the first promotion; there is no earlier model to roll back to")
+                }
+                destination = previous
+            }
+            if destination == current { throw DuetError.refused("model \(destination.prefix(12)) is already in production") }
+            let change = ProductionChange(generation: generation + 1, action: .rollback, from: current, to: destination, actor: actor, reason: reason,
+                                          evaluationID: nil, decisionID: nil, overrideReason: nil, changedAt: Date().epochMillis)
+            try await Self.apply(change, connection, logger: logger)
+            return change
+        }
+    }
+
+    // MARK: - Serving
+
+    public func servingVersion() async throws -> Int {
+        let versions = try await collect("SELECT version FROM serving_state WHERE id = 1") { try $0.decode(Int64.self) }
+        return Int(versions.first ?? 0)
+    }
+
+    typealias ExperimentRow = (String, String, String, Int32, Int64, Int64?, Int64?)
+    static let experimentColumns = "id, spec, status, phase, created_at, started_at, stopped_at"
+    static func experiment(_ row: ExperimentRow) -> ExperimentRecord {
+        var spec = (try? JSONDecoder().decode(ExperimentSpec.self, from: Data(row.1.utf8)))
+            ?? ExperimentSpec(id: row.0, hypothesis: "(unreadable spec)", arms: [], successMetrics: [])
+        spec.status = ExperimentStatus(rawValue: row.2) ?? .draft
+        return ExperimentRecord(spec: spec, phase: Int(row.3), createdAt: row.4, startedAt: row.5, stoppedAt: row.6)
+    }
+
+    public func servingConfiguration() async throws -> ServingConfiguration {
+        let logger = self.logger
+        return try await database.transaction { connection in
+            let version = try await Self.first(connection, "SELECT version FROM serving_state WHERE id = 1", as: Int64.self, logger: logger) ?? Int64(0)
+            let (generation, production) = try await Self.production(connection, logger: logger)
+            var running: [ExperimentRecord] = []
+            for try await row in try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.experimentColumns) FROM experiments WHERE status = 'running' ORDER BY id"),
+                                                            logger: logger).decode(ExperimentRow.self) {
+                running.append(Self.experiment(row))
+            }
+            return ServingConfiguration(version: Int(version), productionGeneration: generation, production: production, experiments: running)
+        }
+    }
+
+    // MARK: - Experiments
+
+    public func create(_ experiment: ExperimentSpec) async throws {
+        try experiment.validate()
+        var drafted = experiment
+        drafted.status = .draft
+        let draft = drafted
+        let spec = try SQLiteRegistry.encode(draft)
+        let logger = self.logger
+        try await write { connection in
+            if try await Self.first(connection, "SELECT 1 FROM experiments WHERE id = \(draft.id)", as: Int32.self, logger: logger) != nil {
+                throw DuetError.conflict("experiment '\(draft.id)' already exists")
+            }
+            for arm in draft.arms where try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(arm.bundleID)", as: Int32.self, logger: logger) == nil {
+                throw DuetError.notFound(kind: "model for arm '\(arm.name)'", id: arm.bundleID)
+            }
+            let now = Date().epochMillis
+            try await connection.query("INSERT INTO experiments (id, spec, status, phase, created_at) VALUES (\(draft.id), \(spec), 'draft', 1, \(now))", logger: logger)
+            try await connection.query("INSERT INTO experiment_phases (experiment, phase, spec, reason, started_at) VALUES (\(draft.id), 1, \(spec), 'created', \(now))", logger: logger)
+        }
+    }
+
+    public func experiment(_ id: String) async throws -> ExperimentRecord? {
+        try await collect(PostgresQuery(unsafeSQL: "SELECT \(Self.experimentColumns) FROM experiments WHERE id = $1", binds: try Self.binds(id))) {
+            try $0.decode(ExperimentRow.self)
+        }.first.map(Self.experiment)
+    }
+
+    public func experiments() async throws -> [ExperimentRecord] {
+        try await collect(PostgresQuery(unsafeSQL: "SELECT \(Self.experimentColumns) FROM experiments ORDER BY created_at, id")) { try $0.decode(ExperimentRow.self) }
+            .map(Self.experiment)
+    }
+
+    public func phases(of id: String) async throws -> [ExperimentPhase] {
+        let decoder = JSONDecoder()
+        return try await collect("SELECT phase, spec, reason, started_at, ended_at FROM experiment_phases WHERE experiment = \(id) ORDER BY phase") { row in
+            let r = try row.decode((Int32, String, String, Int64, Int64?).self)
+            return ExperimentPhase(phase: Int(r.0), spec: try decoder.decode(ExperimentSpec.self, from: Data(r.1.utf8)), reason: r.2, startedAt: r.3, endedAt: r.4)
+        }
+    }
+
+    private func move(_ id: String, to next: ExperimentStatus,
+                      _ extra: @escaping @Sendable (PostgresConnection, EpochMillis) async throws -> Void) async throws {
+        let logger = self.logger
+        try await write { connection in
+            guard let status = try await Self.first(connection, "SELECT status FROM experiments WHERE id = \(id)", as: String.self, logger: logger) else {
+                throw DuetError.notFound(kind: "experiment", id: id)
+            }
+            let current = ExperimentStatus(rawValue: status) ?? .draft
+            guard current.canMove(to: next) else { throw DuetError.refused("experiment '\(id)' is \(current.rawValue) and cannot become \(next.rawValue)") }
+            try await connection.query("UPDATE experiments SET status = \(next.rawValue) WHERE id = \(id)", logger: logger)
+            try await extra(connection, Date().epochMillis)
+        }
+    }
+
+    public func start(experiment id: String) async throws {
+        let logger = self.logger
+        try await move(id, to: .running) { connection, now in
+            try await connection.query("UPDATE experiments SET started_at = \(now) WHERE id = \(id)", logger: logger)
+            try await connection.query("UPDATE experiment_phases SET started_at = \(now) WHERE experiment = \(id) AND phase = 1", logger: logger)
+            try await Self.bump(connection, logger: logger)
+        }
+    }
+
+    public func stop(experiment id: String) async throws {
+        let logger = self.logger
+        try await move(id, to: .stopped) { connection, now in
+            try await connection.query("UPDATE experiments SET stopped_at = \(now) WHERE id = \(id)", logger: logger)
+            try await connection.query("UPDATE experiment_phases SET ended_at = \(now) WHERE experiment = \(id) AND ended_at IS NULL", logger: logger)
+            try await Self.bump(connection, logger: logger)
+        }
+    }
+
+    public func changePhase(of id: String, to spec: ExperimentSpec, reason: String) async throws {
+        try SQLiteRegistry.requireText(reason, "reason")
+        try spec.validate()
+        guard spec.id == id else { throw DuetError.invalidValue(field: "experiment id", reason: "a phase cannot rename the experiment") }
+        var runningSpec = spec
+        runningSpec.status = .running
+        let text = try SQLiteRegistry.encode(runningSpec)
+        let arms = runningSpec.arms
+        let logger = self.logger
+        try await write { connection in
+            guard let (status, phase) = try await Self.first(connection, "SELECT status, phase FROM experiments WHERE id = \(id)", as: (String, Int32).self, logger: logger) else {
+                throw DuetError.notFound(kind: "experiment", id: id)
+            }
+            guard status == ExperimentStatus.running.rawValue else { throw DuetError.refused("only a running experiment changes phase; '\(id)' is \(status)") }
+            for arm in arms where try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(arm.bundleID)", as: Int32.self, logger: logger) == nil {
+                throw DuetError.notFound(kind: "model for arm '\(arm.name)'", id: arm.bundleID)
+            }
+            let now = Date().epochMillis
+            let next = phase + 1
+            try await connection.query("UPDATE experiment_phases SET ended_at = \(now) WHERE experiment = \(id) AND ended_at IS NULL", logger: logger)
+            try await connection.query("INSERT INTO experiment_phases (experiment, phase, spec, reason, started_at) VALUES (\(id), \(next), \(text), \(reason), \(now))", logger: logger)
+            try await connection.query("UPDATE experiments SET spec = \(text), phase = \(next) WHERE id = \(id)", logger: logger)
+            try await Self.bump(connection, logger: logger)
+        }
+    }
+
+    // MARK: - Decisions and incidents
+
+    @discardableResult
+    public func record(_ decision: Decision) async throws -> Int64 {
+        try decision.validate()
+        let logger = self.logger
+        return try await write { connection in
+            guard let (status, specText) = try await Self.first(connection, "SELECT status, spec FROM experiments WHERE id = \(decision.experimentID)",
+                                                                 as: (String, String).self, logger: logger) else {
+                throw DuetError.notFound(kind: "experiment", id: decision.experimentID)
+            }
+            if status == ExperimentStatus.running.rawValue { throw DuetError.refused("stop experiment '\(decision.experimentID)' before deciding it") }
+            if let arm = decision.arm {
+                let spec = try JSONDecoder().decode(ExperimentSpec.self, from: Data(specText.utf8))
+                guard spec.arms.contains(where: { $0.name == arm }) else {
+                    throw DuetError.invalidValue(field: "arm", reason: "experiment '\(decision.experimentID)' has no arm '\(arm)'")
+                }
+            }
+            let id = try await Self.first(connection, """
+                INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at)
+                VALUES (\(decision.experimentID), \(decision.outcome.rawValue), \(decision.arm), \(decision.reviewer), \(decision.reason),
+                        \(decision.analysisHash), \(decision.overrideReason), \(decision.decidedAt))
+                RETURNING id
+                """, as: Int64.self, logger: logger)!
+            try await connection.query("UPDATE experiments SET status = 'decided' WHERE id = \(decision.experimentID)", logger: logger)
+            return id
+        }
+    }
+
+    public func decisions(experiment: String?) async throws -> [StoredDecision] {
+        var query = DynamicQuery("SELECT id, experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, registry_generation, decided_at FROM decisions")
+        if let experiment { query.sql += " WHERE experiment = \(try query.bind(experiment))" }
+        query.sql += " ORDER BY id"
+        return try await collect(query.query) { row in
+            let r = try row.decode((Int64, String, String, String?, String, String, String, String?, Int32?, Int64).self)
+            return StoredDecision(id: r.0, decision: Decision(experimentID: r.1, outcome: DecisionOutcome(rawValue: r.2) ?? .inconclusive, arm: r.3,
+                                                        reviewer: r.4, reason: r.5, analysisHash: r.6, overrideReason: r.7,
+                                                        registryGeneration: r.8.map(Int.init), decidedAt: r.9))
+        }
+    }
+
+    @discardableResult
+    public func add(_ incident: Incident) async throws -> Int64 {
+        guard incident.from < incident.until else { throw DuetError.invalidValue(field: "incident window", reason: "--from must be before --to") }
+        try SQLiteRegistry.requireText(incident.reason, "reason")
+        let logger = self.logger
+        return try await write { connection in
+            try await Self.first(connection, """
+                INSERT INTO incidents (starts_at, ends_at, reason, source, created_at)
+                VALUES (\(incident.from), \(incident.until), \(incident.reason), \(incident.source), \(incident.createdAt)) RETURNING id
+                """, as: Int64.self, logger: logger)!
+        }
+    }
+
+    public func incidents() async throws -> [Incident] {
+        try await collect("SELECT id, starts_at, ends_at, reason, source, created_at FROM incidents ORDER BY starts_at") { row in
+            let r = try row.decode((Int64, Int64, Int64, String, String, Int64).self)
+            return Incident(id: r.0, from: r.1, until: r.2, reason: r.3, source: r.4, createdAt: r.5)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+import DuetCore
+import DuetStore
+import DuetTestSupport
+import Foundation
+import Testing
+
+/// One suite, every backend: SQLite and PostgreSQL must prove the same behaviour.
+@Suite struct BackendConformanceTests {
+    static func event(_ n: Int, kind: EventKind = .play) -> FeedbackEvent {
+        FeedbackEvent(user: "u\(n % 7)", item: "t\(n)", kind: kind, weight: Float(n % 5 + 1), timestamp: EpochMillis(1_000 * n),
+                      requestID: n % 3 == 0 ? "r\(n)" : nil)
+    }
+
+    static func model(_ id: String) -> ModelRecord {
+        ModelRecord(id: id, name: id, kind: "als", snapshot: "s", parent: nil, createdAt: Date().epochMillis)
+    }
+
+    static func evaluation(_ candidate: String, baseline: String?) -> EvaluationRecord {
+        EvaluationRecord(candidate: candidate, baseline: baseline, baselineKind: baseline == nil ? "popularity" : "als", snapshot: "s",
+                         split: "x", k: 10, metricsJSON: "{}", reportPath: nil, createdAt: Date().epochMillis)
+    }
+
+    @Test func postgresSuiteRunsInCI() {
+        // CI starts PostgreSQL; the PostgreSQL half of this suite must not skip itself there.
+        if ProcessInfo.processInfo.environment["CI"] == "true" {
+            #expect(StoreBackend.postgresURL != nil, "CI must set DUET_TEST_POSTGRES_URL (see .ci/run)")
+        }
+        #expect(StoreBackend.enabled.contains(.sqlite))
+    }
+
+    @Test(arguments: StoreBackend.enabled)
+    func eventLogAppendsReadsFreezesAndRollsBack(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let log = stores.eventLog
+            let events = (0..<100).map { Self.event($0, kind: $0 % 4 == 0 ? .skip : .play) }
+            let last = try await log.append(events: events)
+            #expect(last != nil)
+            #expect(try await log.count(matching: EventFilter()) == 100)
+            #expect(try await log.count(matching: EventFilter(kinds: [.skip])) == 25)
+            #expect(try await log.count(matching: EventFilter(from: 10_000, until: 20_000)) == 10)
+            var seen: [FeedbackEvent] = []
+            try await log.forEachEvent(matching: EventFilter(), pageSize: 7) { page in seen += page.map(\.event) }
+            #expect(seen == events)
+            let mark = try await log.highWaterMark().events
+            try await log.append(events: [Self.event(500)])
+            #expect(try await log.count(matching: EventFilter(maxSequence: mark)) == 100)
+
+            var bad = (0..<10).map { Self.event($0) }
+            bad[5].user = ""
+            await #expect(throws: DuetError.self) { try await log.append(events: bad) }
+            struct Boom: Error {}
+            await #expect(throws: Boom.self) {
+                try await log.appendAtomically { append in
+                    for n in 0..<50 { try append(Self.event(n)) }
+                    throw Boom()
+                }
+            }
+            #expect(try await log.count(matching: EventFilter()) == 101)
+            #expect(try await log.appendAtomically { append in for n in 0..<50 { try append(Self.event(n)) } } == 50)
+
+            let exposure = Exposure(requestID: "req-1", user: "u1", timestamp: 5, items: ["a", "b"], bundleID: "bundle",
+                                    experiments: [ExperimentArmExposure(experimentID: "e", phase: 2, assigned: "treatment", served: "control",
+                                                                        fallbackReason: "treatment-bundle-unavailable")], context: "home")
+            try await log.append(exposures: [exposure])
+            #expect(try await log.exposures(after: 0, matching: EventFilter(), limit: 10).map(\.exposure) == [exposure])
+        }
+    }
+
+    @Test(arguments: StoreBackend.enabled)
+    func promotionRulesHistoryAndRollback(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let registry = stores.registry
+            for id in ["a", "b", "c"] { try await registry.register(Self.model(id)) }
+            await #expect(throws: DuetError.self) { try await registry.register(Self.model("a")) }
+            await #expect { try await registry.promote("a", actor: "ana", reason: "r", evidence: .rules, expectedGeneration: nil) } throws: {
+                "\($0)".contains("no offline evaluation")
+            }
+            let firstEvaluation = try await registry.add(Self.evaluation("a", baseline: nil))
+            let first = try await registry.promote("a", actor: "ana", reason: "beats popularity", evidence: .rules, expectedGeneration: 0)
+            #expect(first.generation == 1 && first.evaluationID == firstEvaluation)
+
+            try await registry.add(Self.evaluation("b", baseline: "a"))
+            await #expect { try await registry.promote("b", actor: "ana", reason: "r", evidence: .rules, expectedGeneration: 1) } throws: {
+                "\($0)".contains("no recorded decision")
+            }
+            // An experiment that ships b makes the rules pass.
+            let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                         ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                      successMetrics: ["plays_per_user"])
+            try await registry.create(spec)
+            try await registry.start(experiment: "exp")
+            let hash = String(repeating: "ab", count: 32)
+            let shipped = Decision(experimentID: "exp", outcome: .ship, arm: "treatment", reviewer: "ana", reason: "plays up", analysisHash: hash, decidedAt: 1)
+            await #expect { try await registry.record(shipped) } throws: { "\($0)".contains("before deciding") }
+            try await registry.stop(experiment: "exp")
+            let decision = try await registry.record(shipped)
+            let second = try await registry.promote("b", actor: "ana", reason: "shipped", evidence: .rules, expectedGeneration: 1)
+            #expect(second.decisionID == decision)
+            #expect(try await registry.decisions(experiment: "exp").first?.decision.registryGeneration == 2)
+
+            let third = try await registry.promote("c", actor: "bo", reason: "hotfix", evidence: .override(reason: "urgent"), expectedGeneration: 2)
+            #expect(third.overrideReason == "urgent")
+            let back = try await registry.rollback(to: nil, actor: "bo", reason: "regression", expectedGeneration: 3)
+            #expect(back.to == "b" && back.generation == 4)
+            let to = try await registry.rollback(to: "a", actor: "bo", reason: "further", expectedGeneration: nil)
+            #expect(to.to == "a")
+            let history = try await registry.history()
+            #expect(history.map(\.generation) == [1, 2, 3, 4, 5])
+            #expect(history.map(\.reason) == ["beats popularity", "shipped", "hotfix", "regression", "further"])
+            #expect(try await registry.production().model == "a")
+            #expect(try await registry.model("c")?.status == .retired)
+            #expect(try await registry.model("a")?.status == .production)
+        }
+    }
+
+    @Test(arguments: StoreBackend.enabled)
+    func concurrentPromotersGetAClearConflict(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let registry = stores.registry
+            for id in ["a", "b", "c"] { try await registry.register(Self.model(id)) }
+            try await registry.promote("a", actor: "x", reason: "r", evidence: .override(reason: "setup"), expectedGeneration: 0)
+            let one = Task { try await registry.promote("b", actor: "one", reason: "r", evidence: .override(reason: "race"), expectedGeneration: 1) }
+            let two = Task { try await registry.promote("c", actor: "two", reason: "r", evidence: .override(reason: "race"), expectedGeneration: 1) }
+            let results = [await one.result, await two.result]
+            let failures = results.compactMap { result -> String? in if case let .failure(error) = result { return "\(error)" } else { return nil } }
+            #expect(failures.count == 1 && failures.allSatisfy { $0.contains("moved to generation") })
+            #expect(try await registry.history().map(\.generation) == [1, 2])
+        }
+    }
+
+    @Test(arguments: StoreBackend.enabled)
+    func experimentsPhasesIncidentsAndServingConfiguration(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let registry = stores.registry
+            for id in ["a", "b"] { try await registry.register(Self.model(id)) }
+            try await registry.promote("a", actor: "x", reason: "r", evidence: .override(reason: "setup"), expectedGeneration: 0)
+            var spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                         ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                      successMetrics: ["plays_per_user"])
+            try await registry.create(spec)
+            let before = try await registry.servingVersion()
+            try await registry.start(experiment: "exp")
+            #expect(try await registry.servingVersion() == before + 1)
+            let running = try await registry.servingConfiguration()
+            #expect(running.production == "a" && running.productionGeneration == 1 && running.experiments.map(\.spec.id) == ["exp"])
+            spec.arms[0].weight = 0.8
+            spec.arms[1].weight = 0.2
+            try await registry.changePhase(of: "exp", to: spec, reason: "ramp down")
+            let phases = try await registry.phases(of: "exp")
+            #expect(phases.map(\.phase) == [1, 2] && phases[0].endedAt != nil && phases[1].spec.arms[0].weight == 0.8)
+            try await registry.stop(experiment: "exp")
+            #expect(try await registry.servingConfiguration().experiments.isEmpty)
+            await #expect(throws: DuetError.self) { try await registry.start(experiment: "exp") }
+            let incident = try await registry.add(Incident(from: 10, until: 20, reason: "outage", createdAt: 1))
+            #expect(try await registry.incidents().map(\.id) == [incident])
+            await #expect(throws: DuetError.self) { try await registry.add(Incident(from: 20, until: 10, reason: "backwards", createdAt: 1)) }
+
+            let readOnly = try await stores.openReadOnly()
+            #expect(readOnly.isReadOnly)
+            #expect(try await readOnly.production().model == "a")
+            await #expect { try await readOnly.promote("b", actor: "s", reason: "r", evidence: .override(reason: "x"), expectedGeneration: nil) } throws: {
+                "\($0)".contains("read-only")
+            }
+        }
+    }
+}
