@@ -44,14 +44,21 @@ public struct OfflineComparison: Codable, Sendable {
 /// operations that move a model from data to production.
 public final class Lab: Sendable {
     public let home: DuetHome
-    public let registry: SQLiteRegistry
+    public let registry: any Registry
     public let snapshots: SnapshotStore
     public let splits: SplitStore
 
-    public init(home: DuetHome) throws {
+    /// The embedded default: the home's SQLite registry.
+    public convenience init(home: DuetHome) throws {
+        try home.prepare()
+        try self.init(home: home, registry: SQLiteRegistry(path: home.registryPath.path))
+    }
+
+    /// Any registry (e.g. PostgreSQL shared by several machines); bundles and snapshots stay in the home.
+    public init(home: DuetHome, registry: any Registry) throws {
         try home.prepare()
         self.home = home
-        registry = try SQLiteRegistry(path: home.registryPath.path)
+        self.registry = registry
         snapshots = SnapshotStore(home: home)
         splits = SplitStore(home: home)
     }

@@ -22,8 +22,8 @@ struct DashboardCommand: AsyncParsableCommand {
     @Option(help: "Token that enables state-changing actions (default: $DUET_ADMIN_TOKEN; none means read-only).") var adminToken: String?
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
-        let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
+        let lab = try await home.lab()
+        let log = try await home.openEventLog()
         let token = adminToken ?? ProcessInfo.processInfo.environment["DUET_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         let router = buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), adminToken: token)
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "duet-dashboard"),

@@ -23,9 +23,9 @@ struct EventsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let path = home.resolved.eventLogPath.path
-            guard FileManager.default.fileExists(atPath: path) else { throw DuetError.notFound(kind: "event log", id: path) }
-            let log = try SQLiteEventLog(path: path)
+            let path = home.registryURL ?? home.resolved.eventLogPath.path
+            if home.registryURL == nil, !FileManager.default.fileExists(atPath: path) { throw DuetError.notFound(kind: "event log", id: path) }
+            let log = try await home.openEventLog()
             let mark = try await log.highWaterMark()
             let count = try await log.count(matching: EventFilter(kinds: try parseKinds(kinds)))
             let result = Result(events: count, exposures: mark.exposures, lastEventSequence: mark.events)
@@ -48,9 +48,7 @@ struct EventsCommand: AsyncParsableCommand {
         @Option(help: "User id of the stream, so several streams can share a log.") var user: String = "crash-test"
 
         func run() async throws {
-            let home = home.resolved
-            try home.prepare()
-            let log = try SQLiteEventLog(path: home.eventLogPath.path)
+            let log = try await home.openEventLog()
             var next = 0
             for _ in 0..<batches {
                 let events = (next..<(next + batch)).map {

@@ -34,7 +34,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         @Option(help: "Test sequentially with an always-valid confidence sequence tuned for N* users.") var sequential: Int?
 
         func run() async throws {
-            let lab = try Lab(home: home.resolved)
+            let lab = try await home.lab()
             let bundles = [control] + treatment
             let weightValues: [Double]
             if let weights {
@@ -76,7 +76,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOptions
         @Argument(help: "Experiment id.") var id: String
         func run() async throws {
-            let lab = try Lab(home: home.resolved)
+            let lab = try await home.lab()
             guard let record = try await lab.registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
             for arm in record.spec.arms { _ = try ModelBundle(folder: lab.bundleFolder(arm.bundleID)) }
             try await lab.registry.start(experiment: id)
@@ -89,7 +89,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOptions
         @Argument(help: "Experiment id.") var id: String
         func run() async throws {
-            try await Lab(home: home.resolved).registry.stop(experiment: id)
+            try await home.lab().registry.stop(experiment: id)
             print("experiment \(id) stopped")
         }
     }
@@ -107,7 +107,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let registry = try Lab(home: home.resolved).registry
+            let registry = try await home.lab().registry
             guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
             let result = Result(experiment: record, phases: try await registry.phases(of: id), decisions: try await registry.decisions(experiment: id))
             if output.json { return try printJSON(result) }
@@ -128,7 +128,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOptions
         @OptionGroup var output: OutputOptions
         func run() async throws {
-            let experiments = try await Lab(home: home.resolved).registry.experiments()
+            let experiments = try await home.lab().registry.experiments()
             if output.json { return try printJSON(experiments) }
             if experiments.isEmpty { print("no experiments") }
             for record in experiments { print("\(record.spec.id)  \(record.spec.status.rawValue)  phase \(record.phase)  \(record.spec.hypothesis)") }
@@ -147,7 +147,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         @Option(help: "Why the experiment changes.") var reason: String
 
         func run() async throws {
-            let registry = try Lab(home: home.resolved).registry
+            let registry = try await home.lab().registry
             guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
             var spec = record.spec
             if let weights {
@@ -175,8 +175,8 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @Option(help: "Hours after a user's last exposure during which feedback without a requestId is attributed.") var attributionHours: Double = 24
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
-        let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
+        let lab = try await home.lab()
+        let log = try await home.openEventLog()
         let stored = try await lab.analyze(experiment: id, phase: phase, excludeIncidents: incidentExclusion,
                                            attributionHours: attributionHours, eventLog: log)
         if output.json { return try printJSON(stored.report) }
@@ -223,7 +223,7 @@ struct DecideCommand: AsyncParsableCommand {
         guard let chosen = DecisionOutcome(rawValue: outcome) else {
             throw ValidationError("--outcome must be one of \(DecisionOutcome.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let (id, decision) = try await lab.decide(experiment: self.id, outcome: chosen, arm: arm, reviewer: reviewer, reason: reason,
                                                   overrideReason: override)
         print("decision #\(id) recorded: \(decision.outcome.rawValue)\(decision.arm.map { " (arm \($0))" } ?? "") by \(decision.reviewer), resting on analysis \(decision.analysisHash.prefix(16))…")
@@ -246,7 +246,7 @@ struct IncidentCommand: AsyncParsableCommand {
         @Option(help: "What happened.") var reason: String
         func run() async throws {
             let incident = Incident(from: try parseTime(from, "--from")!, until: try parseTime(to, "--to")!, reason: reason, createdAt: Date().epochMillis)
-            let id = try await Lab(home: home.resolved).registry.add(incident)
+            let id = try await home.lab().registry.add(incident)
             print("incident #\(id) recorded")
         }
     }
@@ -256,7 +256,7 @@ struct IncidentCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOptions
         @OptionGroup var output: OutputOptions
         func run() async throws {
-            let incidents = try await Lab(home: home.resolved).registry.incidents()
+            let incidents = try await home.lab().registry.incidents()
             if output.json { return try printJSON(incidents) }
             if incidents.isEmpty { print("no incidents") }
             for incident in incidents {

@@ -42,7 +42,7 @@ struct ImportCommand: AsyncParsableCommand {
             let destination: ImportDestination
             switch into {
             case .snapshot: destination = .snapshot(SnapshotStore(home: home))
-            case .events: destination = .eventLog(try SQLiteEventLog(path: home.eventLogPath.path))
+            case .events: destination = .eventLog(try await self.home.openEventLog())
             }
             let report = try await ImportPipeline.run(importer, into: destination, kinds: kindSet, progress: { bar.update($0) })
             bar.finish()
@@ -50,7 +50,7 @@ struct ImportCommand: AsyncParsableCommand {
                 try HomeCatalog(home: home).merge(catalog)
             }
             if output.json { return try printJSON(report) }
-            Self.printReport(report, home: home)
+            Self.printReport(report, home: home, eventLog: self.home.registryURL ?? home.eventLogPath.path)
         }
 
         static func sourceBytes(_ source: ImportSource) -> Int? {
@@ -61,7 +61,7 @@ struct ImportCommand: AsyncParsableCommand {
             }
         }
 
-        static func printReport(_ report: ImportReport, home: DuetHome) {
+        static func printReport(_ report: ImportReport, home: DuetHome, eventLog: String) {
             let tally = report.tally
             print("Imported \(report.format) from \(report.source) in \(String(format: "%.1f", report.seconds)) s: \(tally.rowsRead) rows read, \(tally.rowsSkipped) skipped")
             for example in tally.skippedExamples { print("  skipped \(example)") }
@@ -73,7 +73,7 @@ struct ImportCommand: AsyncParsableCommand {
                 print("  \(SnapshotStore(home: home).path(of: info.hash).path) (\(info.bytes) bytes)")
             }
             if let appended = report.eventsAppended {
-                print("  \(appended) events appended to \(home.eventLogPath.path)")
+                print("  \(appended) events appended to \(eventLog)")
             }
             if let catalog = report.catalogItems { print("  \(catalog) catalog items") }
         }

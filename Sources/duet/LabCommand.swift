@@ -36,12 +36,13 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(help: "Event kinds to fold in, comma-separated (default: all but skip and dislike).") var kinds: String?
 
         func run() async throws {
-            let home = home.resolved
-            guard FileManager.default.fileExists(atPath: home.eventLogPath.path) else {
+            let options = self.home
+            let home = options.resolved
+            if options.registryURL == nil, !FileManager.default.fileExists(atPath: home.eventLogPath.path) {
                 throw DuetError.notFound(kind: "event log", id: home.eventLogPath.path + " (import with --into events first)")
             }
             try home.prepare()
-            let log = try SQLiteEventLog(path: home.eventLogPath.path)
+            let log = try await options.openEventLog()
             let bar = ProgressBar("freezing", total: nil, unit: "events", quiet: output.json)
             let info = try await ImportPipeline.snapshotFromEventLog(
                 log, store: SnapshotStore(home: home), from: try parseTime(from, "--from"), until: try parseTime(until, "--until"),

@@ -26,7 +26,7 @@ struct SplitCommand: AsyncParsableCommand {
         if let leaveLast { method = .leaveLastN(count: leaveLast) }
         else if let cutoff { method = .temporal(cutoff: try parseTime(cutoff, "--cutoff")!) }
         else { method = .random(testFraction: testFraction ?? 0.2, seed: seed) }
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let record = try lab.split(snapshot: snapshot, method: method)
         if output.json { return try printJSON(record) }
         print("split \(record.id) of snapshot \(record.snapshot.prefix(12)): \(record.method)")
@@ -85,7 +85,7 @@ struct TrainCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let chosen = try algorithm.algorithm()
         let bar = ProgressBar("training \(chosen.name)", total: algorithm.als.iterations, unit: "it", quiet: output.json)
         let showLoss = algorithm.als.loss && !output.json
@@ -121,7 +121,7 @@ struct EvaluateCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard k > 0 else { throw ValidationError("--k must be positive") }
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let (comparison, id) = try await lab.evaluate(candidate: candidate, baseline: baseline, k: k, resamples: resamples, threads: threads)
         if output.json { return try printJSON(comparison) }
         printComparison(comparison)
@@ -141,7 +141,7 @@ struct CompareCommand: AsyncParsableCommand {
     @Option(help: "Cut-off of the ranking metrics.") var k: Int = 10
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let (comparison, _) = try await lab.evaluate(candidate: candidate, baseline: baseline, k: k,
                                                      threads: ProcessInfo.processInfo.activeProcessorCount, store: false)
         if output.json { return try printJSON(comparison) }
@@ -183,7 +183,7 @@ struct PromoteCommand: AsyncParsableCommand {
 
     func run() async throws {
         if override, reason == nil { throw ValidationError("--override needs --reason \"…\"") }
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let id = try await lab.resolveBundle(model)
         // Verify before the alias can point at it: Serve must never be asked to load a broken bundle.
         _ = try ModelBundle(folder: lab.bundleFolder(id))
@@ -210,7 +210,7 @@ struct RollbackCommand: AsyncParsableCommand {
     @Option(help: "Who is rolling back (default: $USER).") var actor: String = ProcessInfo.processInfo.environment["USER"] ?? "unknown"
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let target = try await to.asyncMap { try await lab.resolveBundle($0) }
         if let target { _ = try ModelBundle(folder: lab.bundleFolder(target)) }
         let expected = try await lab.registry.production().generation
@@ -233,7 +233,7 @@ struct HistoryCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let history = try await Lab(home: home.resolved).registry.history()
+        let history = try await home.lab().registry.history()
         if output.json { return try printJSON(history) }
         if history.isEmpty { print("nothing has been promoted yet") }
         for change in history {
@@ -253,7 +253,7 @@ struct ModelsCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let models = try await Lab(home: home.resolved).registry.models()
+        let models = try await home.lab().registry.models()
         if output.json { return try printJSON(models) }
         if models.isEmpty { print("no registered models") }
         for model in models {
@@ -275,7 +275,7 @@ struct ShowCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let id = try await lab.resolveBundle(model)
         let bundle = try ModelBundle(folder: lab.bundleFolder(id), verify: false)
         let result = Result(manifest: bundle.manifest, record: try await lab.registry.model(id),
@@ -303,14 +303,14 @@ struct VerifyCommand: AsyncParsableCommand {
     @Argument(help: "Bundle id, prefix or 'production'.") var model: String
 
     func run() async throws {
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let id = try await lab.resolveBundle(model)
         let bundle = try ModelBundle(folder: lab.bundleFolder(id))
         print("bundle \(id) verified: manifest and \(bundle.manifest.files.count) files match their SHA-256")
     }
 }
 
-struct TuneCommand: ParsableCommand {
+struct TuneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tune",
         abstract: "Search ALS hyperparameters on a validation part carved from the split's train part (never its test part).",
@@ -324,9 +324,9 @@ struct TuneCommand: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 42
     @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    func run() throws {
+    func run() async throws {
         guard let strategy = SearchStrategy(rawValue: search) else { throw ValidationError("--search must be random or grid") }
-        let lab = try Lab(home: home.resolved)
+        let lab = try await home.lab()
         let bar = ProgressBar("tuning", total: trials, unit: "trials", quiet: output.json)
         let report = try lab.tune(split: split, trials: trials, strategy: strategy, seed: seed, threads: threads) { done, _, _ in bar.update(done) }
         bar.finish()
@@ -361,7 +361,7 @@ struct SimilarCommand: AsyncParsableCommand {
         if FileManager.default.fileExists(atPath: (factors as NSString).appendingPathComponent(BundleFiles.manifest)) {
             folder = URL(fileURLWithPath: factors)
         } else {
-            let lab = try Lab(home: home.resolved)
+            let lab = try await home.lab()
             folder = lab.bundleFolder(try await lab.resolveBundle(factors))
         }
         let bundle = try ModelBundle(folder: folder)

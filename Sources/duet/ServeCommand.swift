@@ -59,7 +59,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
 
         let duetHome = configuration.home
-        guard FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
+        guard home.registryURL != nil || FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
             throw DuetError.notFound(kind: "registry", id: "\(duetHome.registryPath.path) (create it with `duet lab train --register` and promote a model)")
         }
         try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
@@ -67,8 +67,9 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
         var logger = Logger(label: "duet-serve")
         logger.logLevel = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        let registry = try SQLiteRegistry(path: duetHome.registryPath.path, readOnly: true)
-        let eventLog = try SQLiteEventLog(path: duetHome.eventLogPath.path)
+        // Serve never writes the registry: read-only on SQLite and on PostgreSQL alike.
+        let registry = try await home.openRegistry(readOnly: true)
+        let eventLog = try await home.openEventLog()
         let app = try await buildApplication(configuration: configuration, registry: registry, eventLog: eventLog,
                                              prometheus: prometheus, logger: logger)
         try await app.runService()
