@@ -36,18 +36,22 @@ EOF
 }
 
 killed=0
-for round in $(seq "$ROUNDS"); do
+round=0
+# Keep going until ROUNDS runs were really killed mid-flight (a run that finished first does not count).
+while [ "$killed" -lt "$ROUNDS" ] && [ "$round" -lt $((ROUNDS * 6)) ]; do
+  round=$((round + 1))
   if [ $((round % 2)) -eq 1 ]; then
     "$DUET" lab promote "$B" --override --reason "round $round" >/dev/null 2>&1 &
   else
     "$DUET" lab rollback --reason "round $round" >/dev/null 2>&1 &
   fi
   pid=$!
-  sleep "0.0$((RANDOM % 90))"
+  sleep "$(printf "0.%03d" $((RANDOM % 250)))"   # anywhere from start-up to commit
   if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
   wait "$pid" 2>/dev/null || true
   generations=$(check)
   "$DUET" lab verify production >/dev/null
 done
-echo "$ROUNDS rounds, $killed killed mid-run: registry opened and verified every time; history has $generations consistent generations; production verifies"
+echo "$round runs, $killed killed with SIGKILL mid-run: the registry opened and passed its integrity check every time; history has $generations consistent generations; production always verified"
+[ "$killed" -ge "$ROUNDS" ]
 rm -rf "$WORK"
