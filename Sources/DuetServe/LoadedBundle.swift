@@ -18,7 +18,6 @@ public final class LoadedBundle: Sendable {
     let popularItems: [Int32]
     /// Unavailable items as an exclusion set every request starts from.
     let baseExclusions: ExclusionSet
-    let hasUnavailable: Bool
     /// Unavailable items plus items with too few training users to have meaningful neighbours.
     let similarExclusions: ExclusionSet
     static let minimumUsersForSimilar: Float = 5
@@ -59,13 +58,8 @@ public final class LoadedBundle: Sendable {
             exactCosine = nil
         }
         var exclusions = ExclusionSet(capacity: bundle.itemCount)
-        var unavailable = false
-        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) {
-            exclusions.insert(item)
-            unavailable = true
-        }
+        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) { exclusions.insert(item) }
         baseExclusions = exclusions
-        hasUnavailable = unavailable
         var similar = exclusions
         for item in 0..<bundle.itemCount where bundle.popularity[item] < Self.minimumUsersForSimilar { similar.insert(item) }
         similarExclusions = similar
@@ -81,9 +75,5 @@ public final class LoadedBundle: Sendable {
         let query = Array(bundle.userFactors[0..<bundle.dimension])
         if let recommendationIndex { _ = recommendationIndex.index.search(query, k: 10, ef: 64) }
         _ = exactItems?.search(query, k: 10)
-    }
-
-    public var indexNames: [String] {
-        (recommendationIndex.map { [$0.name] } ?? []) + similarityIndexes.keys.sorted()
     }
 }
