@@ -1,6 +1,6 @@
 public import DuetCore
 import DuetKernels
-public import DuetSimilarity
+import DuetSimilarity
 public import Foundation
 
 /// A verified bundle ready to answer: its indexes opened from the verified memory maps, the

@@ -2,7 +2,7 @@ import CoreMetrics
 public import DuetCore
 import DuetKernels
 import DuetSimilarity
-public import Foundation
+import Foundation
 
 public struct RecommendedItem: Codable, Sendable, Hashable {
     public var id: String

@@ -1,7 +1,7 @@
 public import DuetCore
 public import DuetStore
-public import Foundation
-public import HTTPTypes
+import Foundation
+import HTTPTypes
 public import Hummingbird
 public import Logging
 import Metrics

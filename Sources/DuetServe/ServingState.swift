@@ -1,5 +1,5 @@
 public import DuetCore
-public import DuetStore
+import DuetStore
 import NIOConcurrencyHelpers
 
 /// A running experiment as Serve holds it: the spec of the current phase and each arm's bundle,

@@ -1,5 +1,5 @@
 import CoreMetrics
-public import DuetCore
+import DuetCore
 public import DuetStore
 public import Foundation
 public import Logging

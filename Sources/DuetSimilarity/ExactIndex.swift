@@ -1,5 +1,5 @@
-public import DuetKernels
-public import Foundation
+import DuetKernels
+import Foundation
 
 /// Brute-force top-k over every row: exact, the reference for recall, and the right choice for
 /// small catalogues. Rows are contiguous float32, read in place (e.g. from a memory-mapped bundle).

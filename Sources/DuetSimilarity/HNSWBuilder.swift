@@ -1,4 +1,4 @@
-public import DuetCore
+import DuetCore
 import DuetKernels
 import Foundation
 

@@ -1,4 +1,4 @@
-public import DuetCore
+import DuetCore
 
 public enum Popularity {
     /// Ranks items by how many users interacted with them: the baseline every model must beat,

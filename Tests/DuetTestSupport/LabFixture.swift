@@ -1,5 +1,5 @@
 public import DuetLab
-public import DuetCore
+import DuetCore
 import DuetTraining
 public import Foundation
 import Testing

@@ -1,6 +1,6 @@
 public import DuetStore
 import DuetCore
-public import Foundation
+import Foundation
 import Logging
 import PostgresNIO
 

@@ -1,4 +1,4 @@
-public import DuetCore
+import DuetCore
 public import DuetTraining
 public import DuetSimilarity
 

@@ -1,4 +1,4 @@
-public import DuetCore
+import DuetCore
 public import DuetStore
 import Foundation
 

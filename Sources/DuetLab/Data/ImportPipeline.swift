@@ -1,6 +1,6 @@
 public import DuetCore
 public import DuetStore
-public import Foundation
+import Foundation
 
 /// Where imported rows go.
 public enum ImportDestination {

@@ -1,5 +1,5 @@
 public import DuetCore
-public import Foundation
+import Foundation
 
 /// One row as an importer reads it, before it goes to a snapshot or the event log.
 public typealias ImportedRow = FeedbackEvent

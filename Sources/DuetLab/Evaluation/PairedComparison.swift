@@ -1,4 +1,4 @@
-public import DuetCore
+import DuetCore
 import Foundation
 
 /// A metric's mean paired difference (candidate − baseline) over the same users, with a percentile

@@ -1,5 +1,5 @@
-public import DuetCore
-public import DuetKernels
+import DuetCore
+import DuetKernels
 public import DuetTraining
 import Foundation
 

@@ -1,5 +1,5 @@
-public import DuetCore
-public import Foundation
+import DuetCore
+import Foundation
 public import Logging
 public import PostgresNIO
 
