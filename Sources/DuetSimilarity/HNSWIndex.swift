@@ -243,22 +243,28 @@ public final class HNSWIndex: @unchecked Sendable {
         let d = storedDimension
         let tag = scratch.nextTag()
         let visited = scratch.visited
-        scratch.candidates.reset()
-        scratch.top.reset(capacity: ef)
+        // Local copies: mutating a struct stored in a class costs a dynamic exclusivity check per call.
+        var candidates = scratch.candidates, top = scratch.top
+        defer {
+            scratch.candidates = candidates
+            scratch.top = top
+        }
+        candidates.reset()
+        top.reset(capacity: ef)
         visited[entry] = tag
-        scratch.candidates.push(entryDistance, UInt32(entry))
-        if !excluded.contains(entry) { scratch.top.push(entryDistance, UInt32(entry)) }
-        while let (distance, node) = scratch.candidates.popClosest() {
-            if scratch.top.isFull, distance > scratch.top.worst { break }
+        candidates.push(entryDistance, UInt32(entry))
+        if !excluded.contains(entry) { top.push(entryDistance, UInt32(entry)) }
+        while let (distance, node) = candidates.popClosest() {
+            if top.isFull, distance > top.worst { break }
             let list = level == 0 ? layer0(Int(node)) : upper(Int(node), level)
             for slot in 0..<Int(list[0]) {
                 let neighbour = Int(list[1 + slot])
                 if visited[neighbour] == tag { continue }
                 visited[neighbour] = tag
                 let candidateDistance = -VectorMath.dot(q, vector(neighbour), d)
-                if !scratch.top.isFull || candidateDistance < scratch.top.worst {
-                    scratch.candidates.push(candidateDistance, UInt32(neighbour))
-                    if !excluded.contains(neighbour) { scratch.top.push(candidateDistance, UInt32(neighbour)) }
+                if !top.isFull || candidateDistance < top.worst {
+                    candidates.push(candidateDistance, UInt32(neighbour))
+                    if !excluded.contains(neighbour) { top.push(candidateDistance, UInt32(neighbour)) }
                 }
             }
         }
