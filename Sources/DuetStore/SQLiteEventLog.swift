@@ -10,17 +10,7 @@ public final class SQLiteEventLog: EventLog {
 
     public init(path: String) throws {
         self.path = path
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
-        } catch {
-            throw DuetError.io(path: path, reason: "cannot open the event log: \(error)")
-        }
+        pool = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "event log")
     }
 
     static var migrator: DatabaseMigrator {

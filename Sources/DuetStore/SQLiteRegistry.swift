@@ -12,29 +12,17 @@ public final class SQLiteRegistry: Registry {
     public init(path: String, readOnly: Bool = false) throws {
         self.path = path
         isReadOnly = readOnly
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.readonly = readOnly
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA foreign_keys = ON")
-            if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }
-        }
         if readOnly {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw DuetError.notFound(kind: "registry", id: path)
             }
             // A queue: read-only WAL pools need the -shm file a writer created; a queue does not.
-            do { writer = try DatabaseQueue(path: path, configuration: configuration) } catch {
+            do { writer = try DatabaseQueue(path: path, configuration: SQLiteFiles.configuration(readOnly: true)) } catch {
                 throw DuetError.io(path: path, reason: "cannot open the registry read-only: \(error)")
             }
             return
         }
-        do {
-            writer = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(writer)
-        } catch {
-            throw DuetError.io(path: path, reason: "cannot open the registry: \(error)")
-        }
+        writer = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "registry")
     }
 
     static var migrator: DatabaseMigrator {

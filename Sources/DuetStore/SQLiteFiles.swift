@@ -1,0 +1,28 @@
+import DuetCore
+import GRDB
+
+/// How Duet opens its SQLite files: WAL (a pool), a busy timeout for the CLI and the server sharing
+/// a file, foreign keys on, and `synchronous = FULL` so a committed transaction survives power loss.
+enum SQLiteFiles {
+    static func configuration(readOnly: Bool) -> Configuration {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.readonly = readOnly
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }
+        }
+        return configuration
+    }
+
+    /// Opens `path` for writing and brings its schema up to date; `what` names it in errors.
+    static func openForWriting(path: String, migrator: DatabaseMigrator, what: String) throws -> DatabasePool {
+        do {
+            let pool = try DatabasePool(path: path, configuration: configuration(readOnly: false))
+            try migrator.migrate(pool)
+            return pool
+        } catch {
+            throw DuetError.io(path: path, reason: "cannot open the \(what): \(error)")
+        }
+    }
+}
