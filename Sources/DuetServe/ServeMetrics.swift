@@ -1,4 +1,5 @@
 public import CoreMetrics
+import Synchronization
 
 /// Serve's own instruments, created from an explicit factory so tests never touch the global one.
 public final class ServeMetrics: Sendable {
@@ -9,6 +10,8 @@ public final class ServeMetrics: Sendable {
     let exposuresSpilled: Counter
     let swaps: Counter
     let swapRefusals: Counter
+    /// One counter per fallback reason, made once: fallbacks happen on the request path.
+    private let fallbacks = Mutex<[String: Counter]>([:])
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -21,6 +24,12 @@ public final class ServeMetrics: Sendable {
     }
 
     func fallback(_ reason: String) {
-        Counter(label: "duet_fallbacks_total", dimensions: [("reason", reason)], factory: factory).increment()
+        let counter = fallbacks.withLock { counters in
+            if let existing = counters[reason] { return existing }
+            let counter = Counter(label: "duet_fallbacks_total", dimensions: [("reason", reason)], factory: factory)
+            counters[reason] = counter
+            return counter
+        }
+        counter.increment()
     }
 }

@@ -21,15 +21,12 @@ public final class ServingState: Sendable {
     public let generation: Int
     public let production: LoadedBundle?
     public let experiments: [LoadedExperiment]
-    /// Bundles refused at the last load, with the reason, for /readyz and logs.
-    public let refusals: [String: String]
 
-    public init(version: Int, generation: Int, production: LoadedBundle?, experiments: [LoadedExperiment], refusals: [String: String] = [:]) {
+    public init(version: Int, generation: Int, production: LoadedBundle?, experiments: [LoadedExperiment]) {
         self.version = version
         self.generation = generation
         self.production = production
         self.experiments = experiments
-        self.refusals = refusals
     }
 
     public static let empty = ServingState(version: -1, generation: 0, production: nil, experiments: [])

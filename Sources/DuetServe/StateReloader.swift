@@ -53,13 +53,11 @@ public final class StateReloader: Service, Sendable {
     func apply(_ configuration: ServingConfiguration) async throws -> Bool {
         let current = store.current
         let known = current.loadedBundles
-        var refusals: [String: String] = [:]
         func load(_ id: String) -> Result<LoadedBundle, LoadedExperiment.ArmUnavailable> {
             if let bundle = known[id] { return .success(bundle) }
             do {
                 return .success(try LoadedBundle(folder: bundles.appendingPathComponent(id)))
             } catch {
-                refusals[id] = "\(error)"
                 logger.error("bundle \(id.prefix(12)) refused: \(error)")
                 return .failure(.init(reason: "bundle-unavailable"))
             }
@@ -84,7 +82,7 @@ public final class StateReloader: Service, Sendable {
             return LoadedExperiment(spec: record.spec, phase: record.phase, arms: arms)
         }
         let next = ServingState(version: configuration.version, generation: configuration.productionGeneration,
-                                production: production, experiments: experiments, refusals: refusals)
+                                production: production, experiments: experiments)
         store.swap(to: next)
         metrics.swaps.increment()
         metrics.generation.record(configuration.productionGeneration)

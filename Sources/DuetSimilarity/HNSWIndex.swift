@@ -254,7 +254,7 @@ public final class HNSWIndex: @unchecked Sendable {
         visited[entry] = tag
         candidates.push(entryDistance, UInt32(entry))
         if !excluded.contains(entry) { top.push(entryDistance, UInt32(entry)) }
-        while let (distance, node) = candidates.popClosest() {
+        while let (distance, node) = candidates.pop() {
             if top.isFull, distance > top.worst { break }
             let list = level == 0 ? layer0(Int(node)) : upper(Int(node), level)
             for slot in 0..<Int(list[0]) {
@@ -409,8 +409,6 @@ struct DistanceHeap {
         if count > 0 { siftDown(distances[count], ids[count]) }
         return result
     }
-
-    mutating func popClosest() -> (Float, UInt32)? { pop() }
 
     /// Closest first; empties the heap.
     mutating func drainSorted() -> [(distance: Float, id: UInt32)] {
