@@ -1,5 +1,6 @@
 public import DuetCore
 import DuetKernels
+import CDuetPrefetch
 public import Foundation
 import Synchronization
 
@@ -179,6 +180,17 @@ public final class HNSWIndex: @unchecked Sendable {
         (records + node * recordBytes + 4 * (1 + m0)).assumingMemoryBound(to: Float.self)
     }
 
+    /// Pulls a vector's cache lines in ahead of its distance computation.
+    @inline(__always) func prefetchVector(_ node: Int) {
+        let start = records + node * recordBytes + 4 * (1 + m0)
+        var offset = 0
+        while offset < 4 * storedDimension {
+            duet_prefetch(start + offset)
+            offset += 64
+        }
+        duet_prefetch(start + 4 * storedDimension - 1)
+    }
+
     @inline(__always) func upper(_ node: Int, _ level: Int) -> UnsafePointer<UInt32> {
         upperLinks + Int(upperStart[node]) + (level - 1) * (1 + m)
     }
@@ -243,6 +255,7 @@ public final class HNSWIndex: @unchecked Sendable {
         let d = storedDimension
         let tag = scratch.nextTag()
         let visited = scratch.visited
+        let pending = scratch.pending
         // Local copies: mutating a struct stored in a class costs a dynamic exclusivity check per call.
         var candidates = scratch.candidates, top = scratch.top
         defer {
@@ -257,10 +270,19 @@ public final class HNSWIndex: @unchecked Sendable {
         while let (distance, node) = candidates.pop() {
             if top.isFull, distance > top.worst { break }
             let list = level == 0 ? layer0(Int(node)) : upper(Int(node), level)
+            // Two passes: first find the unvisited neighbours and start fetching their vectors, so
+            // the cache misses overlap instead of arriving one distance at a time.
+            var pendingCount = 0
             for slot in 0..<Int(list[0]) {
                 let neighbour = Int(list[1 + slot])
                 if visited[neighbour] == tag { continue }
                 visited[neighbour] = tag
+                pending[pendingCount] = UInt32(neighbour)
+                pendingCount += 1
+                prefetchVector(neighbour)
+            }
+            for slot in 0..<pendingCount {
+                let neighbour = Int(pending[slot])
                 let candidateDistance = -VectorMath.dot(q, vector(neighbour), d)
                 if !top.isFull || candidateDistance < top.worst {
                     candidates.push(candidateDistance, UInt32(neighbour))
@@ -289,6 +311,8 @@ final class SearchScratch: @unchecked Sendable {
     var candidates = DistanceHeap(closestFirst: true)
     var top = DistanceHeap(closestFirst: false)
     let query: UnsafeMutablePointer<Float>
+    /// Unvisited neighbours of the node being expanded (at most M0 = 2·128).
+    let pending = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
 
     init(nodes: Int, dimension: Int) {
         self.nodes = nodes
@@ -309,6 +333,7 @@ final class SearchScratch: @unchecked Sendable {
     deinit {
         visited.deallocate()
         query.deallocate()
+        pending.deallocate()
         candidates.release()
         top.release()
     }
