@@ -12,7 +12,11 @@ import Synchronization
 /// the spill is replayed into the log at the next start.
 public final class ExposureWriter: Service, Sendable {
     private let queue = Mutex<[Exposure]>([])
-    private let spillLock = Mutex<Void>(())
+    private struct SpillState: @unchecked Sendable {
+        var handle: FileHandle?
+        var dirty = false
+    }
+    private let spillState = Mutex(SpillState())
     let log: any EventLog
     let capacity: Int
     let batchSize: Int
@@ -46,12 +50,16 @@ public final class ExposureWriter: Service, Sendable {
 
     public func run() async throws {
         try await replaySpills()
-        // Flush until shutdown, then drain what is left.
+        // Flush until shutdown, then drain what is left. Behind by a batch or more, flush at once:
+        // sleeping between batches would cap throughput at one batch per interval.
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            if pending < batchSize { try? await Task.sleep(for: interval) }
             await flush()
+            syncSpill()
         }
         while pending > 0 { await flush() }
+        syncSpill()
+        closeSpill()
     }
 
     /// Appends up to one batch; on failure the batch is spilled, so nothing is lost.
@@ -69,9 +77,13 @@ public final class ExposureWriter: Service, Sendable {
         } catch {
             logger.error("exposure batch not appended; spilling \(batch.count) to \(spillFile.path): \(error)")
             spill(batch)
+            syncSpill()
         }
     }
 
+    /// Appends JSON lines to this process's spill file. The write reaches the kernel at once, so a
+    /// crash of Serve loses nothing; the flush loop makes it durable with one fsync per interval
+    /// instead of one per request, so an overloaded writer does not also stall every request.
     func spill(_ exposures: [Exposure]) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -82,18 +94,44 @@ public final class ExposureWriter: Service, Sendable {
                 data.append(0x0A)
             }
         }
-        spillLock.withLock { _ in
-            let manager = FileManager.default
-            try? manager.createDirectory(at: spillFile.deletingLastPathComponent(), withIntermediateDirectories: true)
-            if !manager.fileExists(atPath: spillFile.path) { manager.createFile(atPath: spillFile.path, contents: nil) }
-            if let handle = try? FileHandle(forWritingTo: spillFile) {
-                handle.seekToEndOfFile()
-                handle.write(data)
-                try? handle.synchronize()
-                try? handle.close()
+        let written = spillState.withLock { state -> Bool in
+            do {
+                if state.handle == nil {
+                    let manager = FileManager.default
+                    try manager.createDirectory(at: spillFile.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    if !manager.fileExists(atPath: spillFile.path) { manager.createFile(atPath: spillFile.path, contents: nil) }
+                    let handle = try FileHandle(forWritingTo: spillFile)
+                    try handle.seekToEnd()
+                    state.handle = handle
+                }
+                try state.handle!.write(contentsOf: data)
+                state.dirty = true
+                return true
+            } catch {
+                return false
             }
         }
-        metrics.exposuresSpilled.increment(by: exposures.count)
+        if written {
+            metrics.exposuresSpilled.increment(by: exposures.count)
+        } else {
+            metrics.exposuresLost.increment(by: exposures.count)
+            logger.critical("could not write \(exposures.count) exposures to the spill file \(spillFile.path); they are lost")
+        }
+    }
+
+    func syncSpill() {
+        spillState.withLock { state in
+            guard state.dirty, let handle = state.handle else { return }
+            try? handle.synchronize()
+            state.dirty = false
+        }
+    }
+
+    private func closeSpill() {
+        spillState.withLock { state in
+            try? state.handle?.close()
+            state.handle = nil
+        }
     }
 
     /// Appends spill files left by earlier runs, then removes them. Exposures already in the log

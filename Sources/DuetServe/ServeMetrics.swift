@@ -8,6 +8,8 @@ public final class ServeMetrics: Sendable {
     let eventsIngested: Counter
     let exposuresLogged: Counter
     let exposuresSpilled: Counter
+    /// Exposures neither logged nor spilled (the spill file could not be written): alert on it.
+    let exposuresLost: Counter
     let swaps: Counter
     let swapRefusals: Counter
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
@@ -19,6 +21,7 @@ public final class ServeMetrics: Sendable {
         eventsIngested = Counter(label: "duet_events_ingested_total", factory: factory)
         exposuresLogged = Counter(label: "duet_exposures_logged_total", factory: factory)
         exposuresSpilled = Counter(label: "duet_exposures_spilled_total", factory: factory)
+        exposuresLost = Counter(label: "duet_exposures_lost_total", factory: factory)
         swaps = Counter(label: "duet_swaps_total", factory: factory)
         swapRefusals = Counter(label: "duet_swap_refusals_total", factory: factory)
     }
