@@ -2,26 +2,44 @@
 /// Foundation's JSONEncoder costs more than the ranking itself. Output is standard JSON (RFC 8259).
 public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
-    private var needsComma = [false]
+    /// One bit per open container, innermost lowest: does its next member need a comma? A bit
+    /// stack rather than an array keeps copy-on-write checks out of every value written.
+    private var commaBits: UInt64 = 0
+    private var depth = 0
+    public static let maxDepth = 63
 
     public init(capacity: Int = 1_024) { bytes.reserveCapacity(capacity) }
 
     private mutating func separator() {
-        if needsComma[needsComma.count - 1] { bytes.append(UInt8(ascii: ",")) }
-        needsComma[needsComma.count - 1] = true
+        if commaBits & 1 != 0 { bytes.append(UInt8(ascii: ",")) }
+        commaBits |= 1
     }
 
-    public mutating func beginObject() { separator(); bytes.append(UInt8(ascii: "{")); needsComma.append(false) }
-    public mutating func endObject() { needsComma.removeLast(); bytes.append(UInt8(ascii: "}")) }
-    public mutating func beginArray() { separator(); bytes.append(UInt8(ascii: "[")); needsComma.append(false) }
-    public mutating func endArray() { needsComma.removeLast(); bytes.append(UInt8(ascii: "]")) }
+    private mutating func open(_ bracket: Character) {
+        separator()
+        bytes.append(bracket.asciiValue!)
+        precondition(depth < Self.maxDepth, "JSONWriter nests at most \(Self.maxDepth) containers")
+        depth += 1
+        commaBits <<= 1
+    }
+
+    private mutating func close(_ bracket: Character) {
+        depth -= 1
+        commaBits >>= 1
+        bytes.append(bracket.asciiValue!)
+    }
+
+    public mutating func beginObject() { open("{") }
+    public mutating func endObject() { close("}") }
+    public mutating func beginArray() { open("[") }
+    public mutating func endArray() { close("]") }
 
     /// Starts a member of the current object; the next value written is its value.
     public mutating func key(_ name: String) {
         separator()
         appendString(name)
         bytes.append(UInt8(ascii: ":"))
-        needsComma[needsComma.count - 1] = false
+        commaBits &= ~1
         pendingMember = true
     }
 
@@ -30,7 +48,7 @@ public struct JSONWriter {
     private mutating func valueSeparator() {
         if pendingMember {
             pendingMember = false
-            needsComma[needsComma.count - 1] = true
+            commaBits |= 1
         } else {
             separator()
         }
@@ -54,7 +72,20 @@ public struct JSONWriter {
 
     private mutating func appendString(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
+        var value = value
+        value.withUTF8 { utf8 in
+            // Most ids and titles need no escaping: copy them whole.
+            if !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                bytes.append(contentsOf: utf8)
+            } else {
+                appendEscaped(utf8)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private mutating func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
+        for byte in utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
             case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5C, 0x5C])
@@ -66,6 +97,5 @@ public struct JSONWriter {
             default: bytes.append(byte)
             }
         }
-        bytes.append(UInt8(ascii: "\""))
     }
 }

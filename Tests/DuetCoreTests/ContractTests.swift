@@ -1,4 +1,4 @@
-import DuetCore
+@testable import DuetCore
 import Foundation
 import Testing
 
@@ -29,6 +29,17 @@ import Testing
         } catch {
             #expect("\(error)".contains(mentions), "error \(error) should mention \(mentions)")
         }
+    }
+
+    @Test func controlCheckMatchesTheUnicodeCategoryForEveryScalar() {
+        var mismatches: [UInt32] = []
+        for value in UInt32(0)...0x10FFFF {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            if Identifier.isControl(scalar) != (scalar.properties.generalCategory == .control) { mismatches.append(value) }
+        }
+        #expect(mismatches.isEmpty, "differs from the Unicode database at \(mismatches.prefix(5))")
+        #expect(Identifier.problem(with: "u\u{85}1")?.contains("U+85") == true)
+        #expect(Identifier.problem(with: "é-ünïcode-id") == nil)
     }
 
     @Test func exposureNeedsAReasonWhenServedDiffersFromAssigned() throws {
@@ -100,7 +111,13 @@ import Testing
         json.key("bad"); json.number(.nan)
         json.key("none"); json.optionalString(nil)
         json.key("list"); json.beginArray(); json.string("a"); json.int(1); json.beginObject(); json.endObject(); json.endArray()
+        json.key("plain"); json.string("Sigur Rós ✓")
+        json.key("nested"); json.beginArray()
+        json.beginArray(); json.int(1); json.int(2); json.endArray()
+        json.beginArray(); json.beginObject(); json.key("k"); json.int(3); json.endObject(); json.endArray()
+        json.endArray()
         json.endObject()
+        #expect(String(decoding: json.bytes, as: UTF8.self).hasSuffix(#""plain":"Sigur Rós ✓","nested":[[1,2],[{"k":3}]]}"#))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.bytes)) as? [String: Any])
         #expect(object["text"] as? String == "quote \" backslash \\ newline \n tab \t bell \u{07} é ✓")
         #expect((object["n"] as? NSNumber)?.intValue == -42)
