@@ -107,6 +107,7 @@ public final class Recommender: Sendable {
     /// Catalogues at least this large are searched through the HNSW index; smaller ones exactly.
     let annThreshold: Int
     let fault: AssignmentFault?
+    let requestIDs = RequestIDs()
 
     init(store: ServingStateStore, exposures: ExposureWriter?, recent: RecentHistory, metrics: ServeMetrics,
          minimumHistory: Int = 1, annThreshold: Int = 20_000, fault: AssignmentFault? = nil) {
@@ -128,10 +129,11 @@ public final class Recommender: Sendable {
             (items, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: production)
         }
         if let fallback { metrics.fallback(fallback) }
-        let requestID = UUID().uuidString.lowercased()
+        let now = Date().epochMillis
+        let requestID = requestIDs.next(milliseconds: now)
         let response = RecommendationResponse(user: user, requestId: requestID, bundle: bundle.id, generation: state.generation,
                                               items: items, experiments: arms, fallback: fallback, index: indexName)
-        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: Date().epochMillis, items: items.map(\.id),
+        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: now, items: items.map(\.id),
                                     bundleID: bundle.id, experiments: arms, fallback: fallback, context: context))
         return response
     }

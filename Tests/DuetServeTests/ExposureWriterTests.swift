@@ -35,3 +35,27 @@ import Testing
         }
     }
 }
+
+@Suite struct RequestIDTests {
+    @Test func idsAreTimeOrderedVersion7UUIDsThatNeverRepeat() throws {
+        let ids = RequestIDs(nonce: 0x3FF_FFFF_FFFF)
+        let first = ids.next(milliseconds: 1_767_225_600_000)
+        let parsed = try #require(UUID(uuidString: first), "\(first) is not a UUID")
+        #expect(parsed.uuidString.lowercased() == first)
+        let characters = Array(first)
+        #expect(characters[14] == "7", "version nibble")
+        #expect("89ab".contains(characters[19]), "RFC 9562 variant")
+        #expect(first.hasPrefix("019b76da-a800"), "48-bit millisecond timestamp first")
+
+        var seen = Set([first])
+        var previous = first
+        for step in 1...20_000 {
+            let id = ids.next(milliseconds: 1_767_225_600_000 + Int64(step / 1000))
+            #expect(seen.insert(id).inserted, "\(id) repeated")
+            #expect(String(id.prefix(13)) >= String(previous.prefix(13)), "timestamps sort")
+            previous = id
+        }
+        let other = RequestIDs(nonce: 1).next(milliseconds: 1_767_225_600_000)
+        #expect(other != first, "another replica's nonce gives another id")
+    }
+}
