@@ -26,7 +26,7 @@ public final class ExposureWriter: Service, Sendable {
     let logger: Logger
 
     public init(log: any EventLog, spillFolder: URL, capacity: Int = 50_000, batchSize: Int = 1_000,
-                interval: Duration = .milliseconds(50), metrics: ServeMetrics, logger: Logger) {
+                interval: Duration = .milliseconds(10), metrics: ServeMetrics, logger: Logger) {
         self.log = log
         self.capacity = capacity
         self.batchSize = batchSize
