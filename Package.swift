@@ -51,8 +51,8 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(name: "DuetKernels", dependencies: ["DuetCore"], swiftSettings: upcoming),
-        .target(name: "CDuetPrefetch"),
-        .target(name: "DuetSimilarity", dependencies: ["DuetCore", "DuetKernels", "CDuetPrefetch"], swiftSettings: upcoming),
+        .target(name: "CDuetIntrinsics"),
+        .target(name: "DuetSimilarity", dependencies: ["DuetCore", "DuetKernels", "CDuetIntrinsics"], swiftSettings: upcoming),
         .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity"], swiftSettings: upcoming),
         .target(
             name: "DuetStore",

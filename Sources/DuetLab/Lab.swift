@@ -18,6 +18,15 @@ public enum TrainingAlgorithm: Sendable {
         }
     }
 
+    /// Threads the training asked for; index building uses as many.
+    public var threads: Int {
+        switch self {
+        case let .als(configuration): configuration.threads
+        case let .bpr(configuration): configuration.threads
+        case .popularity: 1
+        }
+    }
+
     public func train(_ matrix: InteractionMatrix, progress: TrainingProgress? = nil) throws -> FactorModel {
         switch self {
         case let .als(configuration): try ALS.train(matrix, configuration: configuration, progress: progress)
@@ -100,7 +109,7 @@ public final class Lab: Sendable {
         model.hyperparameters["split"] = .string(splitID ?? "none")
         let catalog = try snapshots.catalog(snapshot.hash)
         let bundleID = try BundleWriter.write(model, name: name, snapshot: snapshot, history: matrix, catalog: catalog,
-                                              attachments: buildIndexes ? try BundleIndexes.attachments(for: model) : [], into: home.bundlesFolder)
+                                              attachments: buildIndexes ? try BundleIndexes.attachments(for: model, threads: algorithm.threads) : [], into: home.bundlesFolder)
         if register, try await registry.model(bundleID) == nil {
             try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
                                                     parent: nil, createdAt: Date().epochMillis))

@@ -1,14 +1,19 @@
 import DuetCore
+import CDuetIntrinsics
 import DuetKernels
 import Foundation
+import Synchronization
 
 extension HNSWIndex {
     /// Builds an index over `count` rows of `dimension` floats. Nodes are inserted in row order with
-    /// levels drawn from a seeded generator, so the same input and seed give the same bytes.
+    /// levels drawn from a seeded generator, so on one thread the same input and seed give the same
+    /// bytes. With more threads, nodes are inserted concurrently under per-node locks (as hnswlib
+    /// does): as good a graph, but not the same bytes from run to run.
     public static func build(_ vectors: UnsafeBufferPointer<Float>, dimension: Int, metric: SimilarityMetric,
-                             parameters: HNSWParameters = HNSWParameters(),
-                             progress: ((Int) -> Void)? = nil) throws -> HNSWIndex {
+                             parameters: HNSWParameters = HNSWParameters(), threads: Int = 1,
+                             progress: (@Sendable (Int) -> Void)? = nil) throws -> HNSWIndex {
         try parameters.validate()
+        guard threads >= 1 else { throw DuetError.invalidValue(field: "threads", reason: "\(threads) must be ≥ 1") }
         guard dimension >= 1, vectors.count % dimension == 0, vectors.count > 0 else {
             throw DuetError.invalidValue(field: "vectors", reason: "\(vectors.count) values do not form rows of \(dimension)")
         }
@@ -52,14 +57,57 @@ extension HNSWIndex {
         }
 
         let index = HNSWIndex(layout: layout, maxLevel: Int(levels[0]), entry: 0, bytes: UnsafeRawBufferPointer(start: base, count: size), owner: storage)
-        var inserter = Inserter(index: index, efConstruction: parameters.efConstruction)
-        for node in 1..<count {
-            inserter.insert(node)
-            if node & 0xFFF == 0 { progress?(node) }
+        if threads == 1 || count < 1_000 {
+            var inserter = Inserter(index: index, efConstruction: parameters.efConstruction, locks: NoLinkLocks())
+            for node in 1..<count {
+                inserter.insert(node, entry: index.entry, maxLevel: index.maxLevel)
+                if level(of: node, in: index) > index.maxLevel {
+                    index.maxLevel = level(of: node, in: index)
+                    index.entry = node
+                }
+                if node & 0xFFF == 0 { progress?(node) }
+            }
+        } else {
+            buildConcurrently(index, efConstruction: parameters.efConstruction, threads: threads, progress: progress)
         }
         progress?(count)
         index.writeHeader(layout: layout, into: base)
         return index
+    }
+
+    private static func level(of node: Int, in index: HNSWIndex) -> Int { Int(index.levels[node]) }
+
+    /// Workers take nodes in chunks from a shared counter. A node that will top the graph holds the
+    /// entry lock for its whole insertion, so the entry point and top level change together.
+    private static func buildConcurrently(_ index: HNSWIndex, efConstruction: Int, threads: Int, progress: (@Sendable (Int) -> Void)?) {
+        let lockBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: index.count + 1)
+        lockBytes.initialize(repeating: 0, count: index.count + 1)
+        defer { lockBytes.deallocate() }
+        let locks = NodeLinkLocks(bytes: lockBytes)
+        let entryLock = UnsafeMutableSendablePointer(lockBytes + index.count)
+        let inserted = Atomic<Int>(1)
+        let shared = UnsafeSendableIndex(index: index)
+        Parallel.chunks(index.count - 1, threads: threads, chunk: 256) { range, _ in
+            let index = shared.index
+            var inserter = Inserter(index: index, efConstruction: efConstruction, locks: locks)
+            for offset in range {
+                let node = offset + 1
+                let level = Int(index.levels[node])
+                duet_spin_lock(entryLock.pointer)
+                let entry = index.entry, maxLevel = index.maxLevel
+                let raisesTop = level > maxLevel
+                if !raisesTop { duet_spin_unlock(entryLock.pointer) }
+                inserter.insert(node, entry: entry, maxLevel: maxLevel)
+                if raisesTop {
+                    index.maxLevel = level
+                    index.entry = node
+                    duet_spin_unlock(entryLock.pointer)
+                }
+            }
+            index.returnScratch(inserter.scratch)
+            let done = inserted.add(range.count, ordering: .relaxed).newValue
+            if done & ~0xFFF != (done - range.count) & ~0xFFF { progress?(done) }
+        }
     }
 
     func writeHeader(layout: Layout, into base: UnsafeMutableRawPointer) {
@@ -84,19 +132,27 @@ extension HNSWIndex {
     }
 }
 
+/// The index crosses into builder threads; each writes only under the node locks.
+private struct UnsafeSendableIndex: @unchecked Sendable {
+    let index: HNSWIndex
+}
+
 /// Insertion as in hnswlib: greedy descent to the node's top level, then on each level a beam
 /// search of width efConstruction, neighbours chosen by the diversity heuristic, and back-links
-/// added (pruned by the same heuristic when a list is full).
-struct Inserter {
+/// added (pruned by the same heuristic when a list is full). Every link list read or written is
+/// held under `locks`, which cost nothing on one thread.
+struct Inserter<Locks: LinkLocks> {
     let index: HNSWIndex
     let efConstruction: Int
     let scratch: SearchScratch
+    let locks: Locks
     var candidates: [(distance: Float, id: UInt32)] = []
     var selected: [(distance: Float, id: UInt32)] = []
 
-    init(index: HNSWIndex, efConstruction: Int) {
+    init(index: HNSWIndex, efConstruction: Int, locks: Locks) {
         self.index = index
         self.efConstruction = efConstruction
+        self.locks = locks
         scratch = index.takeScratch()
     }
 
@@ -108,47 +164,51 @@ struct Inserter {
         UnsafeMutablePointer(mutating: level == 0 ? index.layer0(node) : index.upper(node, level))
     }
 
-    mutating func insert(_ node: Int) {
+    /// Links `node` into the graph whose entry point and top level were `entry` and `maxLevel`
+    /// when it started; the caller moves the entry point if the node tops the graph.
+    mutating func insert(_ node: Int, entry: Int, maxLevel: Int) {
         let level = Int(index.levels[node])
         let q = index.vector(node)
-        var current = index.entry
+        var current = entry
         var currentDistance = distance(node, current)
-        if index.maxLevel > level {
-            for layer in stride(from: index.maxLevel, to: level, by: -1) {
+        if maxLevel > level {
+            for layer in stride(from: maxLevel, to: level, by: -1) {
                 var changed = true
                 while changed {
                     changed = false
+                    locks.lock(current)
                     let list = links(current, layer)
+                    var best = current
                     for slot in 0..<Int(list[0]) {
                         let candidate = Int(list[1 + slot])
                         let d = distance(node, candidate)
                         if d < currentDistance {
                             currentDistance = d
-                            current = candidate
+                            best = candidate
                             changed = true
                         }
                     }
+                    locks.unlock(current)
+                    current = best
                 }
             }
         }
-        for layer in stride(from: min(level, index.maxLevel), through: 0, by: -1) {
+        for layer in stride(from: min(level, maxLevel), through: 0, by: -1) {
             index.searchLayer(q, entry: current, entryDistance: currentDistance, ef: efConstruction, level: layer,
-                              excluded: .none, scratch: scratch)
+                              excluded: .none, scratch: scratch, locks: locks)
             candidates = scratch.top.drainSorted()
             selectNeighbours(limit: index.m)
+            locks.lock(node)
             let own = links(node, layer)
             own[0] = UInt32(selected.count)
             for (slot, neighbour) in selected.enumerated() { own[1 + slot] = neighbour.id }
+            locks.unlock(node)
             let chosen = selected
             for neighbour in chosen { connect(Int(neighbour.id), to: node, layer: layer) }
             if let closest = candidates.first {
                 current = Int(closest.id)
                 currentDistance = closest.distance
             }
-        }
-        if level > index.maxLevel {
-            index.maxLevel = level
-            index.entry = node
         }
     }
 
@@ -172,6 +232,8 @@ struct Inserter {
     }
 
     mutating func connect(_ node: Int, to newNode: Int, layer: Int) {
+        locks.lock(node)
+        defer { locks.unlock(node) }
         let limit = layer == 0 ? index.m0 : index.m
         let list = links(node, layer)
         let count = Int(list[0])

@@ -1,6 +1,6 @@
 public import DuetCore
 import DuetKernels
-import CDuetPrefetch
+import CDuetIntrinsics
 public import Foundation
 import Synchronization
 
@@ -226,7 +226,8 @@ public final class HNSWIndex: @unchecked Sendable {
                 }
             }
         }
-        searchLayer(q, entry: current, entryDistance: currentDistance, ef: max(ef, k), level: 0, excluded: excluded, scratch: scratch)
+        searchLayer(q, entry: current, entryDistance: currentDistance, ef: max(ef, k), level: 0, excluded: excluded, scratch: scratch,
+                    locks: NoLinkLocks())
         var results = scratch.top.drainSorted()
         if results.count > k { results.removeLast(results.count - k) }
         return results.map { Neighbour(id: Int($0.id), score: metricScore(-$0.distance)) }
@@ -250,8 +251,10 @@ public final class HNSWIndex: @unchecked Sendable {
     }
 
     /// Beam search on one layer; leaves the best `ef` (not excluded) in `scratch.top`.
-    func searchLayer(_ q: UnsafePointer<Float>, entry: Int, entryDistance: Float, ef: Int, level: Int, excluded: ExclusionSet,
-                     scratch: SearchScratch) {
+    /// `locks` guards link lists that other threads may be rewriting (a parallel build); searches
+    /// of a finished index pass `NoLinkLocks`, which compiles to nothing.
+    func searchLayer<Locks: LinkLocks>(_ q: UnsafePointer<Float>, entry: Int, entryDistance: Float, ef: Int, level: Int,
+                                       excluded: ExclusionSet, scratch: SearchScratch, locks: Locks) {
         let d = storedDimension
         let tag = scratch.nextTag()
         let visited = scratch.visited
@@ -273,6 +276,7 @@ public final class HNSWIndex: @unchecked Sendable {
             // Two passes: first find the unvisited neighbours and start fetching their vectors, so
             // the cache misses overlap instead of arriving one distance at a time.
             var pendingCount = 0
+            locks.lock(Int(node))
             for slot in 0..<Int(list[0]) {
                 let neighbour = Int(list[1 + slot])
                 if visited[neighbour] == tag { continue }
@@ -281,6 +285,7 @@ public final class HNSWIndex: @unchecked Sendable {
                 pendingCount += 1
                 prefetchVector(neighbour)
             }
+            locks.unlock(Int(node))
             for slot in 0..<pendingCount {
                 let neighbour = Int(pending[slot])
                 let candidateDistance = -VectorMath.dot(q, vector(neighbour), d)
@@ -300,6 +305,24 @@ public final class HNSWIndex: @unchecked Sendable {
     func returnScratch(_ scratch: SearchScratch) {
         scratchPool.withLock { pool in if pool.count < 64 { pool.append(scratch) } }
     }
+}
+
+/// Who may touch a node's link lists: nobody else (a finished index), or other builder threads.
+protocol LinkLocks {
+    func lock(_ node: Int)
+    func unlock(_ node: Int)
+}
+
+struct NoLinkLocks: LinkLocks {
+    @inline(__always) func lock(_ node: Int) {}
+    @inline(__always) func unlock(_ node: Int) {}
+}
+
+/// One spinlock byte per node, for building on several threads.
+struct NodeLinkLocks: LinkLocks, @unchecked Sendable {
+    let bytes: UnsafeMutablePointer<UInt8>
+    @inline(__always) func lock(_ node: Int) { duet_spin_lock(bytes + node) }
+    @inline(__always) func unlock(_ node: Int) { duet_spin_unlock(bytes + node) }
 }
 
 /// Per-search buffers, pooled so a query allocates nothing: a visited array stamped with a

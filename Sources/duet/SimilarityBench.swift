@@ -36,7 +36,7 @@ struct ANNBench: ParsableCommand {
     @Option(help: "Beam width while building.") var efConstruction: Int = 200
     @Option(help: "Beam widths to measure, comma-separated.") var ef: String = "10,20,40,80,160"
     @Option(help: "ip or cosine.") var metric: SimilarityMetric = .innerProduct
-    @Option(help: "Threads (queries always run one at a time).") var threads: Int = 1
+    @Option(help: "Threads for building the index (queries always run one at a time).") var threads: Int = 1
     @Option(help: "Prefix of the id files.") var resultsPrefix: String
     @Flag(help: "Apply the MIPS reduction for inner product (off matches hnswlib on unit vectors).") var mips = false
     @Option(help: "Reuse this index file if it exists, else build and save it there (to time queries alone).") var index: String?
@@ -62,7 +62,7 @@ struct ANNBench: ParsableCommand {
         } else {
             hnsw = try data.withUnsafeBufferPointer {
                 try HNSWIndex.build($0, dimension: dim, metric: metric,
-                                    parameters: HNSWParameters(m: m, efConstruction: efConstruction, mipsReduction: mips))
+                                    parameters: HNSWParameters(m: m, efConstruction: efConstruction, mipsReduction: mips), threads: threads)
             }
             if let path = self.index { try hnsw.write(to: URL(fileURLWithPath: path)) }
         }

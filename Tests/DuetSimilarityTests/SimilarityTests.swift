@@ -121,6 +121,35 @@ import Testing
         #expect(throws: DuetError.self) { try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: 7, metric: .cosine) } }
     }
 
+    @Test func multiThreadedBuildMakesAValidGraphWithTheSameRecall() async throws {
+        let d = 16, count = 6_000, queryCount = 100
+        let all = Self.clustered(count: count + queryCount, dimension: d, spread: 0.5, seed: 8)
+        let vectors = Array(all[0..<(count * d)])
+        let parameters = HNSWParameters(m: 12, efConstruction: 80, mipsReduction: false)
+        let serial = try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .innerProduct, parameters: parameters) }
+        let parallel = try vectors.withUnsafeBufferPointer {
+            try HNSWIndex.build($0, dimension: d, metric: .innerProduct, parameters: parameters, threads: 4)
+        }
+        func recall(_ index: HNSWIndex) -> Double {
+            var hits = 0
+            for q in 0..<queryCount {
+                let query = Array(all[((count + q) * d)..<((count + q + 1) * d)])
+                hits += Set(Self.naive(vectors, query, dimension: d, k: 10)).intersection(index.search(query, k: 10, ef: 48).map(\.id)).count
+            }
+            return Double(hits) / Double(queryCount * 10)
+        }
+        let serialRecall = recall(serial), parallelRecall = recall(parallel)
+        #expect(parallelRecall >= 0.95, "recall@10 at ef=48 is \(parallelRecall) built on 4 threads")
+        #expect(parallelRecall >= serialRecall - 0.02, "4 threads \(parallelRecall) vs 1 thread \(serialRecall)")
+        // Every link and level passes the same validation a file from disk gets.
+        try await withScratchFolder { folder in
+            let file = folder.appendingPathComponent("parallel.hnsw")
+            try parallel.write(to: file)
+            #expect(try HNSWIndex(contentsOf: file.path).count == count)
+        }
+        #expect(throws: DuetError.self) { try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .cosine, threads: 0) } }
+    }
+
     @Test func corruptOrTruncatedFilesAreRefused() async throws {
         let d = 8
         let vectors = Self.clustered(count: 1_000, dimension: d, seed: 6)

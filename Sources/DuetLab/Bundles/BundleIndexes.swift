@@ -6,8 +6,8 @@ public import DuetSimilarity
 /// `items/<kind>-<d>` (cosine, for similar items) and `items/<kind>-<d>-ip` (inner product with the
 /// MIPS reduction, for user recommendations over large catalogues).
 public enum BundleIndexes {
-    public static func attachments(for model: FactorModel, parameters: HNSWParameters = HNSWParameters(m: 16, efConstruction: 100))
-        throws -> [BundleAttachment] {
+    public static func attachments(for model: FactorModel, parameters: HNSWParameters = HNSWParameters(m: 16, efConstruction: 100),
+                                   threads: Int = 1) throws -> [BundleAttachment] {
         guard model.dimension > 0, model.itemCount > 1 else { return [] }
         var attachments: [BundleAttachment] = []
         for metric in [SimilarityMetric.cosine, .innerProduct] {
@@ -15,7 +15,7 @@ public enum BundleIndexes {
             let name = "items/\(model.kind)-\(model.dimension)\(suffix)"
             let file = "index-items-\(model.kind)-\(model.dimension)\(suffix).hnsw"
             let index = try model.itemFactors.withUnsafeBufferPointer {
-                try HNSWIndex.build($0, dimension: model.dimension, metric: metric, parameters: parameters)
+                try HNSWIndex.build($0, dimension: model.dimension, metric: metric, parameters: parameters, threads: threads)
             }
             let descriptor = IndexDescriptor(name: name, version: 1, kind: "hnsw", metric: metric.rawValue, file: file)
             attachments.append(BundleAttachment(name: file, index: descriptor) { writer in try writer.write(index.bytes) })
