@@ -180,6 +180,12 @@ public final class HNSWIndex: @unchecked Sendable {
         (records + node * recordBytes + 4 * (1 + m0)).assumingMemoryBound(to: Float.self)
     }
 
+    /// Row `node` as stored (normalised for cosine), without the MIPS coordinate.
+    public func copyVector(of node: Int, into out: UnsafeMutablePointer<Float>) {
+        precondition((0..<count).contains(node), "row \(node) is outside 0..<\(count)")
+        out.update(from: vector(node), count: dimension)
+    }
+
     /// Pulls a vector's cache lines in ahead of its distance computation.
     @inline(__always) func prefetchVector(_ node: Int) {
         let start = records + node * recordBytes + 4 * (1 + m0)

@@ -92,6 +92,57 @@ struct ANNBench: ParsableCommand {
     }
 }
 
+struct IndexLoadBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index-load",
+        abstract: "Open a saved HNSW index (memory map + validation) and time it to its first answer, with resident memory."
+    )
+    @Option(help: "An index file, e.g. from `duet bench ann --index`.") var index: String
+    @Option(help: "Beam width of the first query.") var ef: Int = 64
+    @OptionGroup var output: OutputOptions
+
+    struct Result: Codable {
+        var open_seconds: Double
+        var first_query_seconds: Double
+        var items: Int
+        var dimension: Int
+        var file_megabytes: Double
+        var resident_megabytes_before: Double
+        var resident_megabytes_after: Double
+    }
+
+    func run() throws {
+        let before = residentMegabytes()
+        let clock = ContinuousClock()
+        let started = clock.now
+        let hnsw = try HNSWIndex(contentsOf: index)
+        let opened = clock.now
+        // A query that is one of the indexed rows, so the answer is checkable.
+        let query = [Float](unsafeUninitializedCapacity: hnsw.dimension) { buffer, count in
+            hnsw.copyVector(of: hnsw.count / 2, into: buffer.baseAddress!)
+            count = hnsw.dimension
+        }
+        let found = hnsw.search(query, k: 10, ef: ef)
+        let answered = clock.now
+        guard !found.isEmpty else { throw DuetError.invalidValue(field: "index", reason: "the first query found nothing") }
+        let result = Result(open_seconds: (opened - started).seconds, first_query_seconds: (answered - started).seconds,
+                            items: hnsw.count, dimension: hnsw.dimension, file_megabytes: Double(hnsw.bytes.count) / 1_048_576,
+                            resident_megabytes_before: before, resident_megabytes_after: residentMegabytes())
+        if output.json { return try printJSON(result) }
+        print(String(format: "%d × %d index (%.0f MB): opened and validated in %.3f s, first answer after %.3f s; resident %.0f MB → %.0f MB",
+                     result.items, result.dimension, result.file_megabytes, result.open_seconds, result.first_query_seconds,
+                     result.resident_megabytes_before, result.resident_megabytes_after))
+    }
+}
+
+/// VmRSS from /proc (Linux), in MB; 0 where there is no /proc.
+func residentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes / 1_024
+}
+
 struct ExactBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "exact",
