@@ -1,5 +1,6 @@
 public import ArgumentParser
 import DuetCore
+import DuetKernels
 import DuetSimilarity
 import Foundation
 
@@ -141,6 +142,65 @@ func residentMegabytes() -> Double {
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
           let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
     return kilobytes / 1_024
+}
+
+struct E4M3Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "e4m3",
+        abstract: "What 8-bit (E4M3) vectors do to an exact inner-product scan: recall@k against float32, speed, memory."
+    )
+    @Option(help: "Indexed rows (raw float32).") var vectors: String
+    @Option(help: "Query rows (raw float32).") var queries: String
+    @Option(help: "Dimension.") var dim: Int
+    @Option(help: "Neighbours per query.") var k: Int = 10
+    @OptionGroup var output: OutputOptions
+
+    struct Result: Codable {
+        var recall: Double
+        var float_qps: Double
+        var e4m3_qps: Double
+        var float_megabytes: Double
+        var e4m3_megabytes: Double
+    }
+
+    func run() throws {
+        guard k >= 1 else { throw ValidationError("--k must be ≥ 1") }
+        let data = try readFloat32Rows(vectors, dimension: dim)
+        let queryData = try readFloat32Rows(queries, dimension: dim)
+        let rows = data.count / dim, queryCount = queryData.count / dim
+        let codes = data.map(E4M3.encode)
+        var scores = [Float](repeating: 0, count: rows)
+        let clock = ContinuousClock()
+        // Both scans score every row per query into the same buffer, then select the top k.
+        func scan(_ scoreAll: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> ([[Int32]], Double) {
+            var results: [[Int32]] = []
+            let begin = clock.now
+            queryData.withUnsafeBufferPointer { queries in
+                scores.withUnsafeMutableBufferPointer { scoreBuffer in
+                    for q in 0..<queryCount {
+                        scoreAll(queries.baseAddress! + q * dim, scoreBuffer.baseAddress!)
+                        results.append(TopK.select(UnsafeBufferPointer(scoreBuffer), k: k).map(\.id))
+                    }
+                }
+            }
+            return (results, Double(queryCount) / (clock.now - begin).seconds)
+        }
+        let (truth, floatQPS) = data.withUnsafeBufferPointer { rowsBuffer in
+            scan { query, out in VectorMath.scoreRows(rowsBuffer.baseAddress!, rowCount: rows, dimension: dim, query: query, into: out) }
+        }
+        let (quantized, e4m3QPS) = codes.withUnsafeBufferPointer { codeBuffer in
+            scan { query, out in
+                for row in 0..<rows { out[row] = E4M3.dot(codeBuffer.baseAddress! + row * dim, query, dim) }
+            }
+        }
+        var hits = 0
+        for (exact, approximate) in zip(truth, quantized) { hits += Set(exact).intersection(approximate).count }
+        let result = Result(recall: Double(hits) / Double(queryCount * k), float_qps: floatQPS, e4m3_qps: e4m3QPS,
+                            float_megabytes: Double(data.count * 4) / 1_048_576, e4m3_megabytes: Double(codes.count) / 1_048_576)
+        if output.json { return try printJSON(result) }
+        print(String(format: "%d × %d: E4M3 recall@%d %.4f against float32; scan %.0f q/s float32, %.0f q/s E4M3; vectors %.1f MB → %.1f MB",
+                     rows, dim, k, result.recall, floatQPS, e4m3QPS, result.float_megabytes, result.e4m3_megabytes))
+    }
 }
 
 struct ExactBench: ParsableCommand {

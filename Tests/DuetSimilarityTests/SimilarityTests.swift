@@ -180,3 +180,22 @@ import Testing
         }
     }
 }
+
+@Suite struct E4M3Tests {
+    @Test func codesRoundTripAndRoundToNearest() {
+        // Every finite code decodes to a value that encodes back to the same code.
+        for code in 0...255 where code & 0x7F != 0x7F && code != 0x80 {
+            #expect(E4M3.encode(E4M3.decode(UInt8(code))) == UInt8(code), "code \(code)")
+        }
+        #expect(E4M3.decode(0x7E) == 448 && E4M3.decode(0xFE) == -448)
+        #expect(E4M3.decode(0x38) == 1 && E4M3.decode(0x01) == 0x1p-9)
+        #expect(E4M3.decode(0x7F).isNaN)
+        #expect(E4M3.encode(1_000) == 0x7E, "saturates")
+        #expect(E4M3.decode(E4M3.encode(1.05)) == 1, "1.05 is nearer 1 than 1.125")
+        #expect(E4M3.decode(E4M3.encode(-0.3)) == -0.3125)
+        // Relative error stays within half a mantissa step (1/16) over the normal range.
+        for value in stride(from: Float(0.02), through: 400, by: 0.37) {
+            #expect(abs(E4M3.decode(E4M3.encode(value)) - value) <= value / 16 + 1e-6, "\(value)")
+        }
+    }
+}
