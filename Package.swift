@@ -3,11 +3,19 @@ import PackageDescription
 
 import Foundation
 
-/// Hot kernels are compiled for Haswell-class CPUs (AVX2, FMA) on x86_64, which every machine we run
-/// on has; `DUET_PORTABLE=1 swift build` keeps the baseline target for older CPUs.
+/// Hot kernels are compiled for the CPU class of the machine that builds them, as faiss and hnswlib
+/// pick their SIMD width at load time: AVX2 + FMA (Haswell) on every x86_64, AVX-512 (Zen 4) when
+/// an AMD CPU reports it. `DUET_PORTABLE=1 swift build` keeps the baseline target for older CPUs.
 let portable = ProcessInfo.processInfo.environment["DUET_PORTABLE"] != nil
 #if arch(x86_64)
-let cpuTarget: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+func hostCPUTarget() -> String {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flagLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "haswell" }
+    let flags = Set(flagLine.split(separator: " ").map(String.init))
+    let zen4 = ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_vbmi2", "gfni", "vaes"]
+    return info.contains("AuthenticAMD") && zen4.allSatisfy(flags.contains) ? "znver4" : "haswell"
+}
+let cpuTarget: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", hostCPUTarget()])]
 #else
 let cpuTarget: [SwiftSetting] = []
 #endif

@@ -51,8 +51,12 @@ public final class LoadedBundle: Sendable {
         similarityIndexes = similarity
         defaultSimilarityIndex = defaultName
         if bundle.dimension > 0 {
-            exactItems = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .innerProduct, owner: bundle)
-            exactCosine = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .cosine, owner: bundle)
+            // The Float16 scan copy costs 2 bytes per value and load time on every swap; large
+            // catalogues are answered through HNSW, so they go without it.
+            let items = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .innerProduct, owner: bundle,
+                                   halfPrecision: bundle.itemCount <= 200_000)
+            exactItems = items
+            exactCosine = ExactIndex(sameRowsAs: items, metric: .cosine)
         } else {
             exactItems = nil
             exactCosine = nil

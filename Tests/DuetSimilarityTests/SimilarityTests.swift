@@ -1,6 +1,6 @@
 import DuetCore
 import DuetKernels
-import DuetSimilarity
+@testable import DuetSimilarity
 import DuetTestSupport
 import Foundation
 import Testing
@@ -49,6 +49,42 @@ import Testing
         let cosine = ExactIndex(copying: scaled, dimension: d, metric: .cosine)
         let query = Array(queries[0..<d])
         #expect(cosine.search(query, k: 10).map(\.id) == Self.naive(vectors, query, dimension: d, k: 10))
+    }
+
+    /// The half-precision first pass must not change a single answer: same ids, same float32
+    /// scores, as the plain float32 scan, with exclusions, unnormalised rows and odd dimensions.
+    @Test(arguments: [(64, SimilarityMetric.innerProduct), (64, .cosine), (24, .innerProduct), (40, .cosine)])
+    func halfPrecisionPassKeepsTheExactAnswer(dimension d: Int, metric: SimilarityMetric) {
+        var rng = SplitMix64(seed: UInt64(d))
+        // Rows scaled 1…8× so the per-row error bounds differ; many near-ties inside clusters.
+        let vectors = Self.clustered(count: 4_000, dimension: d, clusters: 20, spread: 0.2, seed: 11).enumerated().map {
+            $0.element * Float(1 + ($0.offset / d) % 8)
+        }
+        let index = ExactIndex(copying: vectors, dimension: d, metric: metric)
+        for q in 0..<60 {
+            let query = (0..<d).map { _ in Float(rng.gaussian()) * 3 }
+            let excluded = ExclusionSet(capacity: 4_000, excluding: (0..<4_000).filter { ($0 + q) % 11 == 0 })
+            let scale: Float = metric == .cosine ? 1 / VectorMath.normSquared(query, d).squareRoot() : 1
+            let plain = query.withUnsafeBufferPointer { index.searchFloat32($0.baseAddress!, k: 25, scale: scale, excluded: excluded) }
+            #expect(index.search(query, k: 25, excluding: excluded) == plain, "query \(q)")
+        }
+        // Sharing the rows under the other metric gives what a fresh index gives.
+        let other: SimilarityMetric = metric == .cosine ? .innerProduct : .cosine
+        let shared = ExactIndex(sameRowsAs: index, metric: other)
+        let fresh = ExactIndex(copying: vectors, dimension: d, metric: other, halfPrecision: false)
+        let probe = (0..<d).map { Float($0 % 7) - 3 }
+        #expect(shared.search(probe, k: 15) == fresh.search(probe, k: 15))
+        // Values beyond Float16's range fall back to the float32 scan and stay exact.
+        let hugeRows = vectors.map { $0 * 100_000 }
+        let huge = ExactIndex(copying: hugeRows, dimension: d, metric: metric)
+        let query = (0..<d).map { Float($0 % 5) - 2 }
+        // Cosine ranks rows as the inner product with the rows normalised.
+        let truthRows = metric == .innerProduct ? hugeRows : (0..<4_000).flatMap { row -> [Float] in
+            let slice = hugeRows[(row * d)..<((row + 1) * d)]
+            let norm = slice.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return slice.map { $0 / norm }
+        }
+        #expect(huge.search(query, k: 5).map(\.id) == Self.naive(truthRows, query, dimension: d, k: 5))
     }
 
     @Test func hnswRecallFilteringPersistenceAndConcurrency() async throws {
