@@ -61,11 +61,26 @@ public struct JSONWriter {
     /// Finite numbers in their shortest round-trip form; JSON has no NaN or infinity, so those are null.
     public mutating func number(_ value: Float) {
         valueSeparator()
-        if value.isFinite { bytes.append(contentsOf: value.description.utf8) } else { bytes.append(contentsOf: "null".utf8) }
+        rawNumber(value)
     }
 
     public mutating func optionalString(_ value: String?) {
         if let value { string(value) } else { null() }
+    }
+
+    /// Starts the next value with pre-rendered bytes, e.g. `{"id":"t1","score":`, which the caller
+    /// completes with `rawNumber` and `raw` so that together they form one valid JSON value.
+    public mutating func rawValue(_ fragment: UnsafeBufferPointer<UInt8>) {
+        valueSeparator()
+        bytes.append(contentsOf: fragment)
+    }
+
+    /// Continues a value begun with `rawValue`.
+    public mutating func raw(_ fragment: UnsafeBufferPointer<UInt8>) { bytes.append(contentsOf: fragment) }
+
+    /// A number inside a value begun with `rawValue` (no separator).
+    public mutating func rawNumber(_ value: Float) {
+        if value.isFinite { bytes.append(contentsOf: value.description.utf8) } else { bytes.append(contentsOf: "null".utf8) }
     }
 
     private static let hex = Array("0123456789abcdef".utf8)

@@ -21,6 +21,8 @@ public final class LoadedBundle: Sendable {
     /// Unavailable items plus items with too few training users to have meaningful neighbours.
     let similarExclusions: ExclusionSet
     static let minimumUsersForSimilar: Float = 5
+    /// Each item's response JSON, rendered once.
+    let fragments: ItemFragments
 
     public var id: String { bundle.id }
 
@@ -70,7 +72,14 @@ public final class LoadedBundle: Sendable {
         let order = (0..<bundle.itemCount).filter { !exclusions.contains($0) }
             .sorted { bundle.popularity[$0] != bundle.popularity[$1] ? bundle.popularity[$0] > bundle.popularity[$1] : $0 < $1 }
         popularItems = order.prefix(5_000).map { Int32($0) }
+        fragments = ItemFragments(bundle: bundle)
         warmUp()
+    }
+
+    func describe(_ item: Int, score: Float) -> RecommendedItem {
+        let id = bundle.itemIDs[item]
+        let entry = bundle.catalog[id]
+        return RecommendedItem(id: id, score: score, title: entry?.title, artist: entry?.artist)
     }
 
     /// Touches the pages a first request would, so the first user after a swap is not the slow one.

@@ -11,39 +11,41 @@ public struct RecommendedItem: Codable, Sendable, Hashable {
     public var artist: String?
 }
 
-public struct RecommendationResponse: Codable, Sendable {
+/// One ranked row of the bundle that answered.
+struct RankedItem: Sendable {
+    var item: Int32
+    var score: Float
+}
+
+public struct RecommendationResponse: Sendable {
     public var user: String
     public var requestId: String
-    public var bundle: String
     public var generation: Int
-    public var items: [RecommendedItem]
     public var experiments: [ExperimentArmExposure]
     /// Set when the list came from a fallback, e.g. "unknown-user".
     public var fallback: String?
     /// The index that answered: an index name, "exact" or "popularity".
     public var index: String
-}
+    let ranked: [RankedItem]
+    let source: LoadedBundle
 
-extension RecommendationResponse {
-    /// The same JSON as the Codable form, written by hand: this runs on every request.
+    /// The bundle that produced the list.
+    public var bundle: String { source.id }
+    public var itemIDs: [String] { ranked.map { source.bundle.itemIDs[Int($0.item)] } }
+    public var items: [RecommendedItem] { ranked.map { source.describe(Int($0.item), score: $0.score) } }
+
+    /// Written by hand from the bundle's pre-rendered item JSON: this runs on every request.
     public func jsonBytes() -> [UInt8] {
-        var json = JSONWriter(capacity: 256 + items.count * 96)
+        var json = JSONWriter(capacity: 256 + ranked.count * 96)
         json.beginObject()
         json.key("user"); json.string(user)
         json.key("requestId"); json.string(requestId)
-        json.key("bundle"); json.string(bundle)
+        json.key("bundle"); json.string(source.id)
         json.key("generation"); json.int(generation)
         json.key("index"); json.string(index)
         if let fallback { json.key("fallback"); json.string(fallback) }
         json.key("items"); json.beginArray()
-        for item in items {
-            json.beginObject()
-            json.key("id"); json.string(item.id)
-            json.key("score"); json.number(item.score)
-            if let title = item.title { json.key("title"); json.string(title) }
-            if let artist = item.artist { json.key("artist"); json.string(artist) }
-            json.endObject()
-        }
+        for row in ranked { source.fragments.write(item: Int(row.item), score: row.score, into: &json) }
         json.endArray()
         json.key("experiments"); json.beginArray()
         for arm in experiments {
@@ -123,17 +125,19 @@ public final class Recommender: Sendable {
     public func recommend(user: String, n: Int, exclude: [String], context: String?) throws -> RecommendationResponse {
         let state = store.current
         guard let production = state.production else { throw ServeError.noProductionBundle }
-        let (bundle, arms) = choose(for: user, state: state, production: production)
-        var (items, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: bundle)
-        if fallback != nil, items.isEmpty, bundle !== production {
-            (items, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: production)
+        let (chosen, arms) = choose(for: user, state: state, production: production)
+        var bundle = chosen
+        var (ranked, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: bundle)
+        if fallback != nil, ranked.isEmpty, bundle !== production {
+            bundle = production
+            (ranked, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: production)
         }
         if let fallback { metrics.fallback(fallback) }
         let now = Date().epochMillis
         let requestID = requestIDs.next(milliseconds: now)
-        let response = RecommendationResponse(user: user, requestId: requestID, bundle: bundle.id, generation: state.generation,
-                                              items: items, experiments: arms, fallback: fallback, index: indexName)
-        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: now, items: items.map(\.id),
+        let response = RecommendationResponse(user: user, requestId: requestID, generation: state.generation, experiments: arms,
+                                              fallback: fallback, index: indexName, ranked: ranked, source: bundle)
+        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: now, items: response.itemIDs,
                                     bundleID: bundle.id, experiments: arms, fallback: fallback, context: context))
         return response
     }
@@ -180,20 +184,21 @@ public final class Recommender: Sendable {
     }
 
     /// Top N for a user from one bundle, with consumed, excluded and unavailable items filtered.
-    func rank(user: String, n: Int, exclude: [String], in loaded: LoadedBundle) -> ([RecommendedItem], String?, String) {
+    func rank(user: String, n: Int, exclude: [String], in loaded: LoadedBundle) -> ([RankedItem], String?, String) {
         let bundle = loaded.bundle
         let userIndex = bundle.userIndex(of: user)
         let recentItems = recent.items(of: user)
         var exclusions = loaded.baseExclusions
-        for id in exclude + recentItems { if let item = bundle.itemIndex(of: id) { exclusions.insert(item) } }
+        for id in exclude { if let item = bundle.itemIndex(of: id) { exclusions.insert(item) } }
+        for id in recentItems { if let item = bundle.itemIndex(of: id) { exclusions.insert(item) } }
         let historyCount = userIndex.map { bundle.history(ofUser: $0).count } ?? 0
         if let userIndex { for item in bundle.history(ofUser: userIndex) { exclusions.insert(Int(item)) } }
 
         guard let userIndex, bundle.dimension > 0, historyCount >= minimumHistory else {
             let reason = userIndex == nil ? "unknown-user" : (bundle.dimension == 0 ? "popularity-model" : "short-history")
-            var items: [RecommendedItem] = []
+            var items: [RankedItem] = []
             for item in loaded.popularItems where !exclusions.contains(Int(item)) {
-                items.append(describe(Int(item), score: bundle.popularity[Int(item)], in: bundle))
+                items.append(RankedItem(item: item, score: bundle.popularity[Int(item)]))
                 if items.count == n { break }
             }
             return (items, reason, "popularity")
@@ -214,15 +219,10 @@ public final class Recommender: Sendable {
         }
         // Report raw model scores whichever index answered.
         let items = neighbours.map { neighbour in
-            describe(neighbour.id, score: VectorMath.dot(query, bundle.itemFactors.baseAddress! + neighbour.id * bundle.dimension, bundle.dimension), in: bundle)
+            RankedItem(item: Int32(neighbour.id),
+                       score: VectorMath.dot(query, bundle.itemFactors.baseAddress! + neighbour.id * bundle.dimension, bundle.dimension))
         }
         return (items, nil, indexName)
-    }
-
-    func describe(_ item: Int, score: Float, in bundle: ModelBundle) -> RecommendedItem {
-        let id = bundle.itemIDs[item]
-        let entry = bundle.catalog[id]
-        return RecommendedItem(id: id, score: score, title: entry?.title, artist: entry?.artist)
     }
 
     public func similar(item id: String, n: Int, index requested: String?) throws -> SimilarItemsResponse {
@@ -242,7 +242,7 @@ public final class Recommender: Sendable {
             throw ServeError.unknownIndex(name, available: loaded.similarityIndexes.keys.sorted() + (loaded.exactCosine == nil ? [] : ["exact"]))
         }
         return SimilarItemsResponse(item: id, bundle: bundle.id, generation: state.generation, index: name,
-                                    items: neighbours.map { describe($0.id, score: $0.score, in: bundle) })
+                                    items: neighbours.map { loaded.describe($0.id, score: $0.score) })
     }
 
     /// Anything the user just played, skipped or saved is not worth recommending again right away.

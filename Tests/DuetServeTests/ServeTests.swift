@@ -208,6 +208,30 @@ struct Recommendations: Decodable {
         }
     }
 
+    /// The response JSON is spliced from per-item fragments rendered at load; it must say exactly
+    /// what the catalogue and the ranking say.
+    @Test func responseJSONMatchesTheRankedItems() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let bundle = try #require(fixture.components.store.current.production).bundle
+            for user in [bundle.userIDs[0], bundle.userIDs[5], "nobody-knows-me"] {
+                let response = try fixture.components.recommender.recommend(user: user, n: 7, exclude: [], context: nil)
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(response.jsonBytes())) as? [String: Any])
+                let items = try #require(object["items"] as? [[String: Any]])
+                let expected = response.items
+                #expect(items.count == expected.count && !expected.isEmpty)
+                for (json, item) in zip(items, expected) {
+                    #expect(json["id"] as? String == item.id)
+                    #expect((json["score"] as? NSNumber)?.floatValue == item.score)
+                    #expect(json["title"] as? String == item.title)
+                    #expect(json["artist"] as? String == item.artist)
+                    #expect(item.title == bundle.catalog[item.id]?.title)
+                }
+                #expect(object["bundle"] as? String == response.bundle)
+            }
+        }
+    }
+
     @Test func swapWhileRequestsAreInFlightAndCorruptBundleIsRefused() async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
