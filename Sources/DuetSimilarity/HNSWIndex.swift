@@ -30,7 +30,7 @@ public struct HNSWParameters: Sendable, Codable, Hashable {
 /// file: a header, each node's level, then one fixed-size record per node holding its layer-0
 /// links and its vector (so a hop touches one cache region), then the upper layers' links.
 /// An index built in memory and one memory-mapped from disk are the same bytes, searched by the
-/// same code. The graph is immutable once built; searches take no locks on it.
+/// same code. The graph is immutable once built; searches take no locks, on it or on their buffers.
 ///
 /// File layout (little-endian), format version 1:
 ///
@@ -63,7 +63,7 @@ public final class HNSWIndex: @unchecked Sendable {
     /// The whole file's bytes, for saving.
     public let bytes: UnsafeRawBufferPointer
     private let owner: AnyObject
-    private let scratchPool: Mutex<[SearchScratch]>
+    private let scratchPool = ScratchPool()
 
     /// Where each section starts, derived from the header values.
     struct Layout {
@@ -94,7 +94,6 @@ public final class HNSWIndex: @unchecked Sendable {
         upperLinks = (base + layout.linksOffset).assumingMemoryBound(to: UInt32.self)
         self.bytes = bytes
         self.owner = owner
-        scratchPool = Mutex([])
     }
 
     // MARK: - Opening
@@ -304,12 +303,40 @@ public final class HNSWIndex: @unchecked Sendable {
     }
 
     func takeScratch() -> SearchScratch {
-        if let scratch = scratchPool.withLock({ $0.popLast() }) { return scratch }
-        return SearchScratch(nodes: count, dimension: storedDimension)
+        scratchPool.take() ?? SearchScratch(nodes: count, dimension: storedDimension)
     }
 
-    func returnScratch(_ scratch: SearchScratch) {
-        scratchPool.withLock { pool in if pool.count < 64 { pool.append(scratch) } }
+    func returnScratch(_ scratch: SearchScratch) { scratchPool.put(scratch) }
+}
+
+/// Search buffers kept for reuse without a lock on the read path: each slot holds one scratch (a
+/// retained pointer) or 0, taken with an atomic exchange and filled with a compare-and-swap.
+/// More concurrent searches than slots simply allocate, and the extra buffers are dropped.
+final class ScratchPool: Sendable {
+    private static let slotCount = 16
+    private let slots: InlineArray<16, Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
+
+    func take() -> SearchScratch? {
+        for slot in 0..<Self.slotCount {
+            let bits = slots[slot].exchange(0, ordering: .acquiring)
+            if bits != 0 { return Unmanaged<SearchScratch>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).takeRetainedValue() }
+        }
+        return nil
+    }
+
+    func put(_ scratch: SearchScratch) {
+        let bits = UInt(bitPattern: Unmanaged.passRetained(scratch).toOpaque())
+        for slot in 0..<Self.slotCount where slots[slot].compareExchange(expected: 0, desired: bits, ordering: .releasing).exchanged {
+            return
+        }
+        Unmanaged<SearchScratch>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).release()
+    }
+
+    deinit {
+        for slot in 0..<Self.slotCount {
+            let bits = slots[slot].load(ordering: .acquiring)
+            if bits != 0 { Unmanaged<SearchScratch>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).release() }
+        }
     }
 }
 
@@ -332,11 +359,12 @@ struct NodeLinkLocks: LinkLocks, @unchecked Sendable {
 }
 
 /// Per-search buffers, pooled so a query allocates nothing: a visited array stamped with a
-/// generation tag (no clearing between queries), the two heaps, and the prepared query.
+/// generation tag (no clearing between queries; 16-bit tags keep it small in cache, as hnswlib's
+/// do), the two heaps, and the prepared query.
 final class SearchScratch: @unchecked Sendable {
-    let visited: UnsafeMutablePointer<UInt32>
+    let visited: UnsafeMutablePointer<UInt16>
     let nodes: Int
-    var tag: UInt32 = 0
+    var tag: UInt16 = 0
     var candidates = DistanceHeap(closestFirst: true)
     var top = DistanceHeap(closestFirst: false)
     let query: UnsafeMutablePointer<Float>
@@ -350,7 +378,7 @@ final class SearchScratch: @unchecked Sendable {
         query = .allocate(capacity: dimension)
     }
 
-    func nextTag() -> UInt32 {
+    func nextTag() -> UInt16 {
         tag &+= 1
         if tag == 0 {
             visited.update(repeating: 0, count: nodes)
