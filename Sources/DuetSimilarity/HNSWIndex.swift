@@ -210,7 +210,8 @@ public final class HNSWIndex: @unchecked Sendable {
         defer { returnScratch(scratch) }
         let q = scratch.query
         prepareQuery(query, into: q)
-        let d = storedDimension
+        // A query's MIPS coordinate is 0, so its distances need only the caller's dimensions.
+        let d = dimension
         var current = entry
         var currentDistance = -VectorMath.dot(q, vector(current), d)
         if maxLevel > 0 {
@@ -231,8 +232,8 @@ public final class HNSWIndex: @unchecked Sendable {
                 }
             }
         }
-        searchLayer(q, entry: current, entryDistance: currentDistance, ef: max(ef, k), level: 0, excluded: excluded, scratch: scratch,
-                    locks: NoLinkLocks())
+        searchLayer(q, dimension: d, entry: current, entryDistance: currentDistance, ef: max(ef, k), level: 0, excluded: excluded,
+                    scratch: scratch, locks: NoLinkLocks())
         var results = scratch.top.drainSorted()
         if results.count > k { results.removeLast(results.count - k) }
         return results.map { Neighbour(id: Int($0.id), score: metricScore(-$0.distance)) }
@@ -258,9 +259,10 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Beam search on one layer; leaves the best `ef` (not excluded) in `scratch.top`.
     /// `locks` guards link lists that other threads may be rewriting (a parallel build); searches
     /// of a finished index pass `NoLinkLocks`, which compiles to nothing.
-    func searchLayer<Locks: LinkLocks>(_ q: UnsafePointer<Float>, entry: Int, entryDistance: Float, ef: Int, level: Int,
-                                       excluded: ExclusionSet, scratch: SearchScratch, locks: Locks) {
-        let d = storedDimension
+    /// `d` is how many leading values of `q` and the rows to compare: the stored dimension while
+    /// building, the caller's for queries.
+    func searchLayer<Locks: LinkLocks>(_ q: UnsafePointer<Float>, dimension d: Int, entry: Int, entryDistance: Float, ef: Int,
+                                       level: Int, excluded: ExclusionSet, scratch: SearchScratch, locks: Locks) {
         let tag = scratch.nextTag()
         let visited = scratch.visited
         let pending = scratch.pending

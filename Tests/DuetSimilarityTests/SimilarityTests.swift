@@ -186,6 +186,31 @@ import Testing
         #expect(throws: DuetError.self) { try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .cosine, threads: 0) } }
     }
 
+    /// Inner product over rows of unequal length goes through the MIPS reduction; queries are
+    /// compared on the caller's dimensions only, and must still find the largest inner products.
+    @Test func innerProductWithTheMIPSReductionFindsTheLargestProducts() throws {
+        let d = 16, count = 5_000
+        let vectors = Self.clustered(count: count, dimension: d, spread: 0.4, seed: 13).enumerated().map {
+            $0.element * Float(1 + ($0.offset / d) % 8)
+        }
+        let index = try vectors.withUnsafeBufferPointer {
+            try HNSWIndex.build($0, dimension: d, metric: .innerProduct, parameters: HNSWParameters(m: 12, efConstruction: 80))
+        }
+        var rng = SplitMix64(seed: 14)
+        var hits = 0
+        for _ in 0..<50 {
+            let query = (0..<d).map { _ in Float(rng.gaussian()) }
+            let found = index.search(query, k: 10, ef: 64)
+            hits += Set(Self.naive(vectors, query, dimension: d, k: 10)).intersection(found.map(\.id)).count
+            // Scores are the raw inner products.
+            for neighbour in found.prefix(3) {
+                let product = (0..<d).reduce(Float(0)) { $0 + vectors[neighbour.id * d + $1] * query[$1] }
+                #expect(abs(neighbour.score - product) <= 1e-3 * max(1, abs(product)))
+            }
+        }
+        #expect(Double(hits) / 500 >= 0.9, "recall@10 \(Double(hits) / 500)")
+    }
+
     @Test func corruptOrTruncatedFilesAreRefused() async throws {
         let d = 8
         let vectors = Self.clustered(count: 1_000, dimension: d, seed: 6)
