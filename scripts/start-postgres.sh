@@ -4,12 +4,17 @@
 # (the folder is printed too). Usage: scripts/start-postgres.sh [port, default 55432]
 set -euo pipefail
 PORT=${1:-55432}
+set -- "$PORT"
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update >/dev/null
   apt-get install -y --no-install-recommends postgresql >/dev/null
 fi
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+# A port already taken (e.g. by an earlier run's server) moves us to the next free one.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 50); do port_busy "$PORT" || break; PORT=$((PORT + 1)); done
+port_busy "$PORT" && { echo "no free port near $1" >&2; exit 1; }
 DATA=$(mktemp -d /tmp/duet-pg.XXXXXX)
 chown -R postgres "$DATA"
 run() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
