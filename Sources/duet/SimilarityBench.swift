@@ -60,6 +60,9 @@ struct ANNBench: ParsableCommand {
         let hnsw: HNSWIndex
         if let path = self.index, FileManager.default.fileExists(atPath: path) {
             hnsw = try HNSWIndex(contentsOf: path)
+            guard hnsw.count == data.count / dim, hnsw.dimension == dim else {
+                throw ValidationError("--index \(path) holds \(hnsw.count) × \(hnsw.dimension), but --vectors has \(data.count / dim) × \(dim); remove it to rebuild")
+            }
         } else {
             hnsw = try data.withUnsafeBufferPointer {
                 try HNSWIndex.build($0, dimension: dim, metric: metric,
