@@ -169,29 +169,10 @@ struct Inserter<Locks: LinkLocks> {
     mutating func insert(_ node: Int, entry: Int, maxLevel: Int) {
         let level = Int(index.levels[node])
         let q = index.vector(node)
-        var current = entry
-        var currentDistance = distance(node, current)
+        var (current, currentDistance) = (entry, distance(node, entry))
         if maxLevel > level {
-            for layer in stride(from: maxLevel, to: level, by: -1) {
-                var changed = true
-                while changed {
-                    changed = false
-                    locks.lock(current)
-                    let list = links(current, layer)
-                    var best = current
-                    for slot in 0..<Int(list[0]) {
-                        let candidate = Int(list[1 + slot])
-                        let d = distance(node, candidate)
-                        if d < currentDistance {
-                            currentDistance = d
-                            best = candidate
-                            changed = true
-                        }
-                    }
-                    locks.unlock(current)
-                    current = best
-                }
-            }
+            (current, currentDistance) = index.descend(q, dimension: index.storedDimension, from: current, distance: currentDistance,
+                                                       topLevel: maxLevel, downTo: level + 1, locks: locks)
         }
         for layer in stride(from: min(level, maxLevel), through: 0, by: -1) {
             index.searchLayer(q, dimension: index.storedDimension, entry: current, entryDistance: currentDistance, ef: efConstruction,

@@ -212,25 +212,10 @@ public final class HNSWIndex: @unchecked Sendable {
         prepareQuery(query, into: q)
         // A query's MIPS coordinate is 0, so its distances need only the caller's dimensions.
         let d = dimension
-        var current = entry
-        var currentDistance = -VectorMath.dot(q, vector(current), d)
+        var (current, currentDistance) = (entry, -VectorMath.dot(q, vector(entry), d))
         if maxLevel > 0 {
-            for level in stride(from: maxLevel, through: 1, by: -1) {
-                var changed = true
-                while changed {
-                    changed = false
-                    let list = upper(current, level)
-                    for slot in 0..<Int(list[0]) {
-                        let candidate = Int(list[1 + slot])
-                        let distance = -VectorMath.dot(q, vector(candidate), d)
-                        if distance < currentDistance {
-                            currentDistance = distance
-                            current = candidate
-                            changed = true
-                        }
-                    }
-                }
-            }
+            (current, currentDistance) = descend(q, dimension: d, from: current, distance: currentDistance, topLevel: maxLevel,
+                                                 downTo: 1, locks: NoLinkLocks())
         }
         searchLayer(q, dimension: d, entry: current, entryDistance: currentDistance, ef: max(ef, k), level: 0, excluded: excluded,
                     scratch: scratch, locks: NoLinkLocks())
@@ -254,6 +239,34 @@ public final class HNSWIndex: @unchecked Sendable {
             let norm = VectorMath.normSquared(out, dimension).squareRoot()
             if norm > 0 { for j in 0..<dimension { out[j] /= norm } }
         }
+    }
+
+    /// Greedy descent through the upper levels `topLevel` down to `lowest` (≥ 1): on each, move to
+    /// the closest neighbour until none is closer. Returns where it ends and its distance.
+    func descend<Locks: LinkLocks>(_ q: UnsafePointer<Float>, dimension d: Int, from start: Int, distance startDistance: Float,
+                                   topLevel: Int, downTo lowest: Int, locks: Locks) -> (node: Int, distance: Float) {
+        var current = start, currentDistance = startDistance
+        for level in stride(from: topLevel, through: lowest, by: -1) {
+            var changed = true
+            while changed {
+                changed = false
+                locks.lock(current)
+                let list = upper(current, level)
+                var best = current
+                for slot in 0..<Int(list[0]) {
+                    let candidate = Int(list[1 + slot])
+                    let distance = -VectorMath.dot(q, vector(candidate), d)
+                    if distance < currentDistance {
+                        currentDistance = distance
+                        best = candidate
+                        changed = true
+                    }
+                }
+                locks.unlock(current)
+                current = best
+            }
+        }
+        return (current, currentDistance)
     }
 
     /// Beam search on one layer; leaves the best `ef` (not excluded) in `scratch.top`.
