@@ -14,6 +14,23 @@ func readFloat32Rows(_ path: String, dimension: Int) throws -> [Float] {
     return Array(file.buffer(of: Float.self, at: 0, count: file.size / 4))
 }
 
+/// The inputs every vector benchmark takes, as peers.py passes them.
+struct VectorFiles: ParsableArguments {
+    @Option(help: "Indexed rows (raw float32).") var vectors: String
+    @Option(help: "Query rows (raw float32).") var queries: String
+    @Option(help: "Dimension.") var dim: Int
+    @Option(help: "Neighbours per query.") var k: Int = 10
+
+    func validate() throws {
+        guard dim >= 1 else { throw ValidationError("--dim must be positive") }
+        guard k >= 1 else { throw ValidationError("--k must be ≥ 1") }
+    }
+
+    func load() throws -> (rows: [Float], queries: [Float]) {
+        (try readFloat32Rows(vectors, dimension: dim), try readFloat32Rows(queries, dimension: dim))
+    }
+}
+
 func writeIDs(_ ids: [[Neighbour]], k: Int, to path: String) throws {
     var flat: [UInt32] = []
     flat.reserveCapacity(ids.count * k)
@@ -29,10 +46,7 @@ struct ANNBench: ParsableCommand {
         abstract: "Build an HNSW index and time single-threaded queries at several ef, as peers.py specifies.",
         discussion: "Writes P.ef<ef>.u32 (nq·k ids) per ef and prints {build_seconds, runs: [{ef, qps}]}."
     )
-    @Option(help: "Indexed rows (raw float32).") var vectors: String
-    @Option(help: "Query rows (raw float32).") var queries: String
-    @Option(help: "Dimension.") var dim: Int
-    @Option(help: "Neighbours per query.") var k: Int = 10
+    @OptionGroup var files: VectorFiles
     @Option(help: "HNSW links per node.") var m: Int = 16
     @Option(help: "Beam width while building.") var efConstruction: Int = 200
     @Option(help: "Beam widths to measure, comma-separated.") var ef: String = "10,20,40,80,160"
@@ -52,8 +66,8 @@ struct ANNBench: ParsableCommand {
             guard let value = Int(text.trimmingCharacters(in: .whitespaces)), value > 0 else { throw ValidationError("--ef '\(text)' is not a positive number") }
             return value
         }
-        let data = try readFloat32Rows(vectors, dimension: dim)
-        let queryData = try readFloat32Rows(queries, dimension: dim)
+        let (data, queryData) = try files.load()
+        let dim = files.dim, k = files.k
         guard rounds >= 1 else { throw ValidationError("--rounds must be ≥ 1") }
         let clock = ContinuousClock()
         let started = clock.now
@@ -152,10 +166,7 @@ struct E4M3Bench: ParsableCommand {
         commandName: "e4m3",
         abstract: "What 8-bit (E4M3) vectors do to an exact inner-product scan: recall@k against float32, speed, memory."
     )
-    @Option(help: "Indexed rows (raw float32).") var vectors: String
-    @Option(help: "Query rows (raw float32).") var queries: String
-    @Option(help: "Dimension.") var dim: Int
-    @Option(help: "Neighbours per query.") var k: Int = 10
+    @OptionGroup var files: VectorFiles
     @OptionGroup var output: OutputOptions
 
     struct Result: Codable {
@@ -167,9 +178,8 @@ struct E4M3Bench: ParsableCommand {
     }
 
     func run() throws {
-        guard k >= 1 else { throw ValidationError("--k must be ≥ 1") }
-        let data = try readFloat32Rows(vectors, dimension: dim)
-        let queryData = try readFloat32Rows(queries, dimension: dim)
+        let (data, queryData) = try files.load()
+        let dim = files.dim, k = files.k
         let rows = data.count / dim, queryCount = queryData.count / dim
         let codes = data.map(E4M3.encode)
         var scores = [Float](repeating: 0, count: rows)
@@ -211,10 +221,7 @@ struct ExactBench: ParsableCommand {
         commandName: "exact",
         abstract: "Exact top-k by brute force, single queries, as peers.py specifies. Writes P.exact.u32, prints {qps}."
     )
-    @Option(help: "Indexed rows (raw float32).") var vectors: String
-    @Option(help: "Query rows (raw float32).") var queries: String
-    @Option(help: "Dimension.") var dim: Int
-    @Option(help: "Neighbours per query.") var k: Int = 10
+    @OptionGroup var files: VectorFiles
     @Option(help: "ip or cosine.") var metric: SimilarityMetric = .innerProduct
     @Option(help: "Threads (queries run one at a time).") var threads: Int = 1
     @Option(help: "Prefix of the id file.") var resultsPrefix: String
@@ -223,8 +230,8 @@ struct ExactBench: ParsableCommand {
     struct Result: Codable { var qps: Double }
 
     func run() throws {
-        let data = try readFloat32Rows(vectors, dimension: dim)
-        let queryData = try readFloat32Rows(queries, dimension: dim)
+        let (data, queryData) = try files.load()
+        let dim = files.dim, k = files.k
         let index = ExactIndex(copying: data, dimension: dim, metric: metric)
         let queryCount = queryData.count / dim
         var results: [[Neighbour]] = []
