@@ -9,11 +9,14 @@ public struct HNSWParameters: Sendable, Codable, Hashable {
     public var m = 16
     public var efConstruction = 200
     public var seed: UInt64 = 42
-    /// Inner-product indexes over vectors of unequal length gain recall from the MIPS→cosine
-    /// reduction (Bachrach et al., RecSys 2014): one extra coordinate makes every row the same length.
-    public var mipsReduction = true
+    /// The MIPS→cosine reduction (Bachrach et al., RecSys 2014) for inner-product indexes: one extra
+    /// coordinate gives every row the same length. Off by default: with the heavy-tailed lengths of
+    /// factor models almost every row ends up near the extra axis and the graph stops leading
+    /// anywhere (recall@20 0.39 at ef 32 on a 64k-item ALS model, against 0.87 for a graph built on
+    /// the inner product itself, as in ip-NSW, Morozov & Babenko, NeurIPS 2018).
+    public var mipsReduction = false
 
-    public init(m: Int = 16, efConstruction: Int = 200, seed: UInt64 = 42, mipsReduction: Bool = true) {
+    public init(m: Int = 16, efConstruction: Int = 200, seed: UInt64 = 42, mipsReduction: Bool = false) {
         self.m = m
         self.efConstruction = efConstruction
         self.seed = seed
