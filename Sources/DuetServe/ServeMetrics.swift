@@ -14,6 +14,9 @@ public final class ServeMetrics: Sendable {
     let swapRefusals: Counter
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
     private let fallbacks = Mutex<[String: Counter]>([:])
+    /// Recommendations by what answered them: "exact", an HNSW index's name (the exact scan handed
+    /// over) or "popularity".
+    private let answered = Mutex<[String: Counter]>([:])
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -27,12 +30,20 @@ public final class ServeMetrics: Sendable {
     }
 
     func fallback(_ reason: String) {
-        let counter = fallbacks.withLock { counters in
-            if let existing = counters[reason] { return existing }
-            let counter = Counter(label: "duet_fallbacks_total", dimensions: [("reason", reason)], factory: factory)
-            counters[reason] = counter
+        Self.counter(in: fallbacks, label: "duet_fallbacks_total", dimension: "reason", value: reason, factory: factory).increment()
+    }
+
+    func answered(by index: String) {
+        Self.counter(in: answered, label: "duet_recommendations_total", dimension: "index", value: index, factory: factory).increment()
+    }
+
+    private static func counter(in counters: borrowing Mutex<[String: Counter]>, label: String, dimension: String, value: String,
+                                factory: any MetricsFactory) -> Counter {
+        counters.withLock { counters in
+            if let existing = counters[value] { return existing }
+            let counter = Counter(label: label, dimensions: [(dimension, value)], factory: factory)
+            counters[value] = counter
             return counter
         }
-        counter.increment()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DuetCore
 import DuetServe
+import DuetSimilarity
 import DuetStore
 import Foundation
 import Logging
@@ -15,6 +16,8 @@ struct RecommendBench: AsyncParsableCommand {
     @OptionGroup var home: HomeOptions
     @Option(help: "Requests.") var requests: Int = 20_000
     @Option(help: "Items per list.") var n: Int = 20
+    @Option(help: "HNSW beam width for recommendations (duet serve --ef).") var ef: Int = ServeConfiguration.defaultRecommendationBeam
+    @Option(help: "Users whose lists are compared with the exact scan's for recall.") var recallUsers: Int = 2_000
     @OptionGroup var output: OutputOptions
 
     struct Result: Codable {
@@ -22,6 +25,18 @@ struct RecommendBench: AsyncParsableCommand {
         var rankMicros: Double
         var encodeMicros: Double
         var index: String
+        /// Share of the requests each index answered ("exact" when the length bound proved the list).
+        var answeredBy: [String: Double]
+        var ef: Int
+        /// Share of the exact scan's top n (same exclusions) that the served lists hold.
+        var recall: Double?
+    }
+
+    func validate() throws {
+        guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
+        guard (1...1_000).contains(n) else { throw ValidationError("--n must be 1–1000") }
+        guard ef >= 1 else { throw ValidationError("--ef must be at least 1") }
+        guard recallUsers >= 0 else { throw ValidationError("--recall-users must be 0 or more") }
     }
 
     func run() async throws {
@@ -30,7 +45,9 @@ struct RecommendBench: AsyncParsableCommand {
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("duet-bench-\(UUID().uuidString.prefix(8)).sqlite")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let log = try SQLiteEventLog(path: scratch.path)
-        let (_, components) = try await buildServe(configuration: ServeConfiguration(home: duetHome), registry: registry, eventLog: log,
+        var configuration = ServeConfiguration(home: duetHome)
+        configuration.recommendationBeam = ef
+        let (_, components) = try await buildServe(configuration: configuration, registry: registry, eventLog: log,
                                                    prometheus: nil, logger: Logger(label: "bench"))
         guard let bundle = components.store.current.production?.bundle else { throw DuetError.refused("nothing is in production") }
         let users = bundle.userIDs
@@ -46,9 +63,40 @@ struct RecommendBench: AsyncParsableCommand {
         let encodeStart = clock.now
         for response in responses { _ = response.jsonBytes() }
         let encode = (clock.now - encodeStart).seconds
+        let answeredBy = Dictionary(grouping: responses, by: \.index).mapValues { Double($0.count) / Double(requests) }
+        let mostly: String = answeredBy.max { $0.value < $1.value }?.key ?? ""
+        let measuredRecall = try recall(users: Array(users.prefix(recallUsers)), served: components.recommender, bundle: bundle)
         let result = Result(requests: requests, rankMicros: rank / Double(requests) * 1e6, encodeMicros: encode / Double(requests) * 1e6,
-                            index: responses.first?.index ?? "")
+                            index: mostly, answeredBy: answeredBy, ef: ef, recall: measuredRecall)
         if output.json { return try printJSON(result) }
-        print(String(format: "%d requests via %@: rank + exposure %.1f µs, JSON encoding %.1f µs per request", requests, result.index, result.rankMicros, result.encodeMicros))
+        print(String(format: "%d requests: rank + exposure %.1f µs, JSON encoding %.1f µs per request", requests,
+                     result.rankMicros, result.encodeMicros))
+        let shares = answeredBy.sorted { $0.value > $1.value }.map { share -> String in
+            String(format: "%@ %.2f%%", share.key, 100 * share.value)
+        }
+        print("answered by: \(shares.joined(separator: ", ")) (HNSW beam \(ef))")
+        if let recall = result.recall { print(String(format: "recall@%d against a brute-force scan over %d users: %.4f", n, min(recallUsers, users.count), recall)) }
+    }
+
+    /// Against a brute-force scan of every item row, with the same exclusions Serve applies
+    /// (the user's training history and unavailable items).
+    private func recall(users: [String], served: Recommender, bundle: ModelBundle) throws -> Double? {
+        guard !users.isEmpty, bundle.dimension > 0 else { return nil }
+        let bruteForce = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .innerProduct, owner: bundle,
+                                    halfPrecision: false)
+        var unavailable = ExclusionSet(capacity: bundle.itemCount)
+        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) { unavailable.insert(item) }
+        var found = 0, wanted = 0
+        for user in users {
+            guard let userIndex = bundle.userIndex(of: user) else { continue }
+            var exclusions = unavailable
+            for item in bundle.history(ofUser: userIndex) { exclusions.insert(Int(item)) }
+            let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
+            let truth = Set(bruteForce.search(query, k: n, excluding: exclusions).map { bundle.itemIDs[$0.id] })
+            let answer = try served.recommend(user: user, n: n, exclude: [], context: nil).itemIDs
+            found += answer.filter(truth.contains).count
+            wanted += truth.count
+        }
+        return wanted == 0 ? nil : Double(found) / Double(wanted)
     }
 }

@@ -30,7 +30,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request body accepted, in bytes.") var maxBodyBytes: Int = 4 << 20
     @Option(help: "Key that POST /v1/events must present (default: $DUET_API_KEY; none means open).") var apiKey: String?
     @Option(help: "Users with fewer training interactions get the popularity list.") var minHistory: Int = 1
-    @Option(help: "Catalogues with at least this many items are searched through HNSW, smaller ones exactly.") var annThreshold: Int = 20_000
+    @Option(help: ArgumentHelp(
+        "Most item rows an exact recommendation may read before HNSW answers instead.",
+        discussion: "Rows are read longest first and the scan stops once no row left can make the list, which for factor models is usually a few per cent of the catalogue; catalogues up to this size are always exact."))
+    var annThreshold: Int = 20_000
+    @Option(help: "HNSW beam width for recommendations the exact scan hands over (at least n is used); `duet bench recommend --ef` reports its recall.")
+    var ef: Int = ServeConfiguration.defaultRecommendationBeam
     @Option(help: ArgumentHelp("Test hook: serve a share of one experiment's treatment users as control, e.g. exp1:0.2.", visibility: .hidden))
     var faultSkewAssignment: String?
 
@@ -49,7 +54,10 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxBodyBytes = maxBodyBytes
         configuration.apiKey = apiKey ?? environment["DUET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.minimumHistory = minHistory
+        guard annThreshold >= 0 else { throw ValidationError("--ann-threshold must be 0 or more") }
+        guard (1...10_000).contains(ef) else { throw ValidationError("--ef must be 1–10000") }
         configuration.annThreshold = annThreshold
+        configuration.recommendationBeam = ef
         if let faultSkewAssignment {
             let parts = faultSkewAssignment.split(separator: ":")
             guard parts.count == 2, let share = Double(parts[1]), (0...1).contains(share) else {

@@ -1,6 +1,7 @@
 import DuetCore
 import DuetLab
 import DuetServe
+import DuetSimilarity
 import DuetStore
 import DuetTestSupport
 import Foundation
@@ -97,6 +98,7 @@ struct Recommendations: Decodable {
                     let text = String(buffer: response.body)
                     #expect(text.contains("duet_events_ingested_total 1"))
                     #expect(text.contains("duet_bundle_generation 1"))
+                    #expect(text.contains(#"duet_recommendations_total{index="exact"} 1"#))
                 }
                 try await client.execute(uri: "/openapi.json", method: .get) { response in
                     let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
@@ -229,6 +231,36 @@ struct Recommendations: Decodable {
                 }
                 #expect(object["bundle"] as? String == response.bundle)
             }
+        }
+    }
+
+    /// Served lists are the model's exact top n: the same as scoring every item, minus the user's
+    /// history and what the request excludes.
+    @Test func recommendationsAreTheExactTopN() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let bundle = try #require(fixture.components.store.current.production).bundle
+            let bruteForce = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .innerProduct, owner: bundle,
+                                        halfPrecision: false)
+            var checked = 0
+            for userIndex in stride(from: 0, to: bundle.userCount, by: max(1, bundle.userCount / 25)) {
+                let user = bundle.userIDs[userIndex]
+                let history = bundle.history(ofUser: userIndex)
+                guard !history.isEmpty else { continue }
+                var exclusions = ExclusionSet(capacity: bundle.itemCount)
+                for item in history { exclusions.insert(Int(item)) }
+                let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
+                let unfiltered = bruteForce.search(query, k: 1, excluding: exclusions)
+                let excludedByRequest = unfiltered.map { bundle.itemIDs[$0.id] }
+                for neighbour in unfiltered { exclusions.insert(neighbour.id) }
+                let expected = bruteForce.search(query, k: 10, excluding: exclusions)
+                let response = try fixture.components.recommender.recommend(user: user, n: 10, exclude: excludedByRequest, context: nil)
+                #expect(response.index == "exact")
+                #expect(response.itemIDs == expected.map { bundle.itemIDs[$0.id] })
+                #expect(response.items.map(\.score) == expected.map(\.score))
+                checked += 1
+            }
+            #expect(checked >= 10)
         }
     }
 
