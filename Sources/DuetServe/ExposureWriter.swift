@@ -25,8 +25,11 @@ public final class ExposureWriter: Service, Sendable {
     let metrics: ServeMetrics
     let logger: Logger
 
-    public init(log: any EventLog, spillFolder: URL, capacity: Int = 50_000, batchSize: Int = 1_000,
-                interval: Duration = .milliseconds(10), metrics: ServeMetrics, logger: Logger) {
+    /// Small transactions, often: each one takes a core for a burst that requests queue behind, so
+    /// under load a 2 ms cadence (≈ 70 rows at 36k requests/s) keeps the recommendation p99 near
+    /// 4.2 ms where one transaction every 10 ms (≈ 360 rows) gave 5.0–5.2 ms.
+    public init(log: any EventLog, spillFolder: URL, capacity: Int = 50_000, batchSize: Int = 200,
+                interval: Duration = .milliseconds(2), metrics: ServeMetrics, logger: Logger) {
         self.log = log
         self.capacity = capacity
         self.batchSize = batchSize

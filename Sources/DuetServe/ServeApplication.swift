@@ -57,7 +57,7 @@ public func buildServe(configuration: ServeConfiguration, registry: any Registry
                                  interval: configuration.pollInterval, metrics: metrics, logger: logger)
     let exposures = ExposureWriter(log: eventLog, spillFolder: configuration.home.root.appendingPathComponent("spill"),
                                    capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
-    let recommender = Recommender(store: store, exposures: ProcessInfo.processInfo.environment["HACK_NOEXP"] != nil ? nil : exposures, recent: RecentHistory(), metrics: metrics,
+    let recommender = Recommender(store: store, exposures: exposures, recent: RecentHistory(), metrics: metrics,
                                   minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
                                   recommendationBeam: configuration.recommendationBeam, fault: configuration.fault)
     // Load what production is before accepting traffic, so /readyz is true from the first request.
@@ -80,7 +80,7 @@ func buildRouter(configuration: ServeConfiguration, components: ServeComponents,
                  prometheus: PrometheusCollectorRegistry?) -> Router<ServeRequestContext> {
     let router = Router(context: ServeRequestContext.self)
     router.middlewares.add(JSONErrorMiddleware())
-    router.middlewares.add(MetricsMiddleware())
+    router.middlewares.add(RouteMetricsMiddleware(metrics: components.metrics))
     let recommender = components.recommender
     let store = components.store
 

@@ -1,4 +1,6 @@
 public import CoreMetrics
+import HTTPTypes
+import Hummingbird
 import Synchronization
 
 /// Serve's own instruments, created from an explicit factory so tests never touch the global one.
@@ -17,6 +19,25 @@ public final class ServeMetrics: Sendable {
     /// Recommendations by what answered them: "exact", an HNSW index's name (the exact scan handed
     /// over) or "popularity".
     private let answered = Mutex<[String: Counter]>([:])
+    private let routes = Mutex<[RouteKey: RouteMetrics]>([:])
+
+    struct RouteKey: Hashable {
+        var route: String
+        var method: HTTPRequest.Method
+        var status: Int
+    }
+
+    struct RouteMetrics: Sendable {
+        let requests: Counter
+        let errors: Counter
+        let duration: Timer
+
+        func record(since start: ContinuousClock.Instant) {
+            requests.increment()
+            let elapsed = ContinuousClock.now - start
+            duration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
+    }
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -37,6 +58,20 @@ public final class ServeMetrics: Sendable {
         Self.counter(in: answered, label: "duet_recommendations_total", dimension: "index", value: index, factory: factory).increment()
     }
 
+    func route(_ route: String, method: HTTPRequest.Method, status: HTTPResponse.Status) -> RouteMetrics {
+        let key = RouteKey(route: route, method: method, status: Int(status.code))
+        return routes.withLock { routes in
+            if let existing = routes[key] { return existing }
+            let dimensions = [("http.route", route), ("http.request.method", method.rawValue), ("http.response.status_code", "\(status.code)")]
+            let metrics = RouteMetrics(
+                requests: Counter(label: "hb.requests", dimensions: dimensions, factory: factory),
+                errors: Counter(label: "hb.request.errors", dimensions: dimensions, factory: factory),
+                duration: Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory))
+            routes[key] = metrics
+            return metrics
+        }
+    }
+
     private static func counter(in counters: borrowing Mutex<[String: Counter]>, label: String, dimension: String, value: String,
                                 factory: any MetricsFactory) -> Counter {
         counters.withLock { counters in
@@ -44,6 +79,30 @@ public final class ServeMetrics: Sendable {
             let counter = Counter(label: label, dimensions: [(dimension, value)], factory: factory)
             counters[value] = counter
             return counter
+        }
+    }
+}
+
+/// Traffic, errors and latency per route, under the names Hummingbird's MetricsMiddleware uses.
+/// Latency is taken when the handler returns instead of after the body is written: wrapping the
+/// body to time its write (as that middleware does) makes Hummingbird send the head, the body and
+/// the end as three separate writes, each a hop to the event loop and a syscall.
+struct RouteMetricsMiddleware: RouterMiddleware {
+    typealias Context = ServeRequestContext
+    let metrics: ServeMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        do {
+            let response = try await next(request, context)
+            metrics.route(context.endpointPath ?? "Unknown", method: request.method, status: response.status).record(since: started)
+            return response
+        } catch {
+            let status = (error as? any HTTPResponseError)?.status ?? .internalServerError
+            let route = metrics.route(context.endpointPath ?? "NotFound", method: request.method, status: status)
+            route.errors.increment()
+            route.record(since: started)
+            throw error
         }
     }
 }
