@@ -1,6 +1,7 @@
 public import DuetCore
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The embedded event log: one SQLite file in WAL mode with `synchronous = FULL`, so a
 /// committed batch survives a crash or power loss. Update and delete are refused by triggers.
@@ -99,11 +100,47 @@ public final class SQLiteEventLog: EventLog {
                 INSERT INTO exposures (request_id, ts, user, bundle_id, items, experiments, fallback, context)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
+            // Bound through SQLite's C API: GRDB's StatementArguments box every value, which cost
+            // Serve's writer more than the insert itself at tens of thousands of rows a second.
+            let handle = statement.sqliteStatement
+            defer {
+                sqlite3_reset(handle)
+                sqlite3_clear_bindings(handle)
+            }
             for (exposure, items, experiments) in rows {
-                try statement.execute(arguments: [exposure.requestID, exposure.timestamp, exposure.user, exposure.bundleID,
-                                                  items, experiments, exposure.fallback, exposure.context])
+                sqlite3_reset(handle)
+                Self.bind(exposure.requestID, at: 1, in: handle)
+                sqlite3_bind_int64(handle, 2, exposure.timestamp)
+                Self.bind(exposure.user, at: 3, in: handle)
+                Self.bind(exposure.bundleID, at: 4, in: handle)
+                Self.bind(items, at: 5, in: handle)
+                Self.bind(experiments, at: 6, in: handle)
+                Self.bind(exposure.fallback, at: 7, in: handle)
+                Self.bind(exposure.context, at: 8, in: handle)
+                let code = sqlite3_step(handle)
+                guard code == SQLITE_DONE else {
+                    throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
+                                        sql: statement.sql)
+                }
             }
             return db.lastInsertedRowID
+        }
+    }
+
+    /// SQLITE_TRANSIENT: SQLite copies the bytes before the call returns.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    private static func bind(_ text: String?, at index: Int32, in handle: OpaquePointer) {
+        guard var text else {
+            sqlite3_bind_null(handle, index)
+            return
+        }
+        text.withUTF8 { bytes in
+            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
+                // A nil pointer would bind NULL, not the empty string.
+                guard let start = chars.baseAddress else { return sqlite3_bind_text(handle, index, "", 0, transient) }
+                return sqlite3_bind_text(handle, index, start, Int32(chars.count), transient)
+            }
         }
     }
 

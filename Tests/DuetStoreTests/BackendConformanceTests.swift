@@ -61,8 +61,15 @@ import Testing
             let exposure = Exposure(requestID: "req-1", user: "u1", timestamp: 5, items: ["a", "b"], bundleID: "bundle",
                                     experiments: [ExperimentArmExposure(experimentID: "e", phase: 2, assigned: "treatment", served: "control",
                                                                         fallbackReason: "treatment-bundle-unavailable")], context: "home")
-            try await log.append(exposures: [exposure])
-            #expect(try await log.exposures(after: 0, matching: EventFilter(), limit: 10).map(\.exposure) == [exposure])
+            // Optional fields both ways, non-ASCII text; a batch that repeats a request id is refused whole.
+            let popular = Exposure(requestID: "req-2", user: "zoë", timestamp: 6, items: ["c"], bundleID: "bundle", experiments: [],
+                                   fallback: "unknown-user", context: nil)
+            try await log.append(exposures: [exposure, popular])
+            await #expect(throws: (any Error).self) {
+                try await log.append(exposures: [Exposure(requestID: "req-3", user: "u3", timestamp: 7, items: ["d"], bundleID: "bundle",
+                                                          experiments: []), popular])
+            }
+            #expect(try await log.exposures(after: 0, matching: EventFilter(), limit: 10).map(\.exposure) == [exposure, popular])
         }
     }
 
