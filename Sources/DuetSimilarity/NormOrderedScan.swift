@@ -19,15 +19,21 @@ public final class NormOrderedScan: @unchecked Sendable {
     private let order: [Int32]
     /// ‖row‖ in that order, each raised by the float32 rounding the dot product may add.
     private let bounds: [Float]
+    /// The longest rows in order, row-major: the exact scores come from here.
     private let sortedPrefix: UnsafeMutableBufferPointer<Float>
+    /// The same rows in blocks of 16, each stored value-major (16 rows' first values, then their
+    /// second, …): sixteen scores are then `dimension` fused multiply-adds with no horizontal sums,
+    /// which screens a block several times faster than sixteen dot products.
+    private let blocked: UnsafeMutableBufferPointer<Float>
     private let prefixRows: Int
     private let rows: UnsafePointer<Float>
     private let owner: AnyObject?
-    private static let block = 32
+    static let lanes = 16
 
     /// `owner` keeps the memory behind `vectors` alive (a mapped file, or nil for static memory).
-    /// `copiedRows` bounds the sorted copy; rows past it are scanned in place.
-    public init(vectors: UnsafeBufferPointer<Float>, dimension: Int, owner: AnyObject?, copiedRows: Int = 1 << 16) {
+    /// `copiedRows` bounds the sorted copies (two, of 4·dimension bytes a row); rows past them are
+    /// scanned in place.
+    public init(vectors: UnsafeBufferPointer<Float>, dimension: Int, owner: AnyObject?, copiedRows: Int = 1 << 15) {
         precondition(dimension > 0, "a scan needs a dimension")
         self.dimension = dimension
         count = vectors.count / dimension
@@ -48,53 +54,86 @@ public final class NormOrderedScan: @unchecked Sendable {
             let norm = norms[row]
             return norm.isNaN ? Float.infinity : norm * slack
         }
-        prefixRows = min(count, max(0, copiedRows))
+        // Whole blocks only, unless the copy holds every row (the last block is then padded).
+        let lanes = Self.lanes
+        prefixRows = count <= copiedRows ? count : max(0, copiedRows) / lanes * lanes
         sortedPrefix = .allocate(capacity: max(1, prefixRows * dimension))
+        let blockCount = (prefixRows + lanes - 1) / lanes
+        blocked = .allocate(capacity: max(1, blockCount * lanes * dimension))
+        blocked.initialize(repeating: 0)
         for position in 0..<prefixRows {
-            (sortedPrefix.baseAddress! + position * dimension).update(from: base + sorted[position] * dimension, count: dimension)
+            let source = base + sorted[position] * dimension
+            (sortedPrefix.baseAddress! + position * dimension).update(from: source, count: dimension)
+            let block = blocked.baseAddress! + (position / lanes) * lanes * dimension
+            for j in 0..<dimension { block[j * lanes + position % lanes] = source[j] }
         }
     }
 
-    deinit { sortedPrefix.deallocate() }
+    deinit {
+        sortedPrefix.deallocate()
+        blocked.deallocate()
+    }
+
+    /// Sixteen rows' scores from one value-major block, four accumulators deep.
+    @inline(__always)
+    private static func blockScores(_ block: UnsafePointer<Float>, _ query: UnsafePointer<Float>, _ d: Int) -> SIMD16<Float> {
+        @inline(__always) func column(_ j: Int) -> SIMD16<Float> {
+            UnsafeRawPointer(block + j * lanes).loadUnaligned(as: SIMD16<Float>.self)
+        }
+        var a = SIMD16<Float>(), b = SIMD16<Float>(), c = SIMD16<Float>(), e = SIMD16<Float>()
+        var j = 0
+        while j + 4 <= d {
+            a.addProduct(SIMD16(repeating: query[j]), column(j))
+            b.addProduct(SIMD16(repeating: query[j + 1]), column(j + 1))
+            c.addProduct(SIMD16(repeating: query[j + 2]), column(j + 2))
+            e.addProduct(SIMD16(repeating: query[j + 3]), column(j + 3))
+            j += 4
+        }
+        while j < d {
+            a.addProduct(SIMD16(repeating: query[j]), column(j))
+            j += 1
+        }
+        return (a + b) + (c + e)
+    }
 
     /// The exact top k by inner product, best first, or nil when more than `rowLimit` rows would
     /// have to be read to prove it (the caller then asks an approximate index instead).
     public func search(_ query: UnsafePointer<Float>, k: Int, excluding excluded: ExclusionSet = .none,
                        rowLimit: Int = .max) -> [Neighbour]? {
         guard k > 0 else { return [] }
-        let d = dimension
+        let d = dimension, lanes = Self.lanes
         let queryNorm = VectorMath.normSquared(query, d).squareRoot()
+        // The screening score and the exact one each carry at most (d + 8)·2⁻²⁴·‖q‖·‖x‖ of rounding.
+        let screeningError = 2 * Float(d + 8) * 0x1p-24 * queryNorm
         let checkExclusions = !excluded.isEmpty
         var heap = TopK(k)
         var position = 0
-        return withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.block) { scores -> [Neighbour]? in
-            let scores = scores.baseAddress!
-            while position < count {
-                // Strictly below: a row scoring exactly the threshold could still win its tie by id.
-                if heap.count == k, queryNorm * bounds[position] < heap.threshold { break }
-                if position >= rowLimit { return nil }
-                let rowsInBlock = min(Self.block, count - position)
-                if position + rowsInBlock <= prefixRows {
-                    VectorMath.scoreRows(sortedPrefix.baseAddress! + position * d, rowCount: rowsInBlock, dimension: d,
-                                         query: query, into: scores)
-                } else {
-                    for offset in 0..<rowsInBlock {
-                        let row = position + offset
-                        let start: UnsafePointer<Float> = row < prefixRows
-                            ? UnsafePointer(sortedPrefix.baseAddress! + row * d)
-                            : rows + Int(order[row]) * d
-                        scores[offset] = VectorMath.dot(start, query, d)
+        @inline(__always) func offer(_ row: Int, _ start: UnsafePointer<Float>) {
+            let id = order[row]
+            if checkExclusions, excluded.contains(Int(id)) { return }
+            // Scored like every other scan (same kernel, same order), so the answer is bit-for-bit theirs.
+            heap.push(VectorMath.dot(start, query, d), id)
+        }
+        while position < count {
+            // Strictly below: a row scoring exactly the threshold could still win its tie by id.
+            if heap.count == k, queryNorm * bounds[position] < heap.threshold { break }
+            if position >= rowLimit { return nil }
+            if position < prefixRows {
+                let scores = Self.blockScores(blocked.baseAddress! + position * d, query, d)
+                let slack = screeningError * bounds[position]
+                let floor = slack.isFinite ? heap.threshold - slack : -Float.infinity
+                let candidates = scores .>= SIMD16(repeating: floor)
+                if any(candidates) || floor.isNaN {
+                    for lane in 0..<lanes where (candidates[lane] || floor.isNaN) && position + lane < count {
+                        offer(position + lane, sortedPrefix.baseAddress! + (position + lane) * d)
                     }
                 }
-                for offset in 0..<rowsInBlock where scores[offset] >= heap.threshold {
-                    let id = order[position + offset]
-                    if checkExclusions, excluded.contains(Int(id)) { continue }
-                    heap.push(scores[offset], id)
-                }
-                position += rowsInBlock
+            } else {
+                for row in position..<min(position + lanes, count) { offer(row, rows + Int(order[row]) * d) }
             }
-            return heap.sorted().map { Neighbour(id: Int($0.id), score: $0.score) }
+            position += lanes
         }
+        return heap.sorted().map { Neighbour(id: Int($0.id), score: $0.score) }
     }
 
     public func search(_ query: [Float], k: Int, excluding excluded: ExclusionSet = .none, rowLimit: Int = .max) -> [Neighbour]? {

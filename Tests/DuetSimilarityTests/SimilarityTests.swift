@@ -225,7 +225,7 @@ import Testing
     /// The length-ordered scan must give exactly the full scan's answer (ids, scores, exclusions),
     /// including for rows past its sorted copy, while reading a fraction of the rows.
     @Test func normOrderedScanEqualsAFullScanWhileReadingFewRows() {
-        let d = 32, count = 20_000, k = 20
+        let d = 32, count = 20_003, k = 20
         let vectors = Self.heavyTailed(count: count, dimension: d, seed: 21)
         let full = ExactIndex(copying: vectors, dimension: d, metric: .innerProduct, halfPrecision: false)
         let scans = vectors.withUnsafeBufferPointer { buffer in
