@@ -110,9 +110,11 @@ func buildRouter(configuration: ServeConfiguration, components: ServeComponents,
     let v1 = router.group("v1")
     v1.get("users/:user/recommendations") { request, context in
         let user = try pathIdentifier(context, "user")
-        let n = try count(request, default: 20)
-        let exclude = try identifierList(request.uri.queryParameters.get("exclude"), name: "exclude")
-        let label = request.uri.queryParameters.get("context")
+        // Parsed once: each access to queryParameters parses the query string again.
+        let query = request.uri.queryParameters
+        let n = try count(query, default: 20)
+        let exclude = try identifierList(query.get("exclude"), name: "exclude")
+        let label = query.get("context")
         if let label, Identifier.problem(with: label) != nil || label.count > 64 {
             throw HTTPError(.badRequest, message: "context must be a short label without control characters")
         }
@@ -124,8 +126,9 @@ func buildRouter(configuration: ServeConfiguration, components: ServeComponents,
 
     v1.get("items/:item/similar") { request, context in
         let item = try pathIdentifier(context, "item")
-        let n = try count(request, default: 20)
-        let index = request.uri.queryParameters.get("index")
+        let query = request.uri.queryParameters
+        let n = try count(query, default: 20)
+        let index = query.get("index")
         return try jsonResponse(try recommender.similar(item: item, n: n, index: index))
     }
 
@@ -183,13 +186,14 @@ func decodeEvents(_ data: Data, limit: Int) throws -> [FeedbackEvent] {
 
 func pathIdentifier(_ context: ServeRequestContext, _ name: String) throws -> String {
     let raw = try context.parameters.require(name)
-    let value = raw.removingPercentEncoding ?? raw
+    // Foundation's percent decoding goes through CFString; most ids have nothing to decode.
+    let value = raw.utf8.contains(UInt8(ascii: "%")) ? raw.removingPercentEncoding ?? raw : raw
     if let problem = Identifier.problem(with: value) { throw HTTPError(.badRequest, message: "\(name) id \(problem)") }
     return value
 }
 
-func count(_ request: Request, default value: Int) throws -> Int {
-    guard let text = request.uri.queryParameters.get("n") else { return value }
+func count(_ query: Parameters, default value: Int) throws -> Int {
+    guard let text = query.get("n") else { return value }
     guard let n = Int(text), (1...1_000).contains(n) else {
         throw HTTPError(.badRequest, message: "n must be a whole number from 1 to 1000, got '\(text.prefix(20))'")
     }

@@ -73,8 +73,8 @@ struct ServeCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
-        var logger = Logger(label: "duet-serve")
-        logger.logLevel = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let level = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level) }
         // Serve never writes the registry: read-only on SQLite and on PostgreSQL alike.
         let registry = try await home.openRegistry(readOnly: true)
         let eventLog = try await home.openEventLog()
