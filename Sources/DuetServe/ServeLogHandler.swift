@@ -22,6 +22,13 @@ public struct ServeLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        // One write per line, so lines from concurrent requests do not interleave.
+        render(event).utf8CString.withUnsafeBufferPointer { bytes in
+            _ = bytes.withMemoryRebound(to: UInt8.self) { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        }
+    }
+
+    func render(_ event: LogEvent) -> String {
         var all = metadata
         if let provided = metadataProvider?.get() { all.merge(provided) { _, new in new } }
         if let explicit = event.metadata { all.merge(explicit) { _, new in new } }
@@ -30,11 +37,7 @@ public struct ServeLogHandler: LogHandler {
             all["error.type"] = "\(String(reflecting: type(of: error)))"
         }
         let rendered = all.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
-        let line = "\(Self.timestamp()) \(event.level) \(label):\(rendered) [\(event.source)] \(event.message)\n"
-        // One write per line, so lines from concurrent requests do not interleave.
-        line.utf8CString.withUnsafeBufferPointer { bytes in
-            _ = bytes.withMemoryRebound(to: UInt8.self) { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-        }
+        return "\(Self.timestamp()) \(event.level) \(label):\(rendered) [\(event.source)] \(event.message)\n"
     }
 
     static func timestamp() -> String {

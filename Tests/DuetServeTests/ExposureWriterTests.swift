@@ -59,3 +59,21 @@ import Testing
         #expect(other != first, "another replica's nonce gives another id")
     }
 }
+
+@Suite struct ServeLogHandlerTests {
+    /// Lines keep swift-log's StreamLogHandler layout; metadata set on the logger, from the provider,
+    /// on the call and from an error all appear, sorted, with the call's value winning.
+    @Test func rendersStreamLogHandlerLinesWithAllMetadata() {
+        var handler = ServeLogHandler(label: "duet-serve", logLevel: .debug)
+        handler[metadataKey: "hb.request.id"] = "42"
+        handler[metadataKey: "route"] = "old"
+        handler.metadataProvider = Logger.MetadataProvider { ["trace": "t1"] }
+        struct Broken: Error {}
+        let line = handler.render(LogEvent(level: .error, message: "request failed", error: Broken(), metadata: ["route": "/v1/events"],
+                                           source: "DuetServe", file: #fileID, function: #function, line: #line))
+        #expect(line.contains(" error duet-serve: error.message=Broken() error.type="))
+        #expect(line.hasSuffix(" hb.request.id=42 route=/v1/events trace=t1 [DuetServe] request failed\n"))
+        #expect(!line.contains("old"))
+        #expect(line.first?.isNumber == true, "starts with the timestamp")
+    }
+}
