@@ -31,6 +31,28 @@ import Testing
         }
     }
 
+    /// A bundle's catalogue is JSON lines: read in one pass, and a bad line is named by number.
+    @Test func catalogueLinesDecodeTogetherAndABadOneIsNamed() throws {
+        func items(_ text: String) throws -> [CatalogItem] {
+            let bytes = Array(text.utf8)
+            return try bytes.withUnsafeBytes { try ModelBundle.catalogItems($0, path: "b/catalog.jsonl") }
+        }
+        let good = """
+            {"id":"t1","title":"Paper \\"Moon\\"","artist":"Zoë","tags":["indie"],"available":true}
+
+            {"available":false,"title":"B-side","id":"t2","tags":[]}
+            """
+        #expect(try items(good) == [CatalogItem(id: "t1", title: #"Paper "Moon""#, artist: "Zoë", tags: ["indie"]),
+                                    CatalogItem(id: "t2", title: "B-side", available: false)])
+        #expect(try items("") == [])
+        for (text, line) in [("{\"id\":\"t1\",\"title\":\"x\",\"tags\":[],\"available\":true}\n{\"id\":", 2),
+                             ("not json\n", 1)] {
+            #expect { try items(text) } throws: { "\($0)".contains("line \(line) is not a catalogue item") }
+        }
+        // Two objects on one line decode alone but not as one item per line.
+        #expect(throws: DuetError.self) { try items(#"{"id":"t1","title":"x","tags":[],"available":true},{"id":"t2","title":"y","tags":[],"available":true}"#) }
+    }
+
     @Test func controlCheckMatchesTheUnicodeCategoryForEveryScalar() {
         var mismatches: [UInt32] = []
         for value in UInt32(0)...0x10FFFF {
