@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(
             name: "DuetServeTests",
             dependencies: [
-                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetSimilarity", "DuetTestSupport",
+                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity", "DuetTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: upcoming

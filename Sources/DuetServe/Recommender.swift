@@ -106,7 +106,7 @@ public final class Recommender: Sendable {
     let metrics: ServeMetrics
     /// Users with fewer training interactions get the popularity list.
     let minimumHistory: Int
-    /// Catalogues at least this large are searched through the HNSW index; smaller ones exactly.
+    /// Most item rows the exact scan may read for one list before the HNSW index answers instead.
     let annThreshold: Int
     /// HNSW beam width for recommendations; a request for n items searches with at least n.
     let recommendationBeam: Int

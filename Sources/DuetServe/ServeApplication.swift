@@ -18,6 +18,7 @@ public struct ServeConfiguration: Sendable {
     public var maxEventsPerBatch = 10_000
     public var apiKey: String?
     public var minimumHistory = 1
+    /// Most item rows the exact scan may read for one list before the HNSW index answers instead.
     public var annThreshold = 20_000
     /// HNSW beam width for recommendations (`duet bench recommend` reports its recall).
     public var recommendationBeam = Self.defaultRecommendationBeam

@@ -1,6 +1,7 @@
 import DuetCore
 import DuetLab
 import DuetServe
+import DuetKernels
 import DuetSimilarity
 import DuetStore
 import DuetTestSupport
@@ -266,6 +267,38 @@ struct Recommendations: Decodable {
                 checked += 1
             }
             #expect(checked >= 10)
+        }
+    }
+
+    /// With no scan budget, lists come from the bundle's inner-product HNSW index: still filtered,
+    /// still the model's raw scores, and close to the exact lists.
+    @Test func listsTheScanCannotProveGoThroughHNSW() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            var configuration = ServeConfiguration(home: fixture.lab.lab.home)
+            configuration.annThreshold = 0
+            let registry = try SQLiteRegistry(path: fixture.lab.lab.home.registryPath.path, readOnly: true)
+            let (_, approximate) = try await buildServe(configuration: configuration, registry: registry, eventLog: fixture.eventLog,
+                                                        prometheus: nil, logger: Logger(label: "test"))
+            let bundle = try #require(approximate.store.current.production).bundle
+            var found = 0, wanted = 0
+            for userIndex in stride(from: 0, to: bundle.userCount, by: max(1, bundle.userCount / 25)) {
+                let user = bundle.userIDs[userIndex]
+                guard !bundle.history(ofUser: userIndex).isEmpty else { continue }
+                let exact = try fixture.components.recommender.recommend(user: user, n: 10, exclude: [], context: nil)
+                let answer = try approximate.recommender.recommend(user: user, n: 10, exclude: [], context: nil)
+                #expect(answer.index.hasSuffix("-ip"))
+                let consumed = Set(bundle.history(ofUser: userIndex).map { bundle.itemIDs[Int($0)] })
+                #expect(answer.itemIDs.allSatisfy { !consumed.contains($0) })
+                let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
+                for item in answer.items {
+                    let row = try #require(bundle.itemIndex(of: item.id))
+                    #expect(item.score == VectorMath.dot(query, bundle.itemFactors.baseAddress! + row * bundle.dimension, bundle.dimension))
+                }
+                found += Set(answer.itemIDs).intersection(exact.itemIDs).count
+                wanted += exact.itemIDs.count
+            }
+            #expect(wanted > 0 && Double(found) / Double(wanted) >= 0.8, "recall \(Double(found) / Double(max(wanted, 1)))")
         }
     }
 

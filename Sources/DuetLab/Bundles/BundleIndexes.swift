@@ -3,8 +3,8 @@ public import DuetTraining
 public import DuetSimilarity
 
 /// The similarity indexes a factor model's bundle carries, named so Serve can say which answered:
-/// `items/<kind>-<d>` (cosine, for similar items) and `items/<kind>-<d>-ip` (inner product with the
-/// MIPS reduction, for user recommendations over large catalogues).
+/// `items/<kind>-<d>` (cosine, for similar items) and `items/<kind>-<d>-ip` (a graph on the inner
+/// product itself, for the user recommendations Serve's exact scan cannot prove cheaply).
 public enum BundleIndexes {
     public static func attachments(for model: FactorModel, parameters: HNSWParameters = HNSWParameters(m: 16, efConstruction: 100),
                                    threads: Int = 1) throws -> [BundleAttachment] {
