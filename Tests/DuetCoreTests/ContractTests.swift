@@ -31,8 +31,8 @@ import Testing
         }
     }
 
-    /// A bundle's catalogue is JSON lines: read in one pass, and a bad line is named by number.
-    @Test func catalogueLinesDecodeTogetherAndABadOneIsNamed() throws {
+    /// A bundle's catalogue is JSON lines; a bad line is named by number.
+    @Test func catalogueLinesDecodeAndABadOneIsNamed() throws {
         func items(_ text: String) throws -> [CatalogItem] {
             let bytes = Array(text.utf8)
             return try bytes.withUnsafeBytes { try ModelBundle.catalogItems($0, path: "b/catalog.jsonl") }
@@ -51,6 +51,46 @@ import Testing
         }
         // Two objects on one line decode alone but not as one item per line.
         #expect(throws: DuetError.self) { try items(#"{"id":"t1","title":"x","tags":[],"available":true},{"id":"t2","title":"y","tags":[],"available":true}"#) }
+    }
+
+    /// The fast catalogue reader must agree with JSONDecoder wherever it answers, and answer for
+    /// every line a bundle writes.
+    @Test func catalogueLineReaderAgreesWithJSONDecoder() throws {
+        func parse(_ text: String) -> CatalogItem? {
+            Array(text.utf8).withUnsafeBytes { CatalogLine.parse($0) }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let written = [CatalogItem(id: "t1", title: "Paper \"Moon\" \\ / tab\there\nline", artist: "Zoë & 椎名林檎 🎸", tags: ["indie", ""]),
+                       CatalogItem(id: "t2", title: "\u{01}\u{1F}", artist: nil, tags: [], available: false)]
+        for item in written {
+            let line = String(decoding: try encoder.encode(item), as: UTF8.self)
+            #expect(parse(line) == item, "\(line)")
+        }
+        let lines = [
+            #" { "title" : "x" , "id":"t3", "tags":["a","b"], "available":true, "artist":null } "#,
+            #"{"id":"t4","title":"caf\u00e9 \u00E9\/","tags":[],"available":false}"#,
+            #"{"id":"t5","title":"\ud83c\udfb8","tags":[],"available":true}"#,      // surrogate pair: left to JSONDecoder
+            #"{"id":"t6","title":"x","tags":[],"available":true,"year":1999}"#,        // unknown key
+            #"{"id":"t7","title":"x","tags":[],"available":1}"#,
+            #"{"id":"t8","title":"x","tags":[],"available":true,"id":"t9"}"#,          // repeated key
+            #"{"id":"t10","title":"x","tags":[]}"#,                                     // missing field
+            #"{"id":"t11","title":"x","tags":[],"available":true} trailing"#,
+            #"{"id":"t12","title":"bad \q escape","tags":[],"available":true}"#,
+            "{\"id\":\"t13\",\"title\":\"raw \u{07} control\",\"tags\":[],\"available\":true}",
+        ]
+        var fast = 0
+        for line in lines {
+            let decoded = try? JSONDecoder().decode(CatalogItem.self, from: Data(line.utf8))
+            if let item = parse(line) {
+                fast += 1
+                #expect(item == decoded, "\(line)")
+            }
+        }
+        #expect(fast == 2, "the two plain lines are read without JSONDecoder")
+        // Invalid UTF-8 is never read into replacement characters.
+        let invalid: [UInt8] = Array(#"{"id":"t14","title":""#.utf8) + [0xFF] + Array(#"","tags":[],"available":true}"#.utf8)
+        #expect(invalid.withUnsafeBytes { CatalogLine.parse($0) } == nil)
     }
 
     @Test func controlCheckMatchesTheUnicodeCategoryForEveryScalar() {
