@@ -14,7 +14,7 @@ public final class LoadedBundle: Sendable {
     let defaultSimilarityIndex: String?
     /// Exact recommendations: item rows longest first, usually proven after a few per cent of them.
     let itemScan: NormOrderedScan?
-    let exactItems: ExactIndex?
+    /// Exact similar items (`index=exact`).
     let exactCosine: ExactIndex?
     /// Available items by popularity, best first: the fallback list.
     let popularItems: [Int32]
@@ -56,15 +56,12 @@ public final class LoadedBundle: Sendable {
         defaultSimilarityIndex = defaultName
         if bundle.dimension > 0 {
             // The Float16 scan copy costs 2 bytes per value and load time on every swap; large
-            // catalogues are answered through HNSW, so they go without it.
-            let items = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .innerProduct, owner: bundle,
-                                   halfPrecision: bundle.itemCount <= 200_000)
-            exactItems = items
-            exactCosine = ExactIndex(sameRowsAs: items, metric: .cosine)
+            // catalogues have HNSW for similar items, so they go without it.
+            exactCosine = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .cosine, owner: bundle,
+                                     halfPrecision: bundle.itemCount <= 200_000)
             itemScan = NormOrderedScan(vectors: bundle.itemFactors, dimension: bundle.dimension, owner: bundle)
         } else {
             itemScan = nil
-            exactItems = nil
             exactCosine = nil
         }
         var exclusions = ExclusionSet(capacity: bundle.itemCount)
@@ -92,6 +89,6 @@ public final class LoadedBundle: Sendable {
         let query = Array(bundle.userFactors[0..<bundle.dimension])
         if let recommendationIndex { _ = recommendationIndex.index.search(query, k: 10, ef: 64) }
         _ = itemScan?.search(query, k: 10)
-        _ = exactItems?.search(query, k: 10)
+        _ = exactCosine?.search(query, k: 10)
     }
 }
