@@ -38,6 +38,7 @@ let package = Package(
         .library(name: "DuetTraining", targets: ["DuetTraining"]),
         .library(name: "DuetLab", targets: ["DuetLab"]),
         .library(name: "DuetServe", targets: ["DuetServe"]),
+        .library(name: "DuetDashboard", targets: ["DuetDashboard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
@@ -76,7 +77,7 @@ let package = Package(
         .target(
             name: "DuetServe",
             dependencies: [
-                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore",
+                "DuetCore", "DuetKernels", "DuetSimilarity",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -93,10 +94,34 @@ let package = Package(
             dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
+        .target(
+            name: "DuetDashboard",
+            dependencies: ["DuetCore", "DuetLab", "DuetStore", .product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "DuetCommandLine",
+            dependencies: [
+                "DuetCore", "DuetStore", "DuetTraining", "DuetLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "DuetBench",
+            dependencies: [
+                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", "DuetLab", "DuetServe", "DuetCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
         .executableTarget(
             name: "duet",
             dependencies: [
-                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", "DuetLab", "DuetServe",
+                "DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", "DuetLab", "DuetServe", "DuetDashboard",
+                "DuetCommandLine", "DuetBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,6 +135,7 @@ let package = Package(
             dependencies: [
                 "DuetLab", "DuetCore", "DuetTraining", "DuetStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/DuetTestSupport",
@@ -125,6 +151,12 @@ let package = Package(
                 "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity", "DuetTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "DuetDashboardTests",
+            dependencies: ["DuetDashboard", "DuetLab", "DuetStore", "DuetCore", "DuetTestSupport",
+                           .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: upcoming
         ),
         .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),

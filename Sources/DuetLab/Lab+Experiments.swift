@@ -28,6 +28,35 @@ extension Lab {
         try await registry.create(resolved)
     }
 
+    /// Starts a draft experiment once every arm's bundle verifies: Serve picks it up at its next poll.
+    public func start(experiment id: String) async throws {
+        guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
+        for arm in record.spec.arms { _ = try ModelBundle(folder: bundleFolder(arm.bundleID)) }
+        try await registry.start(experiment: id)
+    }
+
+    /// Stops a running experiment: Serve drops it at its next poll, and it can then be analysed and decided.
+    public func stop(experiment id: String) async throws {
+        try await registry.stop(experiment: id)
+    }
+
+    /// Changes the weights or arms of a running experiment as a new phase; every arm's bundle must verify.
+    public func changePhase(of id: String, to spec: ExperimentSpec, reason: String) async throws {
+        var resolved = spec
+        for index in resolved.arms.indices {
+            let bundle = try await resolveBundle(resolved.arms[index].bundleID)
+            _ = try ModelBundle(folder: bundleFolder(bundle))
+            resolved.arms[index].bundleID = bundle
+        }
+        try await registry.changePhase(of: id, to: resolved, reason: reason)
+    }
+
+    /// Records a window the analysis should exclude (an outage, a bad deploy).
+    @discardableResult
+    public func record(_ incident: Incident) async throws -> Int64 {
+        try await registry.add(incident)
+    }
+
     /// Analyses a phase of an experiment from a frozen read of the event log, writes the JSON and
     /// HTML reports under `analyses/`, and returns them with the JSON's hash.
     public func analyze(experiment id: String, phase requested: Int? = nil, excludeIncidents: Bool = true,

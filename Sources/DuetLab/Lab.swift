@@ -53,7 +53,7 @@ public struct OfflineComparison: Codable, Sendable {
 /// operations that move a model from data to production.
 public final class Lab: Sendable {
     public let home: DuetHome
-    public let registry: any Registry
+    public let registry: any LabRegistry
     public let snapshots: SnapshotStore
     public let splits: SplitStore
 
@@ -64,7 +64,7 @@ public final class Lab: Sendable {
     }
 
     /// Any registry (e.g. PostgreSQL shared by several machines); bundles and snapshots stay in the home.
-    public init(home: DuetHome, registry: any Registry) throws {
+    public init(home: DuetHome, registry: any LabRegistry) throws {
         try home.prepare()
         self.home = home
         self.registry = registry

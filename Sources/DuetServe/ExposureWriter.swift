@@ -1,6 +1,6 @@
 import CoreMetrics
 public import DuetCore
-public import DuetStore
+
 public import Foundation
 public import Logging
 public import ServiceLifecycle
@@ -17,7 +17,7 @@ public final class ExposureWriter: Service, Sendable {
         var dirty = false
     }
     private let spillState = Mutex(SpillState())
-    let log: any EventLog
+    let log: any EventSink
     let capacity: Int
     let batchSize: Int
     let interval: Duration
@@ -28,7 +28,7 @@ public final class ExposureWriter: Service, Sendable {
     /// Small transactions, often: each one takes a core for a burst that requests queue behind, so
     /// under load a 2 ms cadence (≈ 70 rows at 36k requests/s) keeps the recommendation p99 near
     /// 4.2 ms where one transaction every 10 ms (≈ 360 rows) gave 5.0–5.2 ms.
-    public init(log: any EventLog, spillFolder: URL, capacity: Int = 50_000, batchSize: Int = 200,
+    public init(log: any EventSink, spillFolder: URL, capacity: Int = 50_000, batchSize: Int = 200,
                 interval: Duration = .milliseconds(2), metrics: ServeMetrics, logger: Logger) {
         self.log = log
         self.capacity = capacity

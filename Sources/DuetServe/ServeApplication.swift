@@ -1,5 +1,5 @@
 public import DuetCore
-public import DuetStore
+
 import Foundation
 import HTTPTypes
 public import Hummingbird
@@ -47,16 +47,16 @@ public struct ServeComponents: Sendable {
     public let metrics: ServeMetrics
 }
 
-/// Builds Serve: components, then the router. The registry is opened read-only by the caller.
-public func buildServe(configuration: ServeConfiguration, registry: any Registry, eventLog: any EventLog,
+/// Builds Serve: components, then the router. Serve is handed only what it may use: the registry's
+/// read-only serving source and the event log's append-only sink.
+public func buildServe(configuration: ServeConfiguration, source: any ServingSource, eventSink: any EventSink,
                        prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> (Router<ServeRequestContext>, ServeComponents) {
-    precondition(registry.isReadOnly, "Serve opens the registry read-only")
     let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
     let metrics = ServeMetrics(factory: metricsFactory)
     let store = ServingStateStore()
-    let reloader = StateReloader(registry: registry, bundles: configuration.home.bundlesFolder, store: store,
+    let reloader = StateReloader(source: source, bundles: configuration.home.bundlesFolder, store: store,
                                  interval: configuration.pollInterval, metrics: metrics, logger: logger)
-    let exposures = ExposureWriter(log: eventLog, spillFolder: configuration.home.root.appendingPathComponent("spill"),
+    let exposures = ExposureWriter(log: eventSink, spillFolder: configuration.home.root.appendingPathComponent("spill"),
                                    capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
     let recommender = Recommender(store: store, exposures: exposures, recent: RecentHistory(), metrics: metrics,
                                   minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
@@ -64,20 +64,20 @@ public func buildServe(configuration: ServeConfiguration, registry: any Registry
     // Load what production is before accepting traffic, so /readyz is true from the first request.
     await reloader.reloadIfChanged()
     let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics)
-    let router = buildRouter(configuration: configuration, components: components, eventLog: eventLog, prometheus: prometheus)
+    let router = buildRouter(configuration: configuration, components: components, eventSink: eventSink, prometheus: prometheus)
     return (router, components)
 }
 
-public func buildApplication(configuration: ServeConfiguration, registry: any Registry, eventLog: any EventLog,
+public func buildApplication(configuration: ServeConfiguration, source: any ServingSource, eventSink: any EventSink,
                              prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> some ApplicationProtocol {
-    let (router, components) = try await buildServe(configuration: configuration, registry: registry, eventLog: eventLog,
+    let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventSink,
                                                     prometheus: prometheus, logger: logger)
     return Application(router: router,
                        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "duet-serve"),
                        services: [components.reloader, components.exposures], logger: logger)
 }
 
-func buildRouter(configuration: ServeConfiguration, components: ServeComponents, eventLog: any EventLog,
+func buildRouter(configuration: ServeConfiguration, components: ServeComponents, eventSink: any EventSink,
                  prometheus: PrometheusCollectorRegistry?) -> Router<ServeRequestContext> {
     let router = Router(context: ServeRequestContext.self)
     router.middlewares.add(JSONErrorMiddleware())
@@ -146,7 +146,7 @@ func buildRouter(configuration: ServeConfiguration, components: ServeComponents,
             throw HTTPError(.contentTooLarge, message: "the body is larger than \(configuration.maxBodyBytes) bytes (--max-body-bytes)")
         }
         let events = try decodeEvents(Data(body.readableBytesView), limit: configuration.maxEventsPerBatch)
-        let last = try await eventLog.append(events: events)
+        let last = try await eventSink.append(events: events)
         components.metrics.eventsIngested.increment(by: events.count)
         recommender.recordConsumption(events)
         return try jsonResponse(EventsAccepted(accepted: events.count, lastSequence: last), status: .accepted)

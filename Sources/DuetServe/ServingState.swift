@@ -1,5 +1,5 @@
 public import DuetCore
-import DuetStore
+
 import NIOConcurrencyHelpers
 
 /// A running experiment as Serve holds it: the spec of the current phase and each arm's bundle,

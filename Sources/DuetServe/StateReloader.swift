@@ -1,6 +1,6 @@
 import CoreMetrics
-import DuetCore
-public import DuetStore
+public import DuetCore
+
 public import Foundation
 public import Logging
 public import ServiceLifecycle
@@ -10,7 +10,7 @@ import Synchronization
 /// state off the request path: load and verify new bundles, warm them, then swap in one step.
 /// A production bundle that fails to load is refused: serving stays on the old state.
 public final class StateReloader: Service, Sendable {
-    let registry: any Registry
+    let source: any ServingSource
     let bundles: URL
     let store: ServingStateStore
     let interval: Duration
@@ -19,9 +19,9 @@ public final class StateReloader: Service, Sendable {
     /// A version whose production bundle was refused is not retried until the registry changes again.
     private let refusedVersion = Mutex<Int?>(nil)
 
-    public init(registry: any Registry, bundles: URL, store: ServingStateStore, interval: Duration = .seconds(1),
+    public init(source: any ServingSource, bundles: URL, store: ServingStateStore, interval: Duration = .seconds(1),
                 metrics: ServeMetrics, logger: Logger) {
-        self.registry = registry
+        self.source = source
         self.bundles = bundles
         self.store = store
         self.interval = interval
@@ -40,9 +40,9 @@ public final class StateReloader: Service, Sendable {
     @discardableResult
     public func reloadIfChanged() async -> Bool {
         do {
-            let version = try await registry.servingVersion()
+            let version = try await source.servingVersion()
             guard version != store.current.version, version != refusedVersion.withLock({ $0 }) else { return false }
-            let configuration = try await registry.servingConfiguration()
+            let configuration = try await source.servingConfiguration()
             return try await apply(configuration)
         } catch {
             logger.error("registry poll failed; serving stays on the current state: \(error)")

@@ -28,15 +28,9 @@ public struct EventFilter: Hashable, Sendable {
     }
 }
 
-/// The append-only store of feedback events and exposures that Serve writes and the Lab reads.
-/// An append returns only once the batch is durable: that return is the acknowledgement.
-public protocol EventLog: Sendable {
-    /// Appends in one transaction; all of the batch is stored or none. Returns the last sequence number.
-    @discardableResult
-    func append(events: [FeedbackEvent]) async throws -> Int64?
-    @discardableResult
-    func append(exposures: [Exposure]) async throws -> Int64?
-
+/// The append-only store of feedback events and exposures that Serve writes (through the
+/// `EventSink` this refines) and the Lab reads.
+public protocol EventLog: EventSink {
     /// Appends everything `produce` hands over in one transaction: a bulk import either lands whole
     /// or not at all. Returns the number of events appended.
     func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) async throws -> Int

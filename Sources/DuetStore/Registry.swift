@@ -1,12 +1,10 @@
 public import DuetCore
 
-/// The registry the Lab writes and Serve reads: models, offline evaluations, experiments and
-/// their phases, decisions, incidents, and the production alias with its full history.
-/// Every change is one transaction. The SQLite implementation is the embedded default; a
-/// PostgreSQL one satisfies the same protocol.
-public protocol Registry: Sendable {
-    var isReadOnly: Bool { get }
-
+/// The registry as the Lab holds it: models, offline evaluations, experiments and their phases,
+/// decisions, incidents, and the production alias with its full history. Only the Lab is handed
+/// one; Serve gets the `ServingSource` this refines. Every change is one transaction in which the
+/// backend reads what `RegistryRules` needs, applies the rule, and writes what it returns.
+public protocol LabRegistry: ServingSource {
     // Models
     func register(_ model: ModelRecord) async throws
     func model(_ id: String) async throws -> ModelRecord?
@@ -20,18 +18,13 @@ public protocol Registry: Sendable {
     // Production alias
     func production() async throws -> (generation: Int, model: String?)
     func history() async throws -> [ProductionChange]
-    /// Moves the alias to `model`. With `expectedGeneration`, refuses with a conflict if another
-    /// change landed first.
+    /// Moves the alias (see `RegistryRules.promote`). Call it through the Lab's promotion, which
+    /// checks the bundle and the evidence's strength first.
     @discardableResult
-    func promote(_ model: String, actor: String, reason: String, evidence: PromotionEvidence,
-                 expectedGeneration: Int?) async throws -> ProductionChange
-    /// Moves the alias back one step, or to `target`, which must have served before.
+    func promote(_ request: RegistryRules.PromotionRequest) async throws -> ProductionChange
+    /// Moves the alias back one step, or to a model that served before (see `RegistryRules.rollback`).
     @discardableResult
-    func rollback(to target: String?, actor: String, reason: String, expectedGeneration: Int?) async throws -> ProductionChange
-
-    // What Serve polls
-    func servingVersion() async throws -> Int
-    func servingConfiguration() async throws -> ServingConfiguration
+    func rollback(_ request: RegistryRules.RollbackRequest) async throws -> ProductionChange
 
     // Experiments
     func create(_ experiment: ExperimentSpec) async throws

@@ -105,23 +105,6 @@ public struct ExperimentPhase: Codable, Sendable, Hashable {
     public var endedAt: EpochMillis?
 }
 
-public struct ExperimentRecord: Codable, Sendable, Hashable {
-    public var spec: ExperimentSpec
-    public var phase: Int
-    public var createdAt: EpochMillis
-    public var startedAt: EpochMillis?
-    public var stoppedAt: EpochMillis?
-}
-
-/// What Serve needs to know, read in one cheap query: the production model and the running experiments.
-public struct ServingConfiguration: Sendable, Hashable {
-    /// Increases on every change Serve must act on: promotion, rollback, experiment start, stop or phase.
-    public var version: Int
-    public var productionGeneration: Int
-    public var production: String?
-    public var experiments: [ExperimentRecord]
-}
-
 /// What a promotion rests on.
 public enum PromotionEvidence: Sendable, Hashable {
     /// The rules: an offline evaluation against current production (or popularity, for the first

@@ -14,6 +14,12 @@ public final class SQLiteEventLog: EventLog {
         pool = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "event log")
     }
 
+    /// Runs `sql` on this log's own connection, past every Swift-level guard: the tests use it to
+    /// prove that the database's triggers refuse updates and deletes.
+    package func executeOnConnection(_ sql: String) async throws {
+        try await pool.write { db in try db.execute(sql: sql) }
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-events-and-exposures") { db in

@@ -2,26 +2,78 @@ public import DuetCore
 import Foundation
 import GRDB
 
-/// The embedded registry: one SQLite file. Serve opens it read-only, and then every write fails.
-public final class SQLiteRegistry: Registry {
-    private let writer: any DatabaseWriter
-    public let isReadOnly: Bool
+/// Serve's view of the embedded registry: a read-only SQLite connection, so SQLite itself refuses
+/// any write issued on it, and a type with no write method to call.
+public final class SQLiteServingSource: ServingSource {
+    private let queue: DatabaseQueue
     public let path: String
 
-    /// `readOnly` is Serve's mode: the file must exist, and SQLite itself refuses writes.
-    public init(path: String, readOnly: Bool = false) throws {
+    /// The file must exist: Serve never creates or migrates the registry.
+    public init(path: String) throws {
         self.path = path
-        isReadOnly = readOnly
-        if readOnly {
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw DuetError.notFound(kind: "registry", id: path)
-            }
-            // A queue: read-only WAL pools need the -shm file a writer created; a queue does not.
-            do { writer = try DatabaseQueue(path: path, configuration: SQLiteFiles.configuration(readOnly: true)) } catch {
-                throw DuetError.io(path: path, reason: "cannot open the registry read-only: \(error)")
-            }
-            return
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw DuetError.notFound(kind: "registry", id: path)
         }
+        // A queue: read-only WAL pools need the -shm file a writer created; a queue does not.
+        do { queue = try DatabaseQueue(path: path, configuration: SQLiteFiles.configuration(readOnly: true)) } catch {
+            throw DuetError.io(path: path, reason: "cannot open the registry read-only: \(error)")
+        }
+    }
+
+    public func servingVersion() async throws -> Int {
+        try await queue.read(SQLiteRegistryReads.servingVersion)
+    }
+
+    public func servingConfiguration() async throws -> ServingConfiguration {
+        try await queue.read(SQLiteRegistryReads.servingConfiguration)
+    }
+
+    /// Runs `sql` on Serve's own connection, past every Swift-level guard: the tests use it to prove
+    /// that the database, not only the type, refuses Serve's writes.
+    package func executeOnServingConnection(_ sql: String) async throws {
+        try await queue.inDatabase { db in try db.execute(sql: sql) }
+    }
+}
+
+/// The reads Serve's source and the Lab's registry share.
+enum SQLiteRegistryReads {
+    static func servingVersion(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT version FROM serving_state WHERE id = 1") ?? 0
+    }
+
+    static func servingConfiguration(_ db: Database) throws -> ServingConfiguration {
+        let version = try servingVersion(db)
+        let production = try self.production(db)
+        let running = try Row.fetchAll(db, sql: "SELECT * FROM experiments WHERE status = 'running' ORDER BY id").map(experimentRecord)
+        return ServingConfiguration(version: version, productionGeneration: production.generation, production: production.model,
+                                    experiments: running)
+    }
+
+    static func production(_ db: Database) throws -> RegistryRules.Production {
+        guard let row = try Row.fetchOne(db, sql: "SELECT generation, to_model FROM production_history ORDER BY generation DESC LIMIT 1") else {
+            return RegistryRules.Production(generation: 0, model: nil)
+        }
+        return RegistryRules.Production(generation: row["generation"], model: row["to_model"])
+    }
+
+    static func experimentRecord(_ row: Row) -> ExperimentRecord {
+        var spec = (try? JSONDecoder().decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8)))
+            ?? ExperimentSpec(id: row["id"], hypothesis: "(unreadable spec)", arms: [], successMetrics: [])
+        spec.status = ExperimentStatus(rawValue: row["status"]) ?? .draft
+        return ExperimentRecord(spec: spec, phase: row["phase"], createdAt: row["created_at"], startedAt: row["started_at"],
+                                stoppedAt: row["stopped_at"])
+    }
+}
+
+/// The embedded registry as the Lab holds it: one SQLite file, every change one transaction that
+/// applies a rule from `RegistryRules`.
+public final class SQLiteRegistry: LabRegistry {
+    private let writer: any DatabaseWriter
+    public let path: String
+
+    /// Creates the file if needed and brings its schema up to date.
+    public init(path: String) throws {
+        self.path = path
         writer = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "registry")
     }
 
@@ -117,12 +169,7 @@ public final class SQLiteRegistry: Registry {
     }
 
     private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        guard !isReadOnly else { throw DuetError.refused("the registry is open read-only (Serve never writes it)") }
-        do {
-            return try await writer.write(body)
-        } catch let error as DatabaseError where error.message?.contains("readonly") == true {
-            throw DuetError.refused("the registry is open read-only (Serve never writes it)")
-        }
+        try await writer.write(body)
     }
 
     private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -133,14 +180,29 @@ public final class SQLiteRegistry: Registry {
         try db.execute(sql: "UPDATE serving_state SET version = version + 1 WHERE id = 1")
     }
 
+    private static func exists(_ db: Database, _ sql: String, _ argument: String) throws -> Bool {
+        try Int.fetchOne(db, sql: sql, arguments: [argument]) != nil
+    }
+
+    private static func registered(_ db: Database, _ arms: [ExperimentArm]) throws -> Set<String> {
+        Set(try arms.map(\.bundleID).filter { try exists(db, "SELECT 1 FROM models WHERE id = ?", $0) })
+    }
+
+    private static func decodeSpec(_ text: String) throws -> ExperimentSpec {
+        try JSONDecoder().decode(ExperimentSpec.self, from: Data(text.utf8))
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     // MARK: - Models
 
     public func register(_ model: ModelRecord) async throws {
-        try Identifier.validate(model.id, field: "model id")
         try await write { db in
-            if try Int.fetchOne(db, sql: "SELECT 1 FROM models WHERE id = ?", arguments: [model.id]) != nil {
-                throw DuetError.conflict("model \(model.id) is already registered")
-            }
+            try RegistryRules.register(model, alreadyRegistered: try Self.exists(db, "SELECT 1 FROM models WHERE id = ?", model.id))
             try db.execute(sql: """
                 INSERT INTO models (id, name, kind, snapshot, parent, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [model.id, model.name, model.kind, model.snapshot, model.parent, model.createdAt, model.status.rawValue])
@@ -162,12 +224,8 @@ public final class SQLiteRegistry: Registry {
 
     public func setStatus(_ status: ModelStatus, of id: String) async throws {
         try await write { db in
-            guard let current = try String.fetchOne(db, sql: "SELECT status FROM models WHERE id = ?", arguments: [id]) else {
-                throw DuetError.notFound(kind: "model", id: id)
-            }
-            if current == ModelStatus.production.rawValue || status == .production {
-                throw DuetError.refused("production status changes only through promote and rollback")
-            }
+            let current = try String.fetchOne(db, sql: "SELECT status FROM models WHERE id = ?", arguments: [id]).flatMap(ModelStatus.init(rawValue:))
+            try RegistryRules.changeStatus(of: id, from: current, to: status)
             try db.execute(sql: "UPDATE models SET status = ? WHERE id = ?", arguments: [status.rawValue, id])
         }
     }
@@ -204,14 +262,8 @@ public final class SQLiteRegistry: Registry {
     // MARK: - Production alias
 
     public func production() async throws -> (generation: Int, model: String?) {
-        try await read { db in try Self.production(db) }
-    }
-
-    static func production(_ db: Database) throws -> (generation: Int, model: String?) {
-        guard let row = try Row.fetchOne(db, sql: "SELECT generation, to_model FROM production_history ORDER BY generation DESC LIMIT 1") else {
-            return (0, nil)
-        }
-        return (row["generation"], row["to_model"])
+        let production = try await read(SQLiteRegistryReads.production)
+        return (production.generation, production.model)
     }
 
     public func history() async throws -> [ProductionChange] {
@@ -226,56 +278,41 @@ public final class SQLiteRegistry: Registry {
     }
 
     @discardableResult
-    public func promote(_ model: String, actor: String, reason: String, evidence: PromotionEvidence,
-                        expectedGeneration: Int?) async throws -> ProductionChange {
-        try Self.requireText(actor, "actor")
-        try Self.requireText(reason, "reason")
-        return try await write { db in
-            let (generation, current) = try Self.production(db)
-            if let expectedGeneration, expectedGeneration != generation {
-                throw DuetError.conflict("production moved to generation \(generation) (expected \(expectedGeneration)) while this promotion was prepared; check `duet lab history` and try again")
-            }
-            guard let status = try String.fetchOne(db, sql: "SELECT status FROM models WHERE id = ?", arguments: [model]) else {
-                throw DuetError.notFound(kind: "model", id: model)
-            }
-            if status == ModelStatus.rejected.rawValue { throw DuetError.refused("model \(model.prefix(12)) was rejected and cannot be promoted") }
-            if current == model { throw DuetError.refused("model \(model.prefix(12)) is already in production (generation \(generation))") }
-            var evaluationID: Int64?
-            var decisionID: Int64?
-            var overrideReason: String?
-            switch evidence {
-            case let .override(text):
-                try Self.requireText(text, "override reason")
-                overrideReason = text
-            case .rules:
-                (evaluationID, decisionID) = try Self.promotionEvidence(db, model: model, current: current)
-            }
-            let change = ProductionChange(generation: generation + 1, action: .promote, from: current, to: model, actor: actor,
-                                          reason: reason, evaluationID: evaluationID, decisionID: decisionID,
-                                          overrideReason: overrideReason, changedAt: Date().epochMillis)
+    public func promote(_ request: RegistryRules.PromotionRequest) async throws -> ProductionChange {
+        try await write { db in
+            let production = try SQLiteRegistryReads.production(db)
+            let status = try String.fetchOne(db, sql: "SELECT status FROM models WHERE id = ?", arguments: [request.model])
+            let evaluation = production.model == nil
+                ? try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? ORDER BY id DESC LIMIT 1", arguments: [request.model])
+                : try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? AND baseline = ? ORDER BY id DESC LIMIT 1",
+                                     arguments: [request.model, production.model])
+            let ships = try Row.fetchAll(db, sql: """
+                SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment
+                WHERE d.outcome = 'ship' ORDER BY d.id DESC
+                """).map { row in RegistryRules.ShipDecision(id: row["id"], arm: row["arm"], spec: try Self.decodeSpec(row["spec"])) }
+            let facts = RegistryRules.PromotionFacts(production: production, candidateStatus: status.flatMap(ModelStatus.init(rawValue:)),
+                                                     evaluationAgainstCurrent: evaluation, ships: ships)
+            let change = try RegistryRules.promote(request, facts: facts, at: Date().epochMillis)
             try Self.apply(change, db)
-            if let decisionID {
+            if let decisionID = change.decisionID {
                 try db.execute(sql: "UPDATE decisions SET registry_generation = ? WHERE id = ?", arguments: [change.generation, decisionID])
             }
             return change
         }
     }
 
-    /// The rules a promotion rests on (see `PromotionRules`), checked inside its transaction.
-    static func promotionEvidence(_ db: Database, model: String, current: String?) throws -> (Int64?, Int64?) {
-        let evaluation = current == nil
-            ? try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? ORDER BY id DESC LIMIT 1", arguments: [model])
-            : try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? AND baseline = ? ORDER BY id DESC LIMIT 1",
-                                 arguments: [model, current])
-        let decoder = JSONDecoder()
-        let ships = try Row.fetchAll(db, sql: """
-            SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment
-            WHERE d.outcome = 'ship' ORDER BY d.id DESC
-            """).map { row in
-            PromotionRules.ShipDecision(id: row["id"], arm: row["arm"],
-                                        spec: try decoder.decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8)))
+    @discardableResult
+    public func rollback(_ request: RegistryRules.RollbackRequest) async throws -> ProductionChange {
+        try await write { db in
+            let production = try SQLiteRegistryReads.production(db)
+            let previous = try String.fetchOne(db, sql: "SELECT from_model FROM production_history WHERE generation = ?",
+                                               arguments: [production.generation])
+            let served = Set(try String.fetchAll(db, sql: "SELECT DISTINCT to_model FROM production_history"))
+            let change = try RegistryRules.rollback(request, facts: .init(production: production, previous: previous, served: served),
+                                                    at: Date().epochMillis)
+            try Self.apply(change, db)
+            return change
         }
-        return try PromotionRules.evidence(model: model, current: current, evaluationAgainstCurrent: evaluation, ships: ships)
     }
 
     static func apply(_ change: ProductionChange, _ db: Database) throws {
@@ -292,88 +329,23 @@ public final class SQLiteRegistry: Registry {
         try bumpServingVersion(db)
     }
 
-    @discardableResult
-    public func rollback(to target: String?, actor: String, reason: String, expectedGeneration: Int?) async throws -> ProductionChange {
-        try Self.requireText(actor, "actor")
-        try Self.requireText(reason, "reason")
-        return try await write { db in
-            let (generation, current) = try Self.production(db)
-            guard let current else { throw DuetError.refused("nothing is in production, so there is nothing to roll back") }
-            if let expectedGeneration, expectedGeneration != generation {
-                throw DuetError.conflict("production moved to generation \(generation) (expected \(expectedGeneration)); check `duet lab history` and try again")
-            }
-            let destination: String
-            if let target {
-                guard try Int.fetchOne(db, sql: "SELECT 1 FROM production_history WHERE to_model = ?", arguments: [target]) != nil else {
-                    throw DuetError.refused("model \(target.prefix(12)) never served in production; roll back only to a model that did")
-                }
-                destination = target
-            } else {
-                guard let previous = try String.fetchOne(db, sql: "SELECT from_model FROM production_history WHERE generation = ?",
-                                                         arguments: [generation]) else {
-                    throw DuetError.refused("generation \(generation) was the first promotion; there is no earlier model to roll back to")
-                }
-                destination = previous
-            }
-            if destination == current { throw DuetError.refused("model \(destination.prefix(12)) is already in production") }
-            let change = ProductionChange(generation: generation + 1, action: .rollback, from: current, to: destination, actor: actor,
-                                          reason: reason, evaluationID: nil, decisionID: nil, overrideReason: nil,
-                                          changedAt: Date().epochMillis)
-            try Self.apply(change, db)
-            return change
-        }
-    }
-
-    static func requireText(_ value: String, _ field: String) throws {
-        if value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            throw DuetError.invalidValue(field: field, reason: "must not be empty")
-        }
-    }
-
     // MARK: - Serving
 
     public func servingVersion() async throws -> Int {
-        try await read { db in try Int.fetchOne(db, sql: "SELECT version FROM serving_state WHERE id = 1") ?? 0 }
+        try await read(SQLiteRegistryReads.servingVersion)
     }
 
     public func servingConfiguration() async throws -> ServingConfiguration {
-        try await read { db in
-            let version = try Int.fetchOne(db, sql: "SELECT version FROM serving_state WHERE id = 1") ?? 0
-            let (generation, production) = try Self.production(db)
-            let running = try Row.fetchAll(db, sql: "SELECT * FROM experiments WHERE status = 'running' ORDER BY id").map(Self.experimentRecord)
-            return ServingConfiguration(version: version, productionGeneration: generation, production: production, experiments: running)
-        }
+        try await read(SQLiteRegistryReads.servingConfiguration)
     }
 
     // MARK: - Experiments
 
-    static func encode<T: Encodable>(_ value: T) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
-
-    static func experimentRecord(_ row: Row) -> ExperimentRecord {
-        var spec = (try? JSONDecoder().decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8)))
-            ?? ExperimentSpec(id: row["id"], hypothesis: "(unreadable spec)", arms: [], successMetrics: [])
-        spec.status = ExperimentStatus(rawValue: row["status"]) ?? .draft
-        return ExperimentRecord(spec: spec, phase: row["phase"], createdAt: row["created_at"], startedAt: row["started_at"],
-                                stoppedAt: row["stopped_at"])
-    }
-
     public func create(_ experiment: ExperimentSpec) async throws {
-        try experiment.validate()
-        var drafted = experiment
-        drafted.status = .draft
-        let draft = drafted
-        let spec = try Self.encode(draft)
         try await write { db in
-            if try Int.fetchOne(db, sql: "SELECT 1 FROM experiments WHERE id = ?", arguments: [draft.id]) != nil {
-                throw DuetError.conflict("experiment '\(draft.id)' already exists")
-            }
-            for arm in draft.arms where try Int.fetchOne(db, sql: "SELECT 1 FROM models WHERE id = ?", arguments: [arm.bundleID]) == nil {
-                throw DuetError.notFound(kind: "model for arm '\(arm.name)'", id: arm.bundleID)
-            }
+            let draft = try RegistryRules.create(experiment, exists: try Self.exists(db, "SELECT 1 FROM experiments WHERE id = ?", experiment.id),
+                                                 registered: try Self.registered(db, experiment.arms))
+            let spec = try Self.encode(draft)
             let now = Date().epochMillis
             try db.execute(sql: "INSERT INTO experiments (id, spec, status, phase, created_at) VALUES (?, ?, 'draft', 1, ?)",
                            arguments: [draft.id, spec, now])
@@ -383,17 +355,21 @@ public final class SQLiteRegistry: Registry {
     }
 
     public func experiment(_ id: String) async throws -> ExperimentRecord? {
-        try await read { db in try Row.fetchOne(db, sql: "SELECT * FROM experiments WHERE id = ?", arguments: [id]).map(Self.experimentRecord) }
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM experiments WHERE id = ?", arguments: [id]).map(SQLiteRegistryReads.experimentRecord)
+        }
     }
 
     public func experiments() async throws -> [ExperimentRecord] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM experiments ORDER BY created_at, id").map(Self.experimentRecord) }
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM experiments ORDER BY created_at, id").map(SQLiteRegistryReads.experimentRecord)
+        }
     }
 
     public func phases(of id: String) async throws -> [ExperimentPhase] {
         try await read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM experiment_phases WHERE experiment = ? ORDER BY phase", arguments: [id]).map { row in
-                ExperimentPhase(phase: row["phase"], spec: try JSONDecoder().decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8)),
+                ExperimentPhase(phase: row["phase"], spec: try Self.decodeSpec(row["spec"]),
                                 reason: row["reason"], startedAt: row["started_at"], endedAt: row["ended_at"])
             }
         }
@@ -401,16 +377,11 @@ public final class SQLiteRegistry: Registry {
 
     private func move(_ id: String, to next: ExperimentStatus, _ extra: @escaping @Sendable (Database, EpochMillis) throws -> Void) async throws {
         try await write { db in
-            guard let status = try String.fetchOne(db, sql: "SELECT status FROM experiments WHERE id = ?", arguments: [id]) else {
-                throw DuetError.notFound(kind: "experiment", id: id)
-            }
-            let current = ExperimentStatus(rawValue: status) ?? .draft
-            guard current.canMove(to: next) else {
-                throw DuetError.refused("experiment '\(id)' is \(current.rawValue) and cannot become \(next.rawValue)")
-            }
-            let now = Date().epochMillis
+            let current = try String.fetchOne(db, sql: "SELECT status FROM experiments WHERE id = ?", arguments: [id])
+                .map { ExperimentStatus(rawValue: $0) ?? .draft }
+            try RegistryRules.move(id, from: current, to: next)
             try db.execute(sql: "UPDATE experiments SET status = ? WHERE id = ?", arguments: [next.rawValue, id])
-            try extra(db, now)
+            try extra(db, Date().epochMillis)
         }
     }
 
@@ -431,24 +402,13 @@ public final class SQLiteRegistry: Registry {
     }
 
     public func changePhase(of id: String, to spec: ExperimentSpec, reason: String) async throws {
-        try Self.requireText(reason, "reason")
-        try spec.validate()
-        guard spec.id == id else { throw DuetError.invalidValue(field: "experiment id", reason: "a phase cannot rename the experiment") }
-        var runningSpec = spec
-        runningSpec.status = .running
-        let running = runningSpec
-        let text = try Self.encode(running)
         try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT status, phase FROM experiments WHERE id = ?", arguments: [id]) else {
-                throw DuetError.notFound(kind: "experiment", id: id)
+            let current = try Row.fetchOne(db, sql: "SELECT status, phase FROM experiments WHERE id = ?", arguments: [id]).map { row in
+                (status: ExperimentStatus(rawValue: row["status"]) ?? .draft, phase: row["phase"] as Int)
             }
-            guard (row["status"] as String) == ExperimentStatus.running.rawValue else {
-                throw DuetError.refused("only a running experiment changes phase; '\(id)' is \(row["status"] as String)")
-            }
-            for arm in running.arms where try Int.fetchOne(db, sql: "SELECT 1 FROM models WHERE id = ?", arguments: [arm.bundleID]) == nil {
-                throw DuetError.notFound(kind: "model for arm '\(arm.name)'", id: arm.bundleID)
-            }
-            let phase = (row["phase"] as Int) + 1
+            let (running, phase) = try RegistryRules.changePhase(of: id, to: spec, reason: reason, current: current,
+                                                                 registered: try Self.registered(db, spec.arms))
+            let text = try Self.encode(running)
             let now = Date().epochMillis
             try db.execute(sql: "UPDATE experiment_phases SET ended_at = ? WHERE experiment = ? AND ended_at IS NULL", arguments: [now, id])
             try db.execute(sql: "INSERT INTO experiment_phases (experiment, phase, spec, reason, started_at) VALUES (?, ?, ?, ?, ?)",
@@ -462,21 +422,10 @@ public final class SQLiteRegistry: Registry {
 
     @discardableResult
     public func record(_ decision: Decision) async throws -> Int64 {
-        try decision.validate()
-        return try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT status, spec FROM experiments WHERE id = ?", arguments: [decision.experimentID]) else {
-                throw DuetError.notFound(kind: "experiment", id: decision.experimentID)
-            }
-            let status = ExperimentStatus(rawValue: row["status"]) ?? .draft
-            if status == .running {
-                throw DuetError.refused("stop experiment '\(decision.experimentID)' before deciding it")
-            }
-            if let arm = decision.arm {
-                let spec = try JSONDecoder().decode(ExperimentSpec.self, from: Data((row["spec"] as String).utf8))
-                guard spec.arms.contains(where: { $0.name == arm }) else {
-                    throw DuetError.invalidValue(field: "arm", reason: "experiment '\(decision.experimentID)' has no arm '\(arm)'")
-                }
-            }
+        try await write { db in
+            let experiment = try Row.fetchOne(db, sql: "SELECT status, spec FROM experiments WHERE id = ?", arguments: [decision.experimentID])
+                .map { row in (status: ExperimentStatus(rawValue: row["status"]) ?? .draft, spec: try Self.decodeSpec(row["spec"])) }
+            try RegistryRules.record(decision, experiment: experiment)
             try db.execute(sql: """
                 INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -504,10 +453,7 @@ public final class SQLiteRegistry: Registry {
 
     @discardableResult
     public func add(_ incident: Incident) async throws -> Int64 {
-        guard incident.from < incident.until else {
-            throw DuetError.invalidValue(field: "incident window", reason: "--from must be before --to")
-        }
-        try Self.requireText(incident.reason, "reason")
+        try RegistryRules.add(incident)
         return try await write { db in
             try db.execute(sql: "INSERT INTO incidents (starts_at, ends_at, reason, source, created_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [incident.from, incident.until, incident.reason, incident.source, incident.createdAt])

@@ -1,24 +1,21 @@
 import ArgumentParser
+import DuetCommandLine
 import DuetCore
 import DuetLab
-import DuetStore
-import DuetTraining
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The whole path on a synthetic world: data, training, serving, an A/B test, a decision, promotion and rollback.",
         discussion: """
-            Runs in a fresh folder (a new temporary one unless --home is given), starts `duet serve` \
-            as a child process on loopback, and prints each step with its figures. Needs no network.
+            Runs in a new temporary folder, removed at the end unless --keep, or in --home, which must be \
+            absent or empty and is always kept. Starts `duet serve` as a child process on loopback and \
+            prints each step with its figures. Needs no network.
             """
     )
 
-    @Option(help: "Working folder; must not hold a deployment yet (default: a new temporary folder).") var home: String?
+    @Option(help: "Working folder, kept afterwards; must not exist yet or be empty (default: a new temporary folder).") var home: String?
     @Flag(help: "Leave the folder and the server running, and print how to look around.") var keep = false
     @Option(help: "Listeners in the world.") var users: Int = 5_000
     @Option(help: "Tracks in the world.") var tracks: Int = 20_000
@@ -27,11 +24,19 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Port for `duet serve` (default: a free one).") var port: Int?
 
     func run() async throws {
-        let root = home.map { URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("duet-demo-\(UUID().uuidString.prefix(8))")
-        if FileManager.default.fileExists(atPath: root.appendingPathComponent("registry.sqlite").path)
-            || FileManager.default.fileExists(atPath: root.appendingPathComponent("events.sqlite").path) {
-            throw DuetError.refused("\(root.path) already holds a deployment; the demo needs a fresh folder")
+        let root: URL
+        // Only a folder the demo made itself is ever removed.
+        let madeHere: Bool
+        if let home {
+            root = URL(fileURLWithPath: home)
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+            guard contents.isEmpty else {
+                throw DuetError.refused("\(root.path) is not empty; the demo needs a new or empty folder (it keeps it afterwards)")
+            }
+            madeHere = false
+        } else {
+            root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("duet-demo-\(UUID().uuidString.prefix(8))")
+            madeHere = true
         }
         let story = try DemoStory(root: root, users: users, tracks: tracks, events: events, listeners: listeners, port: port)
         do {
@@ -52,239 +57,13 @@ struct DemoCommand: AsyncParsableCommand {
                   open the reports in \(root.appendingPathComponent("analyses").path)
                 Stop the server with: kill \(story.serverPID)
                 """)
-        } else {
-            story.stopServer()
-            try? FileManager.default.removeItem(at: root)
-        }
-    }
-}
-
-/// The demo's steps, in order, each printing what it did and the figures.
-final class DemoStory {
-    let root: URL
-    let duetHome: DuetHome
-    let lab: Lab
-    let users: Int, tracks: Int, events: Int, listeners: Int
-    let port: Int
-    var server: Process?
-    let clock = ContinuousClock()
-    let started: ContinuousClock.Instant
-    var world: World!
-    var worldFolder: URL { duetHome.worldsFolder.appendingPathComponent("demo") }
-
-    init(root: URL, users: Int, tracks: Int, events: Int, listeners: Int, port: Int?) throws {
-        self.root = root
-        duetHome = DuetHome(root: root)
-        lab = try Lab(home: duetHome)
-        self.users = users
-        self.tracks = tracks
-        self.events = events
-        self.listeners = listeners
-        self.port = port ?? Int.random(in: 20_000..<40_000)
-        started = clock.now
-    }
-
-    var serverPID: Int32 { server?.processIdentifier ?? 0 }
-    var baseURL: URL { URL(string: "http://127.0.0.1:\(port)")! }
-
-    func step(_ number: Int, _ title: String) {
-        let elapsed = (clock.now - started).seconds
-        print(String(format: "\n[%5.1fs] %d. %@", elapsed, number, title))
-    }
-
-    func run() async throws {
-        print("Duet demo in \(root.path)")
-        step(1, "Generate a synthetic music world, ingest it into the event log, freeze a snapshot")
-        world = try World(spec: WorldSpec(users: users, tracks: tracks, events: events))
-        let summary = try WorldGenerator(world: world).generate(into: worldFolder)
-        print("   \(users) listeners, \(tracks) tracks by \(world.spec.artists) artists in \(world.spec.genres) genres; \(summary.events) events over \(world.spec.days) days")
-        let log = try SQLiteEventLog(path: duetHome.eventLogPath.path)
-        let importer = Importer(source: .world(folder: worldFolder.path))
-        let ingested = try await ImportPipeline.run(importer, into: .eventLog(log))
-        if let catalog = try importer.readCatalog() { try HomeCatalog(home: duetHome).merge(catalog) }
-        print("   \(ingested.eventsAppended ?? 0) events appended durably in \(String(format: "%.1f", ingested.seconds)) s")
-        let snapshot = try await ImportPipeline.snapshotFromEventLog(log, store: lab.snapshots, from: nil, until: nil, kinds: nil,
-                                                                     catalog: try HomeCatalog(home: duetHome).load())
-        print("   snapshot \(snapshot.hash.prefix(12)): \(snapshot.users) users, \(snapshot.items) items, \(snapshot.interactions) interactions (skips left out)")
-        let split = try lab.split(snapshot: snapshot.hash, method: .random(testFraction: 0.2, seed: 42))
-        print("   split \(split.id): \(split.train) train / \(split.test) held-out test interactions")
-
-        step(2, "Train a baseline, evaluate it against popularity, promote it")
-        var weak = ALSConfiguration()
-        weak.factors = 8
-        weak.iterations = 2
-        weak.threads = ProcessInfo.processInfo.activeProcessorCount
-        let baseline = try await lab.train(snapshot: snapshot.hash, split: split.id, algorithm: .als(weak), name: "baseline-als-8", register: true).bundleID
-        let (firstComparison, _) = try await lab.evaluate(candidate: baseline, baseline: "popularity", threads: weak.threads)
-        printComparison(firstComparison)
-        let first = try await lab.registry.promote(baseline, actor: "demo", reason: "beats popularity offline", evidence: .rules, expectedGeneration: 0)
-        print("   generation \(first.generation): production is \(baseline.prefix(12)) (rests on evaluation #\(first.evaluationID ?? 0))")
-
-        step(3, "Start `duet serve` and ask it for recommendations and similar tracks")
-        try startServer()
-        try await waitUntilReady(generation: 1)
-        for user in ["u1", "u42", "u4242"] {
-            let reply = try await getJSON("v1/users/\(user)/recommendations?n=3")
-            let genres = world.tasteGenres(user: Int(user.dropFirst())!).map { world.genreName($0.genre) }.joined(separator: ", ")
-            print("   \(user) (likes \(genres)):")
-            for item in reply["items"] as? [[String: Any]] ?? [] {
-                print("     - \(item["title"] as? String ?? "?") — \(item["artist"] as? String ?? "?")")
-            }
-        }
-        let seed = try await getJSON("v1/items/t0/similar?n=4")
-        print("   tracks like \(world.catalogItem(0).displayName) (index \(seed["index"] as? String ?? "?")):")
-        for item in seed["items"] as? [[String: Any]] ?? [] { print("     - \(item["title"] as? String ?? "?") — \(item["artist"] as? String ?? "?")") }
-
-        step(4, "Train a candidate and evaluate it offline against production on the same snapshot and split")
-        var strong = ALSConfiguration()
-        strong.factors = 48
-        strong.iterations = 12
-        strong.threads = weak.threads
-        let candidate = try await lab.train(snapshot: snapshot.hash, split: split.id, algorithm: .als(strong), name: "candidate-als-48", register: true).bundleID
-        let (comparison, _) = try await lab.evaluate(candidate: candidate, baseline: "production", threads: weak.threads)
-        printComparison(comparison)
-
-        step(5, "A/B test through Serve: simulated listeners over real HTTP")
-        let experiment = ExperimentSpec(id: "als-48-vs-8", hypothesis: "More factors find tracks listeners play through",
-                                        arms: [ExperimentArm(name: "control", bundleID: baseline, weight: 0.5),
-                                               ExperimentArm(name: "treatment", bundleID: candidate, weight: 0.5)],
-                                        successMetrics: [ExperimentMetric.playsPerUser.rawValue, ExperimentMetric.playThroughRate.rawValue],
-                                        guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)])
-        try await lab.createExperiment(experiment)
-        try await lab.registry.start(experiment: experiment.id)
-        try await waitForExperiments(1)
-        let traffic = try await simulate(firstUser: 0)
-        try await lab.registry.stop(experiment: experiment.id)
-
-        step(6, "Analyse it: sample ratio, effects with CIs, guardrails, recommendation")
-        let analysis = try await lab.analyze(experiment: experiment.id, eventLog: log)
-        printAnalysis(analysis.report)
-        print("   report: \(analysis.htmlPath.path)")
-        _ = traffic
-
-        step(7, "Record the decision, promote, and watch Serve swap under load with zero errors")
-        let (decisionID, decision) = try await lab.decide(experiment: experiment.id, outcome: analysis.report.recommendation.outcome,
-                                                          arm: "treatment", reviewer: "demo-reviewer",
-                                                          reason: "success metrics up, skip-rate guardrail holds", overrideReason: nil)
-        print("   decision #\(decisionID): \(decision.outcome.rawValue) by \(decision.reviewer), resting on analysis \(decision.analysisHash.prefix(12))")
-        guard decision.outcome == .ship else {
-            print("   the analysis did not recommend shipping, so the demo stops promoting here")
             return
         }
-        var loadConfiguration = ListenerSimulator.Configuration(baseURL: baseURL)
-        loadConfiguration.users = 400
-        loadConfiguration.requestsPerUser = 3
-        let loadSimulator = ListenerSimulator(world: world, configuration: loadConfiguration)
-        let load = Task { try await loadSimulator.run() }
-        try await Task.sleep(for: .milliseconds(300))
-        let promoted = try await lab.registry.promote(candidate, actor: "demo", reason: "shipped by \(experiment.id)", evidence: .rules, expectedGeneration: 1)
-        let swapStart = clock.now
-        try await waitUntilReady(generation: promoted.generation)
-        let swapSeconds = (clock.now - swapStart).seconds
-        let during = try await load.value
-        print("   generation \(promoted.generation): production is \(candidate.prefix(12)) (evaluation #\(promoted.evaluationID ?? 0), decision #\(promoted.decisionID ?? 0))")
-        print(String(format: "   Serve answered from the new bundle %.2f s after the registry changed; %d requests during the swap, %d non-2xx, bundles seen: %@",
-                     swapSeconds, during.requests, during.non2xx + during.transportErrors,
-                     during.bundlesSeen.map { "\($0.key.prefix(12))×\($0.value)" }.sorted().joined(separator: ", ")))
-
-        step(8, "Roll back one step, and read the history")
-        let back = try await lab.registry.rollback(to: nil, actor: "demo", reason: "rehearsing the runbook", expectedGeneration: promoted.generation)
-        try await waitUntilReady(generation: back.generation)
-        for change in try await lab.registry.history() {
-            var line = "   gen \(change.generation) \(change.action.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(change.from?.prefix(12) ?? "—") → \(change.to.prefix(12)): \(change.reason)"
-            if let evaluation = change.evaluationID { line += " [evaluation #\(evaluation)]" }
-            if let decision = change.decisionID { line += " [decision #\(decision)]" }
-            print(line)
+        story.stopServer()
+        if madeHere {
+            try? FileManager.default.removeItem(at: root)
+        } else {
+            print("\nThe deployment is kept in \(root.path).")
         }
-
-        step(9, "One more experiment, with a deliberately broken treatment bundle")
-        var third = strong
-        third.seed = 7
-        let broken = try await lab.train(snapshot: snapshot.hash, split: split.id, algorithm: .als(third), name: "broken-candidate", register: true).bundleID
-        let brokenExperiment = ExperimentSpec(id: "broken-treatment", hypothesis: "A damaged bundle must not hurt listeners",
-                                              arms: [ExperimentArm(name: "control", bundleID: baseline, weight: 0.5),
-                                                     ExperimentArm(name: "treatment", bundleID: broken, weight: 0.5)],
-                                              successMetrics: [ExperimentMetric.playsPerUser.rawValue],
-                                              guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)])
-        try await lab.createExperiment(brokenExperiment)
-        // Damage the bundle after the Lab verified it, as a bad disk or a half-synced shared volume would.
-        let damaged = lab.bundleFolder(broken).appendingPathComponent(BundleFiles.itemFactors)
-        var bytes = try Data(contentsOf: damaged)
-        bytes[bytes.count / 2] ^= 0xFF
-        try bytes.write(to: damaged)
-        print("   flipped one byte of \(broken.prefix(12))/\(BundleFiles.itemFactors) after verification")
-        try await lab.registry.start(experiment: brokenExperiment.id)
-        try await waitForExperiments(1)
-        let brokenTraffic = try await simulate(firstUser: 2_000, users: min(listeners, 1_500))
-        try await lab.registry.stop(experiment: brokenExperiment.id)
-        print("   serving never failed: \(brokenTraffic.requests) requests, \(brokenTraffic.non2xx + brokenTraffic.transportErrors) non-2xx")
-        let brokenAnalysis = try await lab.analyze(experiment: brokenExperiment.id, eventLog: log)
-        printAnalysis(brokenAnalysis.report)
-        print("   report: \(brokenAnalysis.htmlPath.path)")
-        print(String(format: "\nDone in %.1f s.", (clock.now - started).seconds))
-    }
-
-    // MARK: - Helpers
-
-    func startServer() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
-            process.executableURL = Bundle.main.executableURL
-        }
-        process.arguments = ["serve", "--home", root.path, "--port", "\(port)", "--poll-interval", "0.2"]
-        let log = root.appendingPathComponent("serve.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        server = process
-        print("   duet serve (pid \(process.processIdentifier)) on http://127.0.0.1:\(port), registry opened read-only; log in \(log.path)")
-    }
-
-    func stopServer() {
-        guard let server, server.isRunning else { return }
-        server.terminate()
-        server.waitUntilExit()
-    }
-
-    func getJSON(_ path: String) async throws -> [String: Any] {
-        let (data, response) = try await URLSession.shared.data(from: URL(string: path, relativeTo: baseURL)!)
-        guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
-            throw DuetError.io(path: path, reason: "Serve answered \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: data, as: UTF8.self))")
-        }
-        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-    }
-
-    func waitUntilReady(generation: Int) async throws {
-        for _ in 0..<300 {
-            if let reply = try? await getJSON("readyz"), reply["generation"] as? Int == generation { return }
-            guard server?.isRunning ?? false else { throw DuetError.refused("duet serve exited; see \(root.appendingPathComponent("serve.log").path)") }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw DuetError.refused("Serve did not reach generation \(generation) within 30 s")
-    }
-
-    /// Waits until a recommendation response lists `count` experiments, so traffic starts after Serve picked them up.
-    func waitForExperiments(_ count: Int) async throws {
-        for _ in 0..<100 {
-            if let reply = try? await getJSON("v1/users/u0/recommendations?n=1"), (reply["experiments"] as? [Any])?.count == count { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
-    func simulate(firstUser: Int, users: Int? = nil, quiet: Bool = false) async throws -> ListenerSimulator.Report {
-        var configuration = ListenerSimulator.Configuration(baseURL: baseURL)
-        configuration.users = users ?? listeners
-        configuration.firstUser = firstUser
-        configuration.requestsPerUser = 3
-        configuration.concurrency = 8
-        let report = try await ListenerSimulator(world: world, configuration: configuration).run()
-        if !quiet {
-            print("   \(configuration.users) listeners: \(report.requests) HTTP requests in \(String(format: "%.1f", report.seconds)) s, \(report.non2xx + report.transportErrors) non-2xx")
-            print("   \(report.plays) plays, \(report.skips) skips, \(report.saves) saves; \(report.eventsAcknowledged) events acknowledged durably")
-        }
-        return report
     }
 }

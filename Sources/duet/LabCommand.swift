@@ -1,4 +1,5 @@
 import ArgumentParser
+import DuetCommandLine
 import DuetCore
 import DuetLab
 import DuetStore
@@ -11,7 +12,7 @@ struct LabCommand: AsyncParsableCommand {
         subcommands: [SnapshotCommand.self, SplitCommand.self, TrainCommand.self, EvaluateCommand.self, CompareCommand.self,
                       PromoteCommand.self, RollbackCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
                       VerifyCommand.self, ExperimentCommand.self, AnalyzeCommand.self, DecideCommand.self, IncidentCommand.self,
-                      SimulateCommand.self, StatsCommand.self, TuneCommand.self, DashboardCommand.self]
+                      SimulateCommand.self, StatsCommand.self, TuneCommand.self, DashboardCommand.self, MigrateCommand.self, GrantsCommand.self]
     )
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DuetCommandLine
 import DuetCore
 import DuetServe
 import DuetStore
@@ -18,12 +19,20 @@ struct ServeCommand: AsyncParsableCommand {
             path and swaps in one step. Feedback events are stored durably before 202; each \
             recommendation's exposure is appended to the event log in batches.
 
-            Environment: DUET_HOME, DUET_PORT and DUET_API_KEY stand in for --home, --port and --api-key.
+            On PostgreSQL, Serve connects with --serve-registry under a role that may only read the \
+            serving tables and insert events and exposures (`duet lab grants` sets it up); it never \
+            migrates, and refuses to start on a schema it does not know.
+
+            Environment: DUET_HOME, DUET_PORT, DUET_API_KEY and DUET_SERVE_REGISTRY stand in for --home, \
+            --port, --api-key and --serve-registry.
             Routes: GET /v1/users/{user}/recommendations, GET /v1/items/{item}/similar, POST /v1/events,
             GET /livez, /readyz, /metrics, /openapi.json.
             """
     )
     @OptionGroup var home: HomeOptions
+    @Option(help: ArgumentHelp("Serve's own PostgreSQL URL, under the role `duet lab grants` sets up.",
+                               discussion: "Falls back to $DUET_SERVE_REGISTRY, then to --registry.", valueName: "url"))
+    var serveRegistry: String?
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port (default: $DUET_PORT, then 8080).") var port: Int?
     @Option(help: "Seconds between registry polls.") var pollInterval: Double = 1
@@ -67,7 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
 
         let duetHome = configuration.home
-        guard home.registryURL != nil || FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
+        guard home.registryURL != nil || serveRegistry != nil || environment["DUET_SERVE_REGISTRY"] != nil || FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
             throw DuetError.notFound(kind: "registry", id: "\(duetHome.registryPath.path) (create it with `duet lab train --register` and promote a model)")
         }
         try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
@@ -75,10 +84,9 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
         let level = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level) }
-        // Serve never writes the registry: read-only on SQLite and on PostgreSQL alike.
-        let registry = try await home.openRegistry(readOnly: true)
-        let eventLog = try await home.openEventLog()
-        let app = try await buildApplication(configuration: configuration, registry: registry, eventLog: eventLog,
+        let serveURL = serveRegistry ?? environment["DUET_SERVE_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
+        let (source, sink) = try await home.openForServe(serveURL: serveURL)
+        let app = try await buildApplication(configuration: configuration, source: source, eventSink: sink,
                                              prometheus: prometheus, logger: logger)
         try await app.runService()
     }

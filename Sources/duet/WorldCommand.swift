@@ -1,4 +1,5 @@
 import ArgumentParser
+import DuetCommandLine
 import DuetCore
 import DuetLab
 import Foundation

@@ -82,16 +82,18 @@ import Testing
         }
     }
 
-    @Test func readOnlyRegistryRefusesWrites() async throws {
+    /// Serve's source is a read-only SQLite connection: a write issued on it, past the type that has
+    /// no write method, is refused by SQLite itself.
+    @Test func servingSourceConnectionRefusesWrites() async throws {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
-            let readOnly = try SQLiteRegistry(path: fixture.lab.home.registryPath.path, readOnly: true)
-            #expect(try await readOnly.models().count == 2)
-            await #expect { try await readOnly.promote(fixture.first, actor: "s", reason: "r", evidence: .override(reason: "x"), expectedGeneration: nil) } throws: {
-                "\($0)".contains("read-only")
+            let source = try SQLiteServingSource(path: fixture.lab.home.registryPath.path)
+            #expect(try await source.servingConfiguration().production == nil)
+            await #expect { try await source.executeOnServingConnection("UPDATE serving_state SET version = 99") } throws: {
+                databaseRefusal($0).contains("readonly")
             }
-            await #expect(throws: DuetError.self) { try await readOnly.add(Incident(from: 1, until: 2, reason: "x", createdAt: 0)) }
-            #expect(try await readOnly.history().isEmpty)
+            #expect(try await source.servingVersion() == 0)
+            #expect(try await fixture.lab.registry.models().count == 2)
         }
     }
 }

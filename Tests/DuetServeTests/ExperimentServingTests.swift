@@ -34,8 +34,8 @@ struct ExperimentReply: Decodable {
         configuration.fault = fault
         let log = try SQLiteEventLog(path: fixture.lab.home.eventLogPath.path)
         let (router, components) = try await buildServe(configuration: configuration,
-                                                        registry: try SQLiteRegistry(path: fixture.lab.home.registryPath.path, readOnly: true),
-                                                        eventLog: log, prometheus: nil, logger: Logger(label: "test"))
+                                                        source: try SQLiteServingSource(path: fixture.lab.home.registryPath.path),
+                                                        eventSink: log, prometheus: nil, logger: Logger(label: "test"))
         return (Application(router: router), components, log)
     }
 

@@ -28,9 +28,9 @@ struct ServeFixture: Sendable {
         var configuration = ServeConfiguration(home: lab.lab.home)
         configuration.apiKey = apiKey
         configuration.maxBodyBytes = maxBodyBytes
-        let registry = try SQLiteRegistry(path: lab.lab.home.registryPath.path, readOnly: true)
+        let source = try SQLiteServingSource(path: lab.lab.home.registryPath.path)
         let eventLog = try SQLiteEventLog(path: lab.lab.home.eventLogPath.path)
-        let (router, components) = try await buildServe(configuration: configuration, registry: registry, eventLog: eventLog,
+        let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventLog,
                                                         prometheus: PrometheusCollectorRegistry(), logger: Logger(label: "test"))
         return ServeFixture(lab: lab, app: Application(router: router), components: components, eventLog: eventLog)
     }
@@ -277,8 +277,8 @@ struct Recommendations: Decodable {
             let fixture = try await ServeFixture.make(in: folder)
             var configuration = ServeConfiguration(home: fixture.lab.lab.home)
             configuration.annThreshold = 0
-            let registry = try SQLiteRegistry(path: fixture.lab.lab.home.registryPath.path, readOnly: true)
-            let (_, approximate) = try await buildServe(configuration: configuration, registry: registry, eventLog: fixture.eventLog,
+            let source = try SQLiteServingSource(path: fixture.lab.lab.home.registryPath.path)
+            let (_, approximate) = try await buildServe(configuration: configuration, source: source, eventSink: fixture.eventLog,
                                                         prometheus: nil, logger: Logger(label: "test"))
             let bundle = try #require(approximate.store.current.production).bundle
             var found = 0, wanted = 0

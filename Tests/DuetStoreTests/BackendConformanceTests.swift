@@ -90,6 +90,16 @@ import Testing
             await #expect { try await registry.promote("b", actor: "ana", reason: "r", evidence: .rules, expectedGeneration: 1) } throws: {
                 "\($0)".contains("no recorded decision")
             }
+            // A ship decision from an experiment whose control was not production does not count.
+            let stale = ExperimentSpec(id: "stale", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "c", weight: 0.5),
+                                                                           ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                       successMetrics: ["plays_per_user"])
+            try await registry.create(stale)
+            try await registry.record(Decision(experimentID: "stale", outcome: .ship, arm: "treatment", reviewer: "ana", reason: "vs c",
+                                               analysisHash: String(repeating: "cd", count: 32), decidedAt: 1))
+            await #expect { try await registry.promote("b", actor: "ana", reason: "r", evidence: .rules, expectedGeneration: 1) } throws: {
+                "\($0)".contains("not the current production model")
+            }
             // An experiment that ships b makes the rules pass.
             let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
                                                                          ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
@@ -162,12 +172,53 @@ import Testing
             #expect(try await registry.incidents().map(\.id) == [incident])
             await #expect(throws: DuetError.self) { try await registry.add(Incident(from: 20, until: 10, reason: "backwards", createdAt: 1)) }
 
-            let readOnly = try await stores.openReadOnly()
-            #expect(readOnly.isReadOnly)
-            #expect(try await readOnly.production().model == "a")
-            await #expect { try await readOnly.promote("b", actor: "s", reason: "r", evidence: .override(reason: "x"), expectedGeneration: nil) } throws: {
-                "\($0)".contains("read-only")
+            #expect(try await stores.serve.source.servingConfiguration().production == "a")
+        }
+    }
+
+    /// Serve's connections, past every Swift guard: the database itself must refuse each write to the
+    /// registry, and any update or delete of the event log, while reads and appends go through.
+    @Test(arguments: StoreBackend.enabled)
+    func databaseRefusesServesWrites(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let registry = stores.registry
+            for id in ["a", "b"] { try await registry.register(Self.model(id)) }
+            try await registry.promote("a", actor: "x", reason: "r", evidence: .override(reason: "setup"), expectedGeneration: 0)
+            try await stores.eventLog.append(events: [Self.event(1)])
+            let serve = stores.serve
+            let version = try await serve.source.servingVersion()
+            #expect(try await serve.source.servingConfiguration().production == "a")
+            #expect(try await serve.sink.append(events: [Self.event(2)]) != nil)
+            #expect(try await serve.sink.append(exposures: [Exposure(requestID: "r-serve", user: "u", timestamp: 1, items: ["t1"],
+                                                                     bundleID: "a", experiments: [])]) != nil)
+            let registryWrites = [
+                "UPDATE serving_state SET version = version + 1",
+                "INSERT INTO models (id, name, kind, snapshot, created_at, status) VALUES ('z', 'z', 'als', 's', 0, 'candidate')",
+                "UPDATE models SET status = 'retired' WHERE id = 'a'",
+                "DELETE FROM production_history",
+                "INSERT INTO incidents (starts_at, ends_at, reason, source, created_at) VALUES (1, 2, 'x', 'manual', 0)",
+                "UPDATE experiments SET status = 'running'",
+            ]
+            for sql in registryWrites {
+                await #expect("Serve's registry connection: \(sql)") { try await serve.executeOnRegistryConnection(sql) } throws: { error in
+                    let refusal = databaseRefusal(error)
+                    return refusal.contains("readonly") || refusal.contains("42501")
+                }
             }
+            // The event log is append-only for everyone; PostgreSQL refuses Serve's role before the trigger runs.
+            for sql in ["UPDATE events SET weight = 0", "DELETE FROM events", "UPDATE exposures SET user_id = 'x'", "DELETE FROM exposures"] {
+                let statement = backend == .sqlite ? sql.replacingOccurrences(of: "user_id", with: "user") : sql
+                await #expect("Serve's event connection: \(statement)") { try await serve.executeOnEventConnection(statement) } throws: { error in
+                    let refusal = databaseRefusal(error)
+                    return refusal.contains("append-only") || refusal.contains("42501")
+                }
+                await #expect("the Lab's connection: \(statement)") { try await stores.executeAsLab(statement) } throws: { error in
+                    databaseRefusal(error).contains("append-only")
+                }
+            }
+            #expect(try await registry.servingVersion() == version)
+            #expect(try await registry.production().model == "a")
+            #expect(try await stores.eventLog.count(matching: EventFilter()) == 2)
         }
     }
 }

@@ -27,6 +27,13 @@ public final class PostgresDatabase: Sendable {
 
     public func run() async { await client.run() }
 
+    /// The URL without its password, for messages and logs.
+    public var redactedURL: String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? url
+    }
+
     /// A transaction whose failures surface as the error the body threw (a DuetError naming the
     /// problem), not wrapped in the driver's transaction error.
     public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {

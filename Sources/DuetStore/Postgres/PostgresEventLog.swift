@@ -9,9 +9,22 @@ import PostgresNIO
 public final class PostgresEventLog: EventLog {
     let database: PostgresDatabase
 
+    static let migrationName = "events-v1"
+
+    /// The Lab's log: creates or migrates the schema.
     public init(database: PostgresDatabase) async throws {
         self.database = database
-        try await database.migrate("events-v1", [
+        try await Self.migrate(database)
+    }
+
+    /// Serve's sink: never migrates, and refuses to start on a schema it does not know.
+    public init(servingDatabase database: PostgresDatabase) async throws {
+        self.database = database
+        try await PostgresSchema.requireCurrent(database)
+    }
+
+    static func migrate(_ database: PostgresDatabase) async throws {
+        try await database.migrate(migrationName, [
             """
             CREATE OR REPLACE FUNCTION duet_append_only() RETURNS trigger AS $$
             BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$ LANGUAGE plpgsql

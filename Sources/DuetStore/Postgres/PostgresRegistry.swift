@@ -3,23 +3,94 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The registry on PostgreSQL: the same protocol, rules and semantics as `SQLiteRegistry`. Every
-/// change is one transaction that first locks the single `serving_state` row, so changes are
-/// serialised across machines and generations increase strictly.
-public final class PostgresRegistry: Registry {
+/// Serve's view of the registry on PostgreSQL. It never migrates: at start it checks that the
+/// schema is one it knows, and it connects under its own role (`PostgresServeRole`), so the
+/// database refuses any write it might issue.
+public final class PostgresServingSource: ServingSource {
     let database: PostgresDatabase
-    public let isReadOnly: Bool
 
-    /// Serve passes `readOnly`; every write is then refused before reaching the database (give Serve
-    /// a read-only database role as well, so the database enforces it too).
-    public init(database: PostgresDatabase, readOnly: Bool = false) async throws {
+    public init(database: PostgresDatabase) async throws {
         self.database = database
-        isReadOnly = readOnly
-        if !readOnly { try await Self.migrate(database) }
+        try await PostgresSchema.requireCurrent(database)
     }
 
+    public func servingVersion() async throws -> Int {
+        try await PostgresRegistryReads.servingVersion(database)
+    }
+
+    public func servingConfiguration() async throws -> ServingConfiguration {
+        try await PostgresRegistryReads.servingConfiguration(database)
+    }
+
+    /// Runs `sql` on Serve's own connection, past every Swift-level guard: the tests use it to prove
+    /// that the database role, not only the type, refuses Serve's writes.
+    package func executeOnServingConnection(_ sql: String) async throws {
+        try await database.client.query(PostgresQuery(unsafeSQL: sql), logger: database.logger)
+    }
+}
+
+/// The reads Serve's source and the Lab's registry share.
+enum PostgresRegistryReads {
+    static func first<each Column: PostgresDecodable>(_ connection: PostgresConnection, _ query: PostgresQuery,
+                                                      as type: (repeat each Column).Type, logger: Logger) async throws -> (repeat each Column)? {
+        for try await row in try await connection.query(query, logger: logger).decode(type) { return row }
+        return nil
+    }
+
+    static func production(_ connection: PostgresConnection, logger: Logger) async throws -> RegistryRules.Production {
+        guard let row = try await first(connection, "SELECT generation, to_model FROM production_history ORDER BY generation DESC LIMIT 1",
+                                        as: (Int32, String).self, logger: logger) else { return .init(generation: 0, model: nil) }
+        return .init(generation: Int(row.0), model: row.1)
+    }
+
+    static func servingVersion(_ database: PostgresDatabase) async throws -> Int {
+        try await database.client.withConnection { connection in
+            Int(try await first(connection, "SELECT version FROM serving_state WHERE id = 1", as: Int64.self, logger: database.logger) ?? Int64(0))
+        }
+    }
+
+    typealias ExperimentRow = (String, String, String, Int32, Int64, Int64?, Int64?)
+    static let experimentColumns = "id, spec, status, phase, created_at, started_at, stopped_at"
+    static func experiment(_ row: ExperimentRow) -> ExperimentRecord {
+        var spec = (try? JSONDecoder().decode(ExperimentSpec.self, from: Data(row.1.utf8)))
+            ?? ExperimentSpec(id: row.0, hypothesis: "(unreadable spec)", arms: [], successMetrics: [])
+        spec.status = ExperimentStatus(rawValue: row.2) ?? .draft
+        return ExperimentRecord(spec: spec, phase: Int(row.3), createdAt: row.4, startedAt: row.5, stoppedAt: row.6)
+    }
+
+    /// One read-only transaction, so the version, the alias and the experiments agree.
+    static func servingConfiguration(_ database: PostgresDatabase) async throws -> ServingConfiguration {
+        let logger = database.logger
+        return try await database.transaction { connection in
+            let version = try await first(connection, "SELECT version FROM serving_state WHERE id = 1", as: Int64.self, logger: logger) ?? Int64(0)
+            let production = try await production(connection, logger: logger)
+            var running: [ExperimentRecord] = []
+            let query = PostgresQuery(unsafeSQL: "SELECT \(experimentColumns) FROM experiments WHERE status = 'running' ORDER BY id")
+            for try await row in try await connection.query(query, logger: logger).decode(ExperimentRow.self) {
+                running.append(experiment(row))
+            }
+            return ServingConfiguration(version: Int(version), productionGeneration: production.generation, production: production.model,
+                                        experiments: running)
+        }
+    }
+}
+
+/// The registry on PostgreSQL as the Lab holds it. Every change is one transaction that first locks
+/// the single `serving_state` row, so changes are serialised across machines and generations
+/// increase strictly; inside it the backend reads what the rule needs and writes what it returns.
+public final class PostgresRegistry: LabRegistry {
+    let database: PostgresDatabase
+
+    /// Creates or migrates the schema: the Lab owns it.
+    public init(database: PostgresDatabase) async throws {
+        self.database = database
+        try await Self.migrate(database)
+    }
+
+    static let migrationName = "registry-v1"
+
     static func migrate(_ database: PostgresDatabase) async throws {
-        try await database.migrate("registry-v1", [
+        try await database.migrate(migrationName, [
             """
             CREATE OR REPLACE FUNCTION duet_append_only() RETURNS trigger AS $$
             BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$ LANGUAGE plpgsql
@@ -60,9 +131,7 @@ public final class PostgresRegistry: Registry {
 
     var logger: Logger { database.logger }
 
-    /// One transaction that holds the serving-state row lock: the registry's writers take turns.
     private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        guard !isReadOnly else { throw DuetError.refused("the registry is open read-only (Serve never writes it)") }
         let logger = self.logger
         return try await database.transaction { connection in
             try await connection.query("SELECT version FROM serving_state WHERE id = 1 FOR UPDATE", logger: logger)
@@ -78,12 +147,23 @@ public final class PostgresRegistry: Registry {
 
     private static func first<each Column: PostgresDecodable>(_ connection: PostgresConnection, _ query: PostgresQuery,
                                                                as type: (repeat each Column).Type, logger: Logger) async throws -> (repeat each Column)? {
-        for try await row in try await connection.query(query, logger: logger).decode(type) { return row }
-        return nil
+        try await PostgresRegistryReads.first(connection, query, as: type, logger: logger)
     }
 
     private static func bump(_ connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("UPDATE serving_state SET version = version + 1 WHERE id = 1", logger: logger)
+    }
+
+    private static func registered(_ connection: PostgresConnection, _ arms: [ExperimentArm], logger: Logger) async throws -> Set<String> {
+        var known = Set<String>()
+        for arm in arms where try await first(connection, "SELECT 1 FROM models WHERE id = \(arm.bundleID)", as: Int32.self, logger: logger) != nil {
+            known.insert(arm.bundleID)
+        }
+        return known
+    }
+
+    private static func decodeSpec(_ text: String) throws -> ExperimentSpec {
+        try JSONDecoder().decode(ExperimentSpec.self, from: Data(text.utf8))
     }
 
     // MARK: - Models
@@ -95,12 +175,10 @@ public final class PostgresRegistry: Registry {
     }
 
     public func register(_ model: ModelRecord) async throws {
-        try Identifier.validate(model.id, field: "model id")
         let logger = self.logger
         try await write { connection in
-            if try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(model.id)", as: Int32.self, logger: logger) != nil {
-                throw DuetError.conflict("model \(model.id) is already registered")
-            }
+            let exists = try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(model.id)", as: Int32.self, logger: logger) != nil
+            try RegistryRules.register(model, alreadyRegistered: exists)
             try await connection.query("""
                 INSERT INTO models (id, name, kind, snapshot, parent, created_at, status)
                 VALUES (\(model.id), \(model.name), \(model.kind), \(model.snapshot), \(model.parent), \(model.createdAt), \(model.status.rawValue))
@@ -126,12 +204,8 @@ public final class PostgresRegistry: Registry {
     public func setStatus(_ status: ModelStatus, of id: String) async throws {
         let logger = self.logger
         try await write { connection in
-            guard let current = try await Self.first(connection, "SELECT status FROM models WHERE id = \(id)", as: String.self, logger: logger) else {
-                throw DuetError.notFound(kind: "model", id: id)
-            }
-            if current == ModelStatus.production.rawValue || status == .production {
-                throw DuetError.refused("production status changes only through promote and rollback")
-            }
+            let current = try await Self.first(connection, "SELECT status FROM models WHERE id = \(id)", as: String.self, logger: logger)
+            try RegistryRules.changeStatus(of: id, from: current.flatMap(ModelStatus.init(rawValue:)), to: status)
             try await connection.query("UPDATE models SET status = \(status.rawValue) WHERE id = \(id)", logger: logger)
         }
     }
@@ -164,15 +238,10 @@ public final class PostgresRegistry: Registry {
 
     // MARK: - Production alias
 
-    static func production(_ connection: PostgresConnection, logger: Logger) async throws -> (generation: Int, model: String?) {
-        guard let row = try await first(connection, "SELECT generation, to_model FROM production_history ORDER BY generation DESC LIMIT 1",
-                                        as: (Int32, String).self, logger: logger) else { return (0, nil) }
-        return (Int(row.0), row.1)
-    }
-
     public func production() async throws -> (generation: Int, model: String?) {
         let logger = self.logger
-        return try await database.client.withConnection { try await Self.production($0, logger: logger) }
+        let production = try await database.client.withConnection { try await PostgresRegistryReads.production($0, logger: logger) }
+        return (production.generation, production.model)
     }
 
     public func history() async throws -> [ProductionChange] {
@@ -198,44 +267,29 @@ public final class PostgresRegistry: Registry {
     }
 
     @discardableResult
-    public func promote(_ model: String, actor: String, reason: String, evidence: PromotionEvidence,
-                        expectedGeneration: Int?) async throws -> ProductionChange {
-        try SQLiteRegistry.requireText(actor, "actor")
-        try SQLiteRegistry.requireText(reason, "reason")
+    public func promote(_ request: RegistryRules.PromotionRequest) async throws -> ProductionChange {
         let logger = self.logger
         return try await write { connection in
-            let (generation, current) = try await Self.production(connection, logger: logger)
-            if let expectedGeneration, expectedGeneration != generation {
-                throw DuetError.conflict("production moved to generation \(generation) (expected \(expectedGeneration)) while this promotion was prepared; check `duet lab history` and try again")
+            let production = try await PostgresRegistryReads.production(connection, logger: logger)
+            let model = request.model
+            let status = try await Self.first(connection, "SELECT status FROM models WHERE id = \(model)", as: String.self, logger: logger)
+            let evaluation = if let current = production.model {
+                try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) AND baseline = \(current) ORDER BY id DESC LIMIT 1",
+                                     as: Int64.self, logger: logger)
+            } else {
+                try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) ORDER BY id DESC LIMIT 1", as: Int64.self, logger: logger)
             }
-            guard let status = try await Self.first(connection, "SELECT status FROM models WHERE id = \(model)", as: String.self, logger: logger) else {
-                throw DuetError.notFound(kind: "model", id: model)
+            var ships: [RegistryRules.ShipDecision] = []
+            for try await (id, arm, spec) in try await connection.query("""
+                SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment WHERE d.outcome = 'ship' ORDER BY d.id DESC
+                """, logger: logger).decode((Int64, String?, String).self) {
+                ships.append(.init(id: id, arm: arm, spec: try Self.decodeSpec(spec)))
             }
-            if status == ModelStatus.rejected.rawValue { throw DuetError.refused("model \(model.prefix(12)) was rejected and cannot be promoted") }
-            if current == model { throw DuetError.refused("model \(model.prefix(12)) is already in production (generation \(generation))") }
-            var evaluationID: Int64?, decisionID: Int64?, overrideReason: String?
-            switch evidence {
-            case let .override(text):
-                try SQLiteRegistry.requireText(text, "override reason")
-                overrideReason = text
-            case .rules:
-                let evaluation = current == nil
-                    ? try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) ORDER BY id DESC LIMIT 1", as: Int64.self, logger: logger)
-                    : try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) AND baseline = \(current) ORDER BY id DESC LIMIT 1",
-                                           as: Int64.self, logger: logger)
-                var ships: [PromotionRules.ShipDecision] = []
-                let decoder = JSONDecoder()
-                for try await (id, arm, spec) in try await connection.query("""
-                    SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment WHERE d.outcome = 'ship' ORDER BY d.id DESC
-                    """, logger: logger).decode((Int64, String?, String).self) {
-                    ships.append(.init(id: id, arm: arm, spec: try decoder.decode(ExperimentSpec.self, from: Data(spec.utf8))))
-                }
-                (evaluationID, decisionID) = try PromotionRules.evidence(model: model, current: current, evaluationAgainstCurrent: evaluation, ships: ships)
-            }
-            let change = ProductionChange(generation: generation + 1, action: .promote, from: current, to: model, actor: actor, reason: reason,
-                                          evaluationID: evaluationID, decisionID: decisionID, overrideReason: overrideReason, changedAt: Date().epochMillis)
+            let facts = RegistryRules.PromotionFacts(production: production, candidateStatus: status.flatMap(ModelStatus.init(rawValue:)),
+                                                     evaluationAgainstCurrent: evaluation, ships: ships)
+            let change = try RegistryRules.promote(request, facts: facts, at: Date().epochMillis)
             try await Self.apply(change, connection, logger: logger)
-            if let decisionID {
+            if let decisionID = change.decisionID {
                 try await connection.query("UPDATE decisions SET registry_generation = \(Int32(change.generation)) WHERE id = \(decisionID)", logger: logger)
             }
             return change
@@ -243,32 +297,19 @@ public final class PostgresRegistry: Registry {
     }
 
     @discardableResult
-    public func rollback(to target: String?, actor: String, reason: String, expectedGeneration: Int?) async throws -> ProductionChange {
-        try SQLiteRegistry.requireText(actor, "actor")
-        try SQLiteRegistry.requireText(reason, "reason")
+    public func rollback(_ request: RegistryRules.RollbackRequest) async throws -> ProductionChange {
         let logger = self.logger
         return try await write { connection in
-            let (generation, current) = try await Self.production(connection, logger: logger)
-            guard let current else { throw DuetError.refused("nothing is in production, so there is nothing to roll back") }
-            if let expectedGeneration, expectedGeneration != generation {
-                throw DuetError.conflict("production moved to generation \(generation) (expected \(expectedGeneration)); check `duet lab history` and try again")
+            let production = try await PostgresRegistryReads.production(connection, logger: logger)
+            let row: String?? = try await Self.first(connection, "SELECT from_model FROM production_history WHERE generation = \(Int32(production.generation))",
+                                                     as: String?.self, logger: logger)
+            let previous: String? = row ?? nil
+            var served = Set<String>()
+            for try await model in try await connection.query("SELECT DISTINCT to_model FROM production_history", logger: logger).decode(String.self) {
+                served.insert(model)
             }
-            let destination: String
-            if let target {
-                guard try await Self.first(connection, "SELECT 1 FROM production_history WHERE to_model = \(target) LIMIT 1", as: Int32.self, logger: logger) != nil else {
-                    throw DuetError.refused("model \(target.prefix(12)) never served in production; roll back only to a model that did")
-                }
-                destination = target
-            } else {
-                guard let previous = try await Self.first(connection, "SELECT from_model FROM production_history WHERE generation = \(Int32(generation))",
-                                                          as: String?.self, logger: logger), let previous else {
-                    throw DuetError.refused("generation \(generation) was the first promotion; there is no earlier model to roll back to")
-                }
-                destination = previous
-            }
-            if destination == current { throw DuetError.refused("model \(destination.prefix(12)) is already in production") }
-            let change = ProductionChange(generation: generation + 1, action: .rollback, from: current, to: destination, actor: actor, reason: reason,
-                                          evaluationID: nil, decisionID: nil, overrideReason: nil, changedAt: Date().epochMillis)
+            let change = try RegistryRules.rollback(request, facts: .init(production: production, previous: previous, served: served),
+                                                    at: Date().epochMillis)
             try await Self.apply(change, connection, logger: logger)
             return change
         }
@@ -277,49 +318,22 @@ public final class PostgresRegistry: Registry {
     // MARK: - Serving
 
     public func servingVersion() async throws -> Int {
-        let versions = try await collect("SELECT version FROM serving_state WHERE id = 1") { try $0.decode(Int64.self) }
-        return Int(versions.first ?? 0)
-    }
-
-    typealias ExperimentRow = (String, String, String, Int32, Int64, Int64?, Int64?)
-    static let experimentColumns = "id, spec, status, phase, created_at, started_at, stopped_at"
-    static func experiment(_ row: ExperimentRow) -> ExperimentRecord {
-        var spec = (try? JSONDecoder().decode(ExperimentSpec.self, from: Data(row.1.utf8)))
-            ?? ExperimentSpec(id: row.0, hypothesis: "(unreadable spec)", arms: [], successMetrics: [])
-        spec.status = ExperimentStatus(rawValue: row.2) ?? .draft
-        return ExperimentRecord(spec: spec, phase: Int(row.3), createdAt: row.4, startedAt: row.5, stoppedAt: row.6)
+        try await PostgresRegistryReads.servingVersion(database)
     }
 
     public func servingConfiguration() async throws -> ServingConfiguration {
-        let logger = self.logger
-        return try await database.transaction { connection in
-            let version = try await Self.first(connection, "SELECT version FROM serving_state WHERE id = 1", as: Int64.self, logger: logger) ?? Int64(0)
-            let (generation, production) = try await Self.production(connection, logger: logger)
-            var running: [ExperimentRecord] = []
-            for try await row in try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.experimentColumns) FROM experiments WHERE status = 'running' ORDER BY id"),
-                                                            logger: logger).decode(ExperimentRow.self) {
-                running.append(Self.experiment(row))
-            }
-            return ServingConfiguration(version: Int(version), productionGeneration: generation, production: production, experiments: running)
-        }
+        try await PostgresRegistryReads.servingConfiguration(database)
     }
 
     // MARK: - Experiments
 
     public func create(_ experiment: ExperimentSpec) async throws {
-        try experiment.validate()
-        var drafted = experiment
-        drafted.status = .draft
-        let draft = drafted
-        let spec = try SQLiteRegistry.encode(draft)
         let logger = self.logger
         try await write { connection in
-            if try await Self.first(connection, "SELECT 1 FROM experiments WHERE id = \(draft.id)", as: Int32.self, logger: logger) != nil {
-                throw DuetError.conflict("experiment '\(draft.id)' already exists")
-            }
-            for arm in draft.arms where try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(arm.bundleID)", as: Int32.self, logger: logger) == nil {
-                throw DuetError.notFound(kind: "model for arm '\(arm.name)'", id: arm.bundleID)
-            }
+            let exists = try await Self.first(connection, "SELECT 1 FROM experiments WHERE id = \(experiment.id)", as: Int32.self, logger: logger) != nil
+            let draft = try RegistryRules.create(experiment, exists: exists,
+                                                 registered: try await Self.registered(connection, experiment.arms, logger: logger))
+            let spec = try SQLiteRegistry.encode(draft)
             let now = Date().epochMillis
             try await connection.query("INSERT INTO experiments (id, spec, status, phase, created_at) VALUES (\(draft.id), \(spec), 'draft', 1, \(now))", logger: logger)
             try await connection.query("INSERT INTO experiment_phases (experiment, phase, spec, reason, started_at) VALUES (\(draft.id), 1, \(spec), 'created', \(now))", logger: logger)
@@ -327,21 +341,21 @@ public final class PostgresRegistry: Registry {
     }
 
     public func experiment(_ id: String) async throws -> ExperimentRecord? {
-        try await collect(PostgresQuery(unsafeSQL: "SELECT \(Self.experimentColumns) FROM experiments WHERE id = $1", binds: try Self.binds(id))) {
-            try $0.decode(ExperimentRow.self)
-        }.first.map(Self.experiment)
+        try await collect(PostgresQuery(unsafeSQL: "SELECT \(PostgresRegistryReads.experimentColumns) FROM experiments WHERE id = $1", binds: try Self.binds(id))) {
+            try $0.decode(PostgresRegistryReads.ExperimentRow.self)
+        }.first.map(PostgresRegistryReads.experiment)
     }
 
     public func experiments() async throws -> [ExperimentRecord] {
-        try await collect(PostgresQuery(unsafeSQL: "SELECT \(Self.experimentColumns) FROM experiments ORDER BY created_at, id")) { try $0.decode(ExperimentRow.self) }
-            .map(Self.experiment)
+        try await collect(PostgresQuery(unsafeSQL: "SELECT \(PostgresRegistryReads.experimentColumns) FROM experiments ORDER BY created_at, id")) {
+            try $0.decode(PostgresRegistryReads.ExperimentRow.self)
+        }.map(PostgresRegistryReads.experiment)
     }
 
     public func phases(of id: String) async throws -> [ExperimentPhase] {
-        let decoder = JSONDecoder()
-        return try await collect("SELECT phase, spec, reason, started_at, ended_at FROM experiment_phases WHERE experiment = \(id) ORDER BY phase") { row in
+        try await collect("SELECT phase, spec, reason, started_at, ended_at FROM experiment_phases WHERE experiment = \(id) ORDER BY phase") { row in
             let r = try row.decode((Int32, String, String, Int64, Int64?).self)
-            return ExperimentPhase(phase: Int(r.0), spec: try decoder.decode(ExperimentSpec.self, from: Data(r.1.utf8)), reason: r.2, startedAt: r.3, endedAt: r.4)
+            return ExperimentPhase(phase: Int(r.0), spec: try Self.decodeSpec(r.1), reason: r.2, startedAt: r.3, endedAt: r.4)
         }
     }
 
@@ -349,11 +363,8 @@ public final class PostgresRegistry: Registry {
                       _ extra: @escaping @Sendable (PostgresConnection, EpochMillis) async throws -> Void) async throws {
         let logger = self.logger
         try await write { connection in
-            guard let status = try await Self.first(connection, "SELECT status FROM experiments WHERE id = \(id)", as: String.self, logger: logger) else {
-                throw DuetError.notFound(kind: "experiment", id: id)
-            }
-            let current = ExperimentStatus(rawValue: status) ?? .draft
-            guard current.canMove(to: next) else { throw DuetError.refused("experiment '\(id)' is \(current.rawValue) and cannot become \(next.rawValue)") }
+            let status = try await Self.first(connection, "SELECT status FROM experiments WHERE id = \(id)", as: String.self, logger: logger)
+            try RegistryRules.move(id, from: status.map { ExperimentStatus(rawValue: $0) ?? .draft }, to: next)
             try await connection.query("UPDATE experiments SET status = \(next.rawValue) WHERE id = \(id)", logger: logger)
             try await extra(connection, Date().epochMillis)
         }
@@ -378,24 +389,15 @@ public final class PostgresRegistry: Registry {
     }
 
     public func changePhase(of id: String, to spec: ExperimentSpec, reason: String) async throws {
-        try SQLiteRegistry.requireText(reason, "reason")
-        try spec.validate()
-        guard spec.id == id else { throw DuetError.invalidValue(field: "experiment id", reason: "a phase cannot rename the experiment") }
-        var runningSpec = spec
-        runningSpec.status = .running
-        let text = try SQLiteRegistry.encode(runningSpec)
-        let arms = runningSpec.arms
         let logger = self.logger
         try await write { connection in
-            guard let (status, phase) = try await Self.first(connection, "SELECT status, phase FROM experiments WHERE id = \(id)", as: (String, Int32).self, logger: logger) else {
-                throw DuetError.notFound(kind: "experiment", id: id)
-            }
-            guard status == ExperimentStatus.running.rawValue else { throw DuetError.refused("only a running experiment changes phase; '\(id)' is \(status)") }
-            for arm in arms where try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(arm.bundleID)", as: Int32.self, logger: logger) == nil {
-                throw DuetError.notFound(kind: "model for arm '\(arm.name)'", id: arm.bundleID)
-            }
+            let current = try await Self.first(connection, "SELECT status, phase FROM experiments WHERE id = \(id)", as: (String, Int32).self, logger: logger)
+                .map { (status: ExperimentStatus(rawValue: $0.0) ?? .draft, phase: Int($0.1)) }
+            let (running, phase) = try RegistryRules.changePhase(of: id, to: spec, reason: reason, current: current,
+                                                                 registered: try await Self.registered(connection, spec.arms, logger: logger))
+            let text = try SQLiteRegistry.encode(running)
             let now = Date().epochMillis
-            let next = phase + 1
+            let next = Int32(phase)
             try await connection.query("UPDATE experiment_phases SET ended_at = \(now) WHERE experiment = \(id) AND ended_at IS NULL", logger: logger)
             try await connection.query("INSERT INTO experiment_phases (experiment, phase, spec, reason, started_at) VALUES (\(id), \(next), \(text), \(reason), \(now))", logger: logger)
             try await connection.query("UPDATE experiments SET spec = \(text), phase = \(next) WHERE id = \(id)", logger: logger)
@@ -407,20 +409,12 @@ public final class PostgresRegistry: Registry {
 
     @discardableResult
     public func record(_ decision: Decision) async throws -> Int64 {
-        try decision.validate()
         let logger = self.logger
         return try await write { connection in
-            guard let (status, specText) = try await Self.first(connection, "SELECT status, spec FROM experiments WHERE id = \(decision.experimentID)",
-                                                                 as: (String, String).self, logger: logger) else {
-                throw DuetError.notFound(kind: "experiment", id: decision.experimentID)
-            }
-            if status == ExperimentStatus.running.rawValue { throw DuetError.refused("stop experiment '\(decision.experimentID)' before deciding it") }
-            if let arm = decision.arm {
-                let spec = try JSONDecoder().decode(ExperimentSpec.self, from: Data(specText.utf8))
-                guard spec.arms.contains(where: { $0.name == arm }) else {
-                    throw DuetError.invalidValue(field: "arm", reason: "experiment '\(decision.experimentID)' has no arm '\(arm)'")
-                }
-            }
+            let row = try await Self.first(connection, "SELECT status, spec FROM experiments WHERE id = \(decision.experimentID)",
+                                           as: (String, String).self, logger: logger)
+            let experiment = try row.map { (status: ExperimentStatus(rawValue: $0.0) ?? .draft, spec: try Self.decodeSpec($0.1)) }
+            try RegistryRules.record(decision, experiment: experiment)
             let id = try await Self.first(connection, """
                 INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at)
                 VALUES (\(decision.experimentID), \(decision.outcome.rawValue), \(decision.arm), \(decision.reviewer), \(decision.reason),
@@ -446,8 +440,7 @@ public final class PostgresRegistry: Registry {
 
     @discardableResult
     public func add(_ incident: Incident) async throws -> Int64 {
-        guard incident.from < incident.until else { throw DuetError.invalidValue(field: "incident window", reason: "--from must be before --to") }
-        try SQLiteRegistry.requireText(incident.reason, "reason")
+        try RegistryRules.add(incident)
         let logger = self.logger
         return try await write { connection in
             try await Self.first(connection, """

@@ -3,6 +3,7 @@ import DuetCore
 import DuetServe
 import DuetSimilarity
 import DuetStore
+import DuetCommandLine
 import Foundation
 import Logging
 
@@ -41,13 +42,13 @@ struct RecommendBench: AsyncParsableCommand {
 
     func run() async throws {
         let duetHome = home.resolved
-        let registry = try SQLiteRegistry(path: duetHome.registryPath.path, readOnly: true)
+        let source = try SQLiteServingSource(path: duetHome.registryPath.path)
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("duet-bench-\(UUID().uuidString.prefix(8)).sqlite")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let log = try SQLiteEventLog(path: scratch.path)
         var configuration = ServeConfiguration(home: duetHome)
         configuration.recommendationBeam = ef
-        let (_, components) = try await buildServe(configuration: configuration, registry: registry, eventLog: log,
+        let (_, components) = try await buildServe(configuration: configuration, source: source, eventSink: log,
                                                    prometheus: nil, logger: Logger(label: "bench"))
         guard let bundle = components.store.current.production?.bundle else { throw DuetError.refused("nothing is in production") }
         let users = bundle.userIDs

@@ -1,4 +1,5 @@
 import DuetCore
+public import DuetLab
 public import DuetStore
 import Foundation
 

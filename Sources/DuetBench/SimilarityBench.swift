@@ -2,6 +2,7 @@ public import ArgumentParser
 import DuetCore
 import DuetKernels
 import DuetSimilarity
+import DuetCommandLine
 import Foundation
 
 /// Raw little-endian float32 rows, as peers.py writes them.

@@ -3,10 +3,13 @@ import DuetCore
 import DuetLab
 import DuetStore
 import DuetTraining
+import DuetCommandLine
 import Foundation
 
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchCommand: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks. `../shared/bench/peers.py` drives these and compares Duet with its peers.",
         subcommands: [ALSBench.self, ANNBench.self, ExactBench.self, IndexLoadBench.self, E4M3Bench.self, EventLogBench.self, RecommendBench.self]
@@ -64,10 +67,6 @@ struct BenchCommand: AsyncParsableCommand {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 /// `duet bench als`, the Duet side of `../shared/bench/peers.py als`.
 struct ALSBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -104,32 +103,3 @@ struct ALSBench: ParsableCommand {
     }
 }
 
-/// ALS hyperparameters as flags, shared by `bench als`, `lab train` and `lab tune`.
-struct ALSOptions: ParsableArguments {
-    @Option(help: "Latent factors.") var factors: Int = 64
-    @Option(help: "L2 regularization λ.") var regularization: Float = 1
-    @Option(help: "Confidence scale: c = alpha · w'.") var alpha: Float = 2
-    @Option(help: "ALS iterations.") var iterations: Int = 15
-    @Option(help: "Conjugate-gradient steps per solve.") var cgSteps: Int = 3
-    @Option(help: "Weight transform before alpha: raw, log1p or bm25.") var weighting: Weighting = .log1p
-    @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Random seed.") var seed: UInt64 = 42
-    @Flag(help: "Compute and show the training loss each iteration.") var loss = false
-
-    func configuration() throws -> ALSConfiguration {
-        var configuration = ALSConfiguration()
-        configuration.factors = factors
-        configuration.regularization = regularization
-        configuration.alpha = alpha
-        configuration.iterations = iterations
-        configuration.cgSteps = cgSteps
-        configuration.weighting = weighting
-        configuration.threads = threads
-        configuration.seed = seed
-        configuration.computeLoss = loss
-        try configuration.validate()
-        return configuration
-    }
-}
-
-extension Weighting: ExpressibleByArgument {}

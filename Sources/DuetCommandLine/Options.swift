@@ -1,0 +1,117 @@
+public import ArgumentParser
+package import DuetCore
+package import DuetLab
+package import DuetStore
+package import DuetTraining
+import Foundation
+import Logging
+import Synchronization
+
+// Option groups and output helpers shared by the `duet` executable and the `duet bench` commands.
+
+/// `--home` and `--json`, shared by every command that touches a deployment.
+package struct HomeOptions: ParsableArguments {
+    package init() {}
+
+    @Option(name: .long, help: ArgumentHelp("The deployment's folder.", discussion: "Falls back to $DUET_HOME, then ./duet-home.", valueName: "dir"))
+    package var home: String?
+
+    @Option(name: .long, help: ArgumentHelp("Registry and event log on PostgreSQL, e.g. postgres://user:pass@host:5432/duet.",
+                                            discussion: "Falls back to $DUET_REGISTRY; without either, the home's SQLite files.", valueName: "url"))
+    package var registry: String?
+
+    package var resolved: DuetHome { DuetHome.resolve(flag: home) }
+
+    package var registryURL: String? {
+        registry ?? ProcessInfo.processInfo.environment["DUET_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The Lab's writing registry; it creates and migrates the schema.
+    package func openRegistry() async throws -> any LabRegistry {
+        if let url = registryURL { return try await PostgresRegistry(database: try SharedPostgres.database(url)) }
+        return try SQLiteRegistry(path: resolved.registryPath.path)
+    }
+
+    package func openEventLog() async throws -> any EventLog {
+        if let url = registryURL { return try await PostgresEventLog(database: try SharedPostgres.database(url)) }
+        try resolved.prepare()
+        return try SQLiteEventLog(path: resolved.eventLogPath.path)
+    }
+
+    /// Serve's two handles: the registry read-only and the event log append-only. On PostgreSQL they
+    /// use `serveURL` (Serve's own role), never migrate, and refuse a schema they do not know.
+    package func openForServe(serveURL: String?) async throws -> (source: any ServingSource, sink: any EventSink) {
+        if let url = serveURL ?? registryURL {
+            let database = try SharedPostgres.database(url)
+            return (try await PostgresServingSource(database: database), try await PostgresEventLog(servingDatabase: database))
+        }
+        return (try SQLiteServingSource(path: resolved.registryPath.path), try SQLiteEventLog(path: resolved.eventLogPath.path))
+    }
+
+    package func lab() async throws -> Lab { try Lab(home: resolved, registry: try await openRegistry()) }
+}
+
+/// One connection pool per URL for the life of the process, driven by a background task.
+package enum SharedPostgres {
+    private static let pools = Mutex<[String: PostgresDatabase]>([:])
+
+    package static func database(_ url: String) throws -> PostgresDatabase {
+        try pools.withLock { pools in
+            if let existing = pools[url] { return existing }
+            var logger = Logger(label: "duet-postgres")
+            logger.logLevel = .error
+            let database = try PostgresDatabase(url: url, logger: logger)
+            Task.detached { await database.run() }
+            pools[url] = database
+            return database
+        }
+    }
+}
+
+package struct OutputOptions: ParsableArguments {
+    package init() {}
+
+    @Flag(name: .long, help: "Print one JSON object instead of text, for scripts.")
+    package var json = false
+}
+
+/// Prints a Codable value as one line of JSON on stdout.
+package func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+
+/// ALS hyperparameters as flags, shared by `bench als`, `lab train` and `lab tune`.
+package struct ALSOptions: ParsableArguments {
+    package init() {}
+
+    @Option(help: "Latent factors.") package var factors: Int = 64
+    @Option(help: "L2 regularization λ.") package var regularization: Float = 1
+    @Option(help: "Confidence scale: c = alpha · w'.") package var alpha: Float = 2
+    @Option(help: "ALS iterations.") package var iterations: Int = 15
+    @Option(help: "Conjugate-gradient steps per solve.") package var cgSteps: Int = 3
+    @Option(help: "Weight transform before alpha: raw, log1p or bm25.") package var weighting: Weighting = .log1p
+    @Option(help: "Worker threads.") package var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Random seed.") package var seed: UInt64 = 42
+    @Flag(help: "Compute and show the training loss each iteration.") package var loss = false
+
+    package func configuration() throws -> ALSConfiguration {
+        var configuration = ALSConfiguration()
+        configuration.factors = factors
+        configuration.regularization = regularization
+        configuration.alpha = alpha
+        configuration.iterations = iterations
+        configuration.cgSteps = cgSteps
+        configuration.weighting = weighting
+        configuration.threads = threads
+        configuration.seed = seed
+        configuration.computeLoss = loss
+        try configuration.validate()
+        return configuration
+    }
+}
+
+extension Weighting: ExpressibleByArgument {}

@@ -1,0 +1,54 @@
+/// The two places where Serve meets the Lab, as the narrowest protocols Serve can be handed.
+/// Serve's module depends on these and nothing else of the store: it cannot name a registry
+/// write, so it cannot make one. The Lab's writing registry refines `ServingSource`.
+
+/// What Serve reads from the registry: one cheap version poll, and on change the production
+/// model and the running experiments.
+public protocol ServingSource: Sendable {
+    /// Increases on every change Serve must act on.
+    func servingVersion() async throws -> Int
+    func servingConfiguration() async throws -> ServingConfiguration
+}
+
+/// What Serve writes to the event log: appends only. An append returns once the batch is durable;
+/// that return is the acknowledgement.
+public protocol EventSink: Sendable {
+    /// Appends in one transaction; all of the batch is stored or none. Returns the last sequence number.
+    @discardableResult
+    func append(events: [FeedbackEvent]) async throws -> Int64?
+    @discardableResult
+    func append(exposures: [Exposure]) async throws -> Int64?
+}
+
+/// What Serve needs to know, read in one cheap query: the production model and the running experiments.
+public struct ServingConfiguration: Sendable, Hashable {
+    /// Increases on every change Serve must act on: promotion, rollback, experiment start, stop or phase.
+    public var version: Int
+    public var productionGeneration: Int
+    public var production: String?
+    public var experiments: [ExperimentRecord]
+
+    public init(version: Int, productionGeneration: Int, production: String?, experiments: [ExperimentRecord]) {
+        self.version = version
+        self.productionGeneration = productionGeneration
+        self.production = production
+        self.experiments = experiments
+    }
+}
+
+/// An experiment as the registry holds it: its current spec (status included) and phase.
+public struct ExperimentRecord: Codable, Sendable, Hashable {
+    public var spec: ExperimentSpec
+    public var phase: Int
+    public var createdAt: EpochMillis
+    public var startedAt: EpochMillis?
+    public var stoppedAt: EpochMillis?
+
+    public init(spec: ExperimentSpec, phase: Int, createdAt: EpochMillis, startedAt: EpochMillis?, stoppedAt: EpochMillis?) {
+        self.spec = spec
+        self.phase = phase
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.stoppedAt = stoppedAt
+    }
+}
