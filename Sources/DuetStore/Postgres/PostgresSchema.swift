@@ -23,7 +23,8 @@ public enum PostgresSchema {
             let rows = try await database.client.query("SELECT name FROM duet_migrations", logger: database.logger)
             for try await name in rows.decode(String.self) { applied.append(name) }
         } catch {
-            throw DuetError.refused("cannot read the registry schema at \(database.redactedURL) (\(String(reflecting: error).prefix(200))); Serve never creates it: \(fix)")
+            let reason = (error as? PSQLError)?.serverInfo?[.message] ?? String(describing: error)
+            throw DuetError.refused("cannot read the registry schema at \(database.redactedURL) (\(reason)); Serve never creates it: \(fix)")
         }
         let missing = migrations.filter { !applied.contains($0) }
         let unknown = applied.filter { !migrations.contains($0) }.sorted()
