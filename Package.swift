@@ -1,30 +1,13 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.3
 import PackageDescription
 
-import Foundation
-
-/// Hot kernels are compiled for the CPU class of the machine that builds them, as faiss and hnswlib
-/// pick their SIMD width at load time: AVX2 + FMA (Haswell) on every x86_64, AVX-512 (Zen 4) when
-/// an AMD CPU reports it. `DUET_PORTABLE=1 swift build` keeps the baseline target for older CPUs.
-let portable = ProcessInfo.processInfo.environment["DUET_PORTABLE"] != nil
-#if arch(x86_64)
-func hostCPUTarget() -> String {
-    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-          let flagLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "haswell" }
-    let flags = Set(flagLine.split(separator: " ").map(String.init))
-    let zen4 = ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_vbmi2", "gfni", "vaes"]
-    return info.contains("AuthenticAMD") && zen4.allSatisfy(flags.contains) ? "znver4" : "haswell"
-}
-let cpuTarget: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", hostCPUTarget()])]
-#else
-let cpuTarget: [SwiftSetting] = []
-#endif
-
+// Hot kernels are C (CDuetIntrinsics), compiled once per instruction set and chosen at run time,
+// so the build needs no CPU-specific flags: one binary runs on any x86-64 or arm64 machine.
 let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
-] + cpuTarget
+]
 
 let package = Package(
     name: "Duet",
@@ -59,7 +42,7 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
-        .target(name: "DuetKernels", dependencies: ["DuetCore"], swiftSettings: upcoming),
+        .target(name: "DuetKernels", dependencies: ["DuetCore", "CDuetIntrinsics"], swiftSettings: upcoming),
         .target(name: "CDuetIntrinsics"),
         .target(name: "DuetSimilarity", dependencies: ["DuetCore", "DuetKernels", "CDuetIntrinsics"], swiftSettings: upcoming),
         .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity"], swiftSettings: upcoming),
@@ -130,37 +113,56 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // Test support in layers, so each test target builds only what it tests.
+        .target(name: "DuetTestSupport", path: "Tests/DuetTestSupport", swiftSettings: upcoming),
         .target(
-            name: "DuetTestSupport",
+            name: "DuetStoreTestSupport",
             dependencies: [
-                "DuetLab", "DuetCore", "DuetTraining", "DuetStore",
+                "DuetStore", "DuetCore", "DuetTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Tests/DuetTestSupport",
+            path: "Tests/DuetStoreTestSupport",
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "DuetLabTestSupport",
+            dependencies: ["DuetLab", "DuetCore", "DuetTraining", "DuetTestSupport"],
+            path: "Tests/DuetLabTestSupport",
             swiftSettings: upcoming
         ),
         .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetCore", "CDuetIntrinsics"], swiftSettings: upcoming),
         .testTarget(name: "DuetSimilarityTests", dependencies: ["DuetSimilarity", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "DuetTrainingTests", dependencies: ["DuetTraining", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetTrainingTests", dependencies: ["DuetTraining", "DuetKernels", "DuetCore"], swiftSettings: upcoming),
+        .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport", "DuetStoreTestSupport"], swiftSettings: upcoming),
         .testTarget(
             name: "DuetServeTests",
-            dependencies: [
-                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity", "DuetTestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ],
+            dependencies: ["DuetServe", "DuetStore", "DuetCore", "DuetTestSupport"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "DuetLabTests",
+            dependencies: ["DuetLab", "DuetStore", "DuetCore", "DuetTraining", "DuetTestSupport", "DuetStoreTestSupport", "DuetLabTestSupport"],
             swiftSettings: upcoming
         ),
         .testTarget(
             name: "DuetDashboardTests",
-            dependencies: ["DuetDashboard", "DuetLab", "DuetStore", "DuetCore", "DuetTestSupport",
+            dependencies: ["DuetDashboard", "DuetLab", "DuetStore", "DuetCore", "DuetTestSupport", "DuetLabTestSupport",
                            .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: upcoming
         ),
-        .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "DuetLabTests", dependencies: ["DuetLab", "DuetStore", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        // Serve and the Lab end to end: a Lab home, Serve built over it, HTTP through Hummingbird's test client.
+        .testTarget(
+            name: "DuetIntegrationTests",
+            dependencies: [
+                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity",
+                "DuetTestSupport", "DuetStoreTestSupport", "DuetLabTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: upcoming
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

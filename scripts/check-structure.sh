@@ -23,6 +23,10 @@ fi
 if grep -rnE 'DuetError\.(refused|conflict)\(' Sources/DuetStore --include=*.swift | grep -vE '^Sources/DuetStore/(Rules/|Postgres/PostgresSchema.swift)'; then
   fail "a backend under Sources/DuetStore writes a refusal of its own; put the rule in Sources/DuetStore/Rules"
 fi
+# A portable build: kernels pick their instruction set at run time, so no CPU flags in the manifest.
+if grep -n 'unsafeFlags' Package.swift; then
+  fail "Package.swift uses unsafeFlags"
+fi
 # A thin executable.
 while read -r lines file; do
   [ "$file" = total ] && continue
@@ -30,4 +34,4 @@ while read -r lines file; do
 done < <(wc -l Sources/duet/*.swift)
 
 if [ "$failures" -gt 0 ]; then echo "structure: $failures problem(s)" >&2; exit 1; fi
-echo "structure: Serve's imports, promotion's single path, rules in one place, thin executable: ok"
+echo "structure: Serve's imports, promotion's single path, rules in one place, no unsafeFlags, thin executable: ok"

@@ -1,5 +1,6 @@
 public import ArgumentParser
 import DuetCore
+import DuetKernels
 import DuetLab
 import DuetStore
 import DuetTraining
@@ -86,6 +87,7 @@ struct ALSBench: ParsableCommand {
         var map: Double
         var ndcg: Double
         var auc: Double
+        var kernels = VectorMath.variant
     }
 
     func run() throws {

@@ -17,7 +17,7 @@ struct RecommendBench: AsyncParsableCommand {
     @OptionGroup var home: HomeOptions
     @Option(help: "Requests.") var requests: Int = 20_000
     @Option(help: "Items per list.") var n: Int = 20
-    @Option(help: "HNSW beam width for recommendations (duet serve --ef).") var ef: Int = ServeConfiguration.defaultRecommendationBeam
+    @Option(help: "HNSW beam width for recommendations (duet serve --ef).") var ef: Int = ServeSettings.defaultRecommendationBeam
     @Option(help: "Users whose lists are compared with the exact scan's for recall.") var recallUsers: Int = 2_000
     @OptionGroup var output: OutputOptions
 
@@ -46,7 +46,7 @@ struct RecommendBench: AsyncParsableCommand {
         let scratch = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("duet-bench-\(UUID().uuidString.prefix(8)).sqlite")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let log = try SQLiteEventLog(path: scratch.path)
-        var configuration = ServeConfiguration(home: duetHome)
+        var configuration = ServeSettings(home: duetHome)
         configuration.recommendationBeam = ef
         let (_, components) = try await buildServe(configuration: configuration, source: source, eventSink: log,
                                                    prometheus: nil, logger: Logger(label: "bench"))

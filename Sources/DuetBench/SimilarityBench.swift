@@ -60,7 +60,7 @@ struct ANNBench: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     struct Run: Codable { var ef: Int; var qps: Double }
-    struct Result: Codable { var build_seconds: Double; var runs: [Run] }
+    struct Result: Codable { var build_seconds: Double; var runs: [Run]; var kernels = VectorMath.variant }
 
     func run() throws {
         let efs = try ef.split(separator: ",").map { text -> Int in
@@ -228,7 +228,7 @@ struct ExactBench: ParsableCommand {
     @Option(help: "Prefix of the id file.") var resultsPrefix: String
     @OptionGroup var output: OutputOptions
 
-    struct Result: Codable { var qps: Double }
+    struct Result: Codable { var qps: Double; var kernels = VectorMath.variant }
 
     func run() throws {
         let (data, queryData) = try files.load()

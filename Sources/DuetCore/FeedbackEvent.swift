@@ -114,19 +114,3 @@ public struct FeedbackEvent: Hashable, Sendable, Codable {
         try container.encodeIfPresent(requestID, forKey: .requestID)
     }
 }
-
-/// A (user, item) pair as training sees it: every event of the pair folded into one weight,
-/// stamped with the latest time.
-public struct Interaction: Hashable, Sendable, Codable {
-    public var user: String
-    public var item: String
-    public var weight: Float
-    public var timestamp: EpochMillis
-
-    public init(user: String, item: String, weight: Float, timestamp: EpochMillis) {
-        self.user = user
-        self.item = item
-        self.weight = weight
-        self.timestamp = timestamp
-    }
-}

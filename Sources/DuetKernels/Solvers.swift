@@ -1,3 +1,4 @@
+public import CDuetIntrinsics
 /// Linear solvers for the small dense systems of ALS.
 public enum Solvers {
     /// Solves A·x = b for symmetric positive-definite A (`n × n`, row-major) by Cholesky
@@ -55,38 +56,12 @@ public enum Solvers {
     /// feedback collaborative filtering", RecSys 2011; as implicit's CPU solver does it).
     ///
     /// Solves (YᵀY + λI + Yᵀ(Cᵤ − I)Y)·x = YᵀCᵤp(u) without forming the per-row matrix: `gram` is
-    /// YᵀY + λI, and only the row's observed items add the (c − 1) correction.
+    /// YᵀY + λI, and only the row's observed items add the (c − 1) correction. The loop runs in C, in
+    /// the kernel variant this CPU takes (see `VectorMath`).
     @inlinable
     public static func implicitALSStep(x: UnsafeMutablePointer<Float>, gram: UnsafePointer<Float>, factors y: UnsafePointer<Float>,
                                        items: UnsafePointer<UInt32>, confidences: UnsafePointer<Float>, count: Int,
                                        dimension d: Int, steps: Int, scratch: borrowing Scratch) {
-        let r = scratch.r, p = scratch.p, ap = scratch.ap
-        // r = b − A·x
-        VectorMath.matvec(gram, x, r, d)
-        for j in 0..<d { r[j] = -r[j] }
-        for entry in 0..<count {
-            let c = confidences[entry]
-            let row = y + Int(items[entry]) * d
-            VectorMath.axpy(c - (c - 1) * VectorMath.dot(row, x, d), row, r, d)
-        }
-        p.update(from: r, count: d)
-        var rsOld = VectorMath.normSquared(r, d)
-        if rsOld < 1e-20 { return }
-        for _ in 0..<steps {
-            VectorMath.matvec(gram, p, ap, d)
-            for entry in 0..<count {
-                let c = confidences[entry]
-                let row = y + Int(items[entry]) * d
-                VectorMath.axpy((c - 1) * VectorMath.dot(row, p, d), row, ap, d)
-            }
-            let alpha = rsOld / VectorMath.dot(p, ap, d)
-            VectorMath.axpy(alpha, p, x, d)
-            VectorMath.axpy(-alpha, ap, r, d)
-            let rsNew = VectorMath.normSquared(r, d)
-            if rsNew < 1e-20 { break }
-            let beta = rsNew / rsOld
-            for j in 0..<d { p[j] = r[j] + beta * p[j] }
-            rsOld = rsNew
-        }
+        duet_kernels().pointee.implicit_als_step(x, gram, y, items, confidences, count, d, steps, scratch.r, scratch.p, scratch.ap)
     }
 }

@@ -1,63 +1,24 @@
+public import CDuetIntrinsics
+
 /// Dense float32 kernels over raw pointers. Rows are contiguous and row-major; callers keep
-/// allocation out of the loops that call these. Sixteen lanes at a time with two accumulators,
-/// which the compiler maps onto AVX2/AVX-512 registers when built for x86-64-v3. Products are
-/// accumulated with explicit fused multiply-adds: Swift does not contract `a += b * c` by itself.
+/// allocation out of the loops that call these. The arithmetic lives in C (`CDuetIntrinsics`),
+/// compiled once per instruction set (AVX-512, AVX2 + FMA, the baseline) and chosen once per process
+/// from what the CPU reports, so one portable binary runs at the machine's speed. Every kernel that
+/// scores a row uses the same dot product, so a row scores bit for bit the same through each of them.
 public enum VectorMath {
-    @inlinable @inline(__always)
-    static func load(_ pointer: UnsafePointer<Float>, _ offset: Int) -> SIMD16<Float> {
-        UnsafeRawPointer(pointer + offset).loadUnaligned(as: SIMD16<Float>.self)
-    }
-
-    @inlinable @inline(__always)
-    static func store(_ value: SIMD16<Float>, _ pointer: UnsafeMutablePointer<Float>, _ offset: Int) {
-        UnsafeMutableRawPointer(pointer + offset).storeBytes(of: value, as: SIMD16<Float>.self)
-    }
-
-    /// The lanes' sum as a tree of halves: four vector adds deep. `SIMD.sum()` adds the lanes one
-    /// after another (sixteen dependent scalar adds), which dominated short dot products.
-    @inlinable @inline(__always)
-    public static func horizontalSum(_ value: SIMD16<Float>) -> Float {
-        let eight = value.lowHalf + value.highHalf
-        let four = eight.lowHalf + eight.highHalf
-        let two = four.lowHalf + four.highHalf
-        return two.x + two.y
-    }
+    /// The kernel variant this process uses: "avx512", "avx2" or "baseline".
+    public static var variant: String { String(cString: duet_kernels().pointee.name) }
 
     /// Σ a[i]·b[i]
     @inlinable
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
-        var first = SIMD16<Float>(), second = SIMD16<Float>()
-        var index = 0
-        while index + 32 <= count {
-            first.addProduct(load(a, index), load(b, index))
-            second.addProduct(load(a, index + 16), load(b, index + 16))
-            index += 32
-        }
-        if index + 16 <= count {
-            first.addProduct(load(a, index), load(b, index))
-            index += 16
-        }
-        var total = horizontalSum(first + second)
-        while index < count {
-            total += a[index] * b[index]
-            index += 1
-        }
-        return total
+        duet_kernels().pointee.dot(a, b, count)
     }
 
     /// y += alpha·x
     @inlinable
     public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        let scale = SIMD16<Float>(repeating: alpha)
-        var index = 0
-        while index + 16 <= count {
-            store(load(UnsafePointer(y), index) + scale * load(x, index), y, index)
-            index += 16
-        }
-        while index < count {
-            y[index] += alpha * x[index]
-            index += 1
-        }
+        duet_kernels().pointee.axpy(alpha, x, y, count)
     }
 
     /// out = A·v for a square `count × count` row-major A that is symmetric (YᵀY), computed as
@@ -65,31 +26,7 @@ public enum VectorMath {
     @inlinable
     public static func matvec(_ matrix: UnsafePointer<Float>, _ vector: UnsafePointer<Float>,
                               _ out: UnsafeMutablePointer<Float>, _ count: Int) {
-        var strip = 0
-        while strip + 32 <= count {
-            var first = SIMD16<Float>(), second = SIMD16<Float>()
-            for k in 0..<count {
-                let scale = SIMD16<Float>(repeating: vector[k])
-                let row = matrix + k * count + strip
-                first += scale * load(row, 0)
-                second += scale * load(row, 16)
-            }
-            store(first, out, strip)
-            store(second, out, strip + 16)
-            strip += 32
-        }
-        while strip + 16 <= count {
-            var accumulator = SIMD16<Float>()
-            for k in 0..<count { accumulator += SIMD16<Float>(repeating: vector[k]) * load(matrix + k * count + strip, 0) }
-            store(accumulator, out, strip)
-            strip += 16
-        }
-        while strip < count {
-            var total: Float = 0
-            for k in 0..<count { total += vector[k] * matrix[k * count + strip] }
-            out[strip] = total
-            strip += 1
-        }
+        duet_kernels().pointee.matvec(matrix, vector, out, count)
     }
 
     /// Squared Euclidean norm.
@@ -100,6 +37,28 @@ public enum VectorMath {
     @inlinable
     public static func scoreRows(_ rows: UnsafePointer<Float>, rowCount: Int, dimension: Int,
                                  query: UnsafePointer<Float>, into scores: UnsafeMutablePointer<Float>) {
-        for row in 0..<rowCount { scores[row] = dot(rows + row * dimension, query, dimension) }
+        duet_kernels().pointee.score_rows(rows, rowCount, dimension, query, scores)
+    }
+
+    /// out[i] = query·row(ids[i]) for rows that start `stride` bytes apart from `base`: one call
+    /// for all the neighbours an HNSW expansion scores.
+    @inlinable
+    public static func scoreGathered(_ query: UnsafePointer<Float>, base: UnsafeRawPointer, stride: Int, ids: UnsafePointer<UInt32>,
+                                     count: Int, dimension: Int, into out: UnsafeMutablePointer<Float>) {
+        duet_kernels().pointee.score_gather(query, base.assumingMemoryBound(to: UInt8.self), stride, ids, count, dimension, out)
+    }
+
+    /// Sixteen rows' scores from a value-major block (`block[j * 16 + lane]` is row `lane`'s value `j`).
+    @inlinable
+    public static func blockScores16(_ block: UnsafePointer<Float>, _ query: UnsafePointer<Float>, _ dimension: Int,
+                                     into out: UnsafeMutablePointer<Float>) {
+        duet_kernels().pointee.block_scores16(block, query, dimension, out)
+    }
+
+    /// scores[r] = rows[r]·query for rows stored as IEEE binary16 bit patterns.
+    @inlinable
+    public static func scoreHalfRows(_ rows: UnsafePointer<UInt16>, rowCount: Int, dimension: Int,
+                                     query: UnsafePointer<Float>, into scores: UnsafeMutablePointer<Float>) {
+        duet_kernels().pointee.score_rows_f16(rows, rowCount, dimension, query, scores)
     }
 }

@@ -90,8 +90,19 @@ public final class Lab: Sendable {
 
     /// Trains on the split's train part (or the whole snapshot) and writes an immutable bundle.
     /// With `register`, the bundle becomes a candidate in the registry.
+    /// With `parent` (a bundle id or prefix), the registered model names the bundle it descends from:
+    /// the lineage of a refreshed or tuned model.
     public func train(snapshot reference: String, split splitID: String?, algorithm: TrainingAlgorithm, name: String,
-                      register: Bool, buildIndexes: Bool = true, progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
+                      register: Bool, parent parentReference: String? = nil, buildIndexes: Bool = true,
+                      progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
+        var parent: String?
+        if let parentReference {
+            guard register else { throw DuetError.invalidValue(field: "parent", reason: "lineage is recorded in the registry; add --register") }
+            parent = try await resolveBundle(parentReference)
+            guard try await registry.model(parent!) != nil else {
+                throw DuetError.invalidValue(field: "parent", reason: "bundle \(parent!.prefix(12)) is not registered")
+            }
+        }
         let snapshot: Snapshot
         let matrix: InteractionMatrix
         if let splitID {
@@ -112,7 +123,7 @@ public final class Lab: Sendable {
                                               attachments: buildIndexes ? try BundleIndexes.attachments(for: model, threads: algorithm.threads) : [], into: home.bundlesFolder)
         if register, try await registry.model(bundleID) == nil {
             try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
-                                                    parent: nil, createdAt: Date().epochMillis))
+                                                    parent: parent, createdAt: Date().epochMillis))
         }
         return (bundleID, model)
     }
@@ -120,6 +131,16 @@ public final class Lab: Sendable {
     // MARK: - Bundles
 
     public func bundleFolder(_ id: String) -> URL { home.bundlesFolder.appendingPathComponent(id) }
+
+    /// Where offline evaluations are written as JSON.
+    public var evaluationsFolder: URL { home.root.appendingPathComponent("evaluations", isDirectory: true) }
+
+    /// Marks a candidate as rejected: it can no longer be promoted (production models roll back instead).
+    public func reject(_ reference: String) async throws -> String {
+        let id = try await resolveBundle(reference)
+        try await registry.setStatus(.rejected, of: id)
+        return id
+    }
 
     /// Resolves "production", a full id or a unique id prefix to a bundle id.
     public func resolveBundle(_ reference: String) async throws -> String {
@@ -156,8 +177,8 @@ public final class Lab: Sendable {
         let train = split.matrix(.train, of: snapshot)
         let test = split.matrix(.test, of: snapshot)
         var warnings: [String] = []
-        let candidateModel = BundleRecommender(bundle: candidate, snapshot: snapshot)
-        let baselineModel: any Recommender
+        let candidateModel = BundleScorer(bundle: candidate, snapshot: snapshot)
+        let baselineModel: any ItemScorer
         let baselineID: String?
         let baselineKind: String
         if baselineReference == "popularity" {
@@ -169,7 +190,7 @@ public final class Lab: Sendable {
             if bundle.manifest.snapshotHash != snapshot.hash || bundle.manifest.hyperparameters["split"] != .string(splitID) {
                 warnings.append("baseline \(bundle.id.prefix(12)) was not trained on this split; its training data may overlap the test users' held-out items")
             }
-            baselineModel = BundleRecommender(bundle: bundle, snapshot: snapshot)
+            baselineModel = BundleScorer(bundle: bundle, snapshot: snapshot)
             baselineID = bundle.id
             baselineKind = bundle.manifest.modelKind
         }
@@ -187,16 +208,22 @@ public final class Lab: Sendable {
         guard try await registry.model(candidate.id) != nil else { return (comparison, nil) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let json = String(decoding: try encoder.encode(comparison), as: UTF8.self)
+        let data = try encoder.encode(comparison)
+        let now = Date().epochMillis
+        // The full comparison as a file too, for people and notebooks; the registry keeps the same JSON.
+        let report = evaluationsFolder.appendingPathComponent("\(candidate.id.prefix(12))-vs-\((baselineID ?? "popularity").prefix(12))-\(now).json")
+        try FileManager.default.createDirectory(at: evaluationsFolder, withIntermediateDirectories: true)
+        try data.write(to: report, options: .atomic)
         let record = EvaluationRecord(candidate: candidate.id, baseline: baselineID, baselineKind: baselineKind, snapshot: snapshot.hash,
-                                      split: splitID, k: k, metricsJSON: json, reportPath: nil, createdAt: Date().epochMillis)
+                                      split: splitID, k: k, metricsJSON: String(decoding: data, as: UTF8.self), reportPath: report.path,
+                                      createdAt: now)
         return (comparison, try await registry.add(record))
     }
 }
 
 /// Scores a bundle's model over another snapshot's index space, matching users and items by id:
 /// the bundle is judged as it would serve. Users it does not know get its popularity list.
-struct BundleRecommender: Recommender {
+struct BundleScorer: ItemScorer {
     let bundle: ModelBundle
     let itemCount: Int
     let userMap: [Int32]

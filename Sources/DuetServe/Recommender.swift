@@ -86,16 +86,17 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// A deliberate assignment bug for tests of the analysis (sample-ratio mismatch): a share of the
-/// users assigned to a treatment of `experiment` are recorded and served as control.
-public struct AssignmentFault: Sendable {
-    public var experiment: String
-    public var share: Double
+/// How a user is assigned to an experiment's arms. Serve uses `HashedArmAssigner`, the pure
+/// GrowthBook-compatible hash of DuetCore; tests may hand in another to exercise the analysis.
+public protocol ArmAssigner: Sendable {
+    func arm(for user: String, in spec: ExperimentSpec) -> ExperimentArm?
+}
 
-    public init(experiment: String, share: Double) {
-        self.experiment = experiment
-        self.share = share
-    }
+public struct HashedArmAssigner: ArmAssigner {
+    public init() {}
+
+    @inline(__always)
+    public func arm(for user: String, in spec: ExperimentSpec) -> ExperimentArm? { spec.assignedArm(for: user) }
 }
 
 /// The request path: one state load, assignment, retrieval, filters, top N, exposure.
@@ -110,12 +111,12 @@ public final class Recommender: Sendable {
     let annThreshold: Int
     /// HNSW beam width for recommendations; a request for n items searches with at least n.
     let recommendationBeam: Int
-    let fault: AssignmentFault?
+    let assigner: any ArmAssigner
     let requestIDs = RequestIDs()
 
     init(store: ServingStateStore, exposures: ExposureWriter?, recent: RecentHistory, metrics: ServeMetrics,
-         minimumHistory: Int = 1, annThreshold: Int = 20_000, recommendationBeam: Int = ServeConfiguration.defaultRecommendationBeam,
-         fault: AssignmentFault? = nil) {
+         minimumHistory: Int = 1, annThreshold: Int = 20_000, recommendationBeam: Int = ServeSettings.defaultRecommendationBeam,
+         assigner: any ArmAssigner = HashedArmAssigner()) {
         self.store = store
         self.exposures = exposures
         self.recent = recent
@@ -123,7 +124,7 @@ public final class Recommender: Sendable {
         self.minimumHistory = minimumHistory
         self.annThreshold = annThreshold
         self.recommendationBeam = recommendationBeam
-        self.fault = fault
+        self.assigner = assigner
     }
 
     public func recommend(user: String, n: Int, exclude: [String], context: String?) throws -> RecommendationResponse {
@@ -153,11 +154,7 @@ public final class Recommender: Sendable {
         var chosen: LoadedBundle?
         var arms: [ExperimentArmExposure] = []
         for experiment in state.experiments {
-            guard var assigned = experiment.spec.assignedArm(for: user) else { continue }
-            if let fault, fault.experiment == experiment.spec.id, assigned.name != experiment.spec.control.name,
-               Double(Assignment.fnv1a32("fault" + user) % 10_000) / 10_000 < fault.share {
-                assigned = experiment.spec.control
-            }
+            guard let assigned = assigner.arm(for: user, in: experiment.spec) else { continue }
             let control = experiment.spec.control
             var served = assigned.name
             var reason: String?

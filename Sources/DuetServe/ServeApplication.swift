@@ -9,7 +9,7 @@ import NIOCore
 public import Prometheus
 
 /// Serve's settings; `duet serve --help` documents each.
-public struct ServeConfiguration: Sendable {
+public struct ServeSettings: Sendable {
     public var home: DuetHome
     public var host = "127.0.0.1"
     public var port = 8080
@@ -24,7 +24,7 @@ public struct ServeConfiguration: Sendable {
     public var recommendationBeam = Self.defaultRecommendationBeam
     public static let defaultRecommendationBeam = 32
     public var exposureQueueCapacity = 50_000
-    public var fault: AssignmentFault?
+    public var assigner: any ArmAssigner = HashedArmAssigner()
 
     public init(home: DuetHome) { self.home = home }
 }
@@ -49,7 +49,7 @@ public struct ServeComponents: Sendable {
 
 /// Builds Serve: components, then the router. Serve is handed only what it may use: the registry's
 /// read-only serving source and the event log's append-only sink.
-public func buildServe(configuration: ServeConfiguration, source: any ServingSource, eventSink: any EventSink,
+public func buildServe(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink,
                        prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> (Router<ServeRequestContext>, ServeComponents) {
     let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
     let metrics = ServeMetrics(factory: metricsFactory)
@@ -60,7 +60,7 @@ public func buildServe(configuration: ServeConfiguration, source: any ServingSou
                                    capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
     let recommender = Recommender(store: store, exposures: exposures, recent: RecentHistory(), metrics: metrics,
                                   minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
-                                  recommendationBeam: configuration.recommendationBeam, fault: configuration.fault)
+                                  recommendationBeam: configuration.recommendationBeam, assigner: configuration.assigner)
     // Load what production is before accepting traffic, so /readyz is true from the first request.
     await reloader.reloadIfChanged()
     let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics)
@@ -68,7 +68,7 @@ public func buildServe(configuration: ServeConfiguration, source: any ServingSou
     return (router, components)
 }
 
-public func buildApplication(configuration: ServeConfiguration, source: any ServingSource, eventSink: any EventSink,
+public func buildApplication(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink,
                              prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> some ApplicationProtocol {
     let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventSink,
                                                     prometheus: prometheus, logger: logger)
@@ -77,7 +77,7 @@ public func buildApplication(configuration: ServeConfiguration, source: any Serv
                        services: [components.reloader, components.exposures], logger: logger)
 }
 
-func buildRouter(configuration: ServeConfiguration, components: ServeComponents, eventSink: any EventSink,
+func buildRouter(configuration: ServeSettings, components: ServeComponents, eventSink: any EventSink,
                  prometheus: PrometheusCollectorRegistry?) -> Router<ServeRequestContext> {
     let router = Router(context: ServeRequestContext.self)
     router.middlewares.add(JSONErrorMiddleware())

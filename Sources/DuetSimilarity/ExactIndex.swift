@@ -161,40 +161,10 @@ final class HalfRows: @unchecked Sendable {
 
     deinit { values.deallocate() }
 
-    /// Lane by lane, which LLVM turns into one vector conversion (the generic SIMD initialiser is
-    /// an opaque call).
-    @inline(__always)
-    static func widen(_ half: SIMD16<Float16>) -> SIMD16<Float> {
-        var wide = SIMD16<Float>()
-        for lane in 0..<16 { wide[lane] = Float(half[lane]) }
-        return wide
-    }
-
     func scoreRows(_ query: UnsafePointer<Float>, dimension d: Int, into scores: UnsafeMutablePointer<Float>) {
         let rows = values.count / d
-        let halves = values.baseAddress!
-        for row in 0..<rows {
-            let start = UnsafeRawPointer(halves + row * d)
-            var first = SIMD16<Float>(), second = SIMD16<Float>()
-            var index = 0
-            while index + 32 <= d {
-                first.addProduct(Self.widen(start.loadUnaligned(fromByteOffset: index * 2, as: SIMD16<Float16>.self)),
-                                 UnsafeRawPointer(query + index).loadUnaligned(as: SIMD16<Float>.self))
-                second.addProduct(Self.widen(start.loadUnaligned(fromByteOffset: index * 2 + 32, as: SIMD16<Float16>.self)),
-                                  UnsafeRawPointer(query + index + 16).loadUnaligned(as: SIMD16<Float>.self))
-                index += 32
-            }
-            if index + 16 <= d {
-                first.addProduct(Self.widen(start.loadUnaligned(fromByteOffset: index * 2, as: SIMD16<Float16>.self)),
-                                 UnsafeRawPointer(query + index).loadUnaligned(as: SIMD16<Float>.self))
-                index += 16
-            }
-            var total = VectorMath.horizontalSum(first + second)
-            while index < d {
-                total += Float(halves[row * d + index]) * query[index]
-                index += 1
-            }
-            scores[row] = total
+        UnsafeRawPointer(values.baseAddress!).withMemoryRebound(to: UInt16.self, capacity: values.count) { bits in
+            VectorMath.scoreHalfRows(bits, rowCount: rows, dimension: d, query: query, into: scores)
         }
     }
     #else

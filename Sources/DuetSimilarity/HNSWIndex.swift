@@ -281,7 +281,7 @@ public final class HNSWIndex: @unchecked Sendable {
                                        level: Int, excluded: ExclusionSet, scratch: SearchScratch, locks: Locks) {
         let tag = scratch.nextTag()
         let visited = scratch.visited
-        let pending = scratch.pending
+        let pending = scratch.pending, pendingScores = scratch.pendingScores
         // Local copies: mutating a struct stored in a class costs a dynamic exclusivity check per call.
         var candidates = scratch.candidates, top = scratch.top
         defer {
@@ -309,9 +309,12 @@ public final class HNSWIndex: @unchecked Sendable {
                 prefetchVector(neighbour)
             }
             locks.unlock(Int(node))
+            // One kernel call scores every pending neighbour (the same dot product as everywhere).
+            VectorMath.scoreGathered(q, base: records + 4 * (1 + m0), stride: recordBytes, ids: pending, count: pendingCount,
+                                     dimension: d, into: pendingScores)
             for slot in 0..<pendingCount {
                 let neighbour = Int(pending[slot])
-                let candidateDistance = -VectorMath.dot(q, vector(neighbour), d)
+                let candidateDistance = -pendingScores[slot]
                 if !top.isFull || candidateDistance < top.worst {
                     candidates.push(candidateDistance, UInt32(neighbour))
                     if !excluded.contains(neighbour) { top.push(candidateDistance, UInt32(neighbour)) }
@@ -388,6 +391,7 @@ final class SearchScratch: @unchecked Sendable {
     let query: UnsafeMutablePointer<Float>
     /// Unvisited neighbours of the node being expanded (at most M0 = 2·128).
     let pending = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+    let pendingScores = UnsafeMutablePointer<Float>.allocate(capacity: 256)
 
     init(nodes: Int, dimension: Int) {
         self.nodes = nodes
@@ -409,6 +413,7 @@ final class SearchScratch: @unchecked Sendable {
         visited.deallocate()
         query.deallocate()
         pending.deallocate()
+        pendingScores.deallocate()
         candidates.release()
         top.release()
     }

@@ -74,26 +74,12 @@ public final class NormOrderedScan: @unchecked Sendable {
         blocked.deallocate()
     }
 
-    /// Sixteen rows' scores from one value-major block, four accumulators deep.
+    /// Sixteen rows' scores from one value-major block, four accumulators deep (in the C kernels).
     @inline(__always)
     private static func blockScores(_ block: UnsafePointer<Float>, _ query: UnsafePointer<Float>, _ d: Int) -> SIMD16<Float> {
-        @inline(__always) func column(_ j: Int) -> SIMD16<Float> {
-            UnsafeRawPointer(block + j * lanes).loadUnaligned(as: SIMD16<Float>.self)
-        }
-        var a = SIMD16<Float>(), b = SIMD16<Float>(), c = SIMD16<Float>(), e = SIMD16<Float>()
-        var j = 0
-        while j + 4 <= d {
-            a.addProduct(SIMD16(repeating: query[j]), column(j))
-            b.addProduct(SIMD16(repeating: query[j + 1]), column(j + 1))
-            c.addProduct(SIMD16(repeating: query[j + 2]), column(j + 2))
-            e.addProduct(SIMD16(repeating: query[j + 3]), column(j + 3))
-            j += 4
-        }
-        while j < d {
-            a.addProduct(SIMD16(repeating: query[j]), column(j))
-            j += 1
-        }
-        return (a + b) + (c + e)
+        var scores = SIMD16<Float>()
+        withUnsafeMutableBytes(of: &scores) { VectorMath.blockScores16(block, query, d, into: $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+        return scores
     }
 
     /// The exact top k by inner product, best first, or nil when more than `rowLimit` rows would

@@ -34,13 +34,13 @@ public struct FactorModel: Sendable {
 }
 
 /// Anything that scores every item for a user: the interface offline evaluation ranks through.
-public protocol Recommender: Sendable {
+public protocol ItemScorer: Sendable {
     var itemCount: Int { get }
     /// Writes a score for every item into `scores` (count `itemCount`); higher is better.
     func scoreItems(forUser user: Int, history: InteractionMatrix, into scores: UnsafeMutableBufferPointer<Float>)
 }
 
-extension FactorModel: Recommender {
+extension FactorModel: ItemScorer {
     public func scoreItems(forUser user: Int, history: InteractionMatrix, into scores: UnsafeMutableBufferPointer<Float>) {
         if dimension == 0 {
             // Popularity: the same ranking for everyone.

@@ -18,7 +18,7 @@ public struct ItemKNNConfiguration: Sendable, Codable, Hashable {
 /// Item-to-item neighbours from co-occurrence: for each item, the top K items by cosine of their
 /// user columns (optionally BM25-weighted first). A user's score for j is Σ over their items i of
 /// w(u,i)·sim(i, j).
-public struct ItemKNNModel: Recommender {
+public struct ItemKNNModel: ItemScorer {
     public let itemCount: Int
     public let neighbourStart: [Int]
     public let neighbours: [UInt32]

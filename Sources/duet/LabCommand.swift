@@ -10,7 +10,7 @@ struct LabCommand: AsyncParsableCommand {
         commandName: "lab",
         abstract: "The experimentation system: snapshots, training, evaluation, experiments, decisions.",
         subcommands: [SnapshotCommand.self, SplitCommand.self, TrainCommand.self, EvaluateCommand.self, CompareCommand.self,
-                      PromoteCommand.self, RollbackCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
+                      PromoteCommand.self, RollbackCommand.self, RejectCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
                       VerifyCommand.self, ExperimentCommand.self, AnalyzeCommand.self, DecideCommand.self, IncidentCommand.self,
                       SimulateCommand.self, StatsCommand.self, TuneCommand.self, DashboardCommand.self, MigrateCommand.self, GrantsCommand.self]
     )

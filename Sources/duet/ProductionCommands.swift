@@ -59,6 +59,20 @@ struct RollbackCommand: AsyncParsableCommand {
     }
 }
 
+struct RejectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reject",
+        abstract: "Mark a candidate as rejected, so it can never be promoted (a production model is rolled back instead)."
+    )
+    @OptionGroup var home: HomeOptions
+    @Argument(help: "Bundle id or prefix.") var model: String
+
+    func run() async throws {
+        let id = try await home.lab().reject(model)
+        print("model \(id.prefix(12)) is rejected")
+    }
+}
+
 struct HistoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "history", abstract: "The production alias, change by change.")
     @OptionGroup var home: HomeOptions
@@ -116,12 +130,13 @@ struct ShowCommand: AsyncParsableCommand {
         let manifest = result.manifest
         print("bundle \(id)")
         print("  \(manifest.name): \(manifest.modelKind), \(manifest.dimension) factors, status \(result.record?.status.rawValue ?? "unregistered")")
+        if let parent = result.record?.parent { print("  descends from \(parent.prefix(12))") }
         print("  \(manifest.counts.users) users, \(manifest.counts.items) items, \(manifest.counts.interactions) training interactions")
         print("  snapshot \(manifest.snapshotHash.prefix(12)), created \(TimestampParser.iso8601String(manifest.createdAt))")
         print("  hyperparameters: " + manifest.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         for index in manifest.indexes { print("  index \(index.name) v\(index.version) (\(index.kind), \(index.metric))") }
         for evaluation in result.evaluations {
-            print("  evaluation #\(evaluation.id ?? 0) vs \(evaluation.baseline?.prefix(12) ?? "popularity") on split \(evaluation.split)")
+            print("  evaluation #\(evaluation.id ?? 0) vs \(evaluation.baseline?.prefix(12) ?? "popularity") on split \(evaluation.split)\(evaluation.reportPath.map { ": \($0)" } ?? "")")
         }
     }
 }

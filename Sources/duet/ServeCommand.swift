@@ -44,13 +44,11 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "Rows are read longest first and the scan stops once no row left can make the list, which for factor models is usually a few per cent of the catalogue; catalogues up to this size are always exact."))
     var annThreshold: Int = 20_000
     @Option(help: "HNSW beam width for recommendations the exact scan hands over (at least n is used); `duet bench recommend --ef` reports its recall.")
-    var ef: Int = ServeConfiguration.defaultRecommendationBeam
-    @Option(help: ArgumentHelp("Test hook: serve a share of one experiment's treatment users as control, e.g. exp1:0.2.", visibility: .hidden))
-    var faultSkewAssignment: String?
+    var ef: Int = ServeSettings.defaultRecommendationBeam
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        var configuration = ServeConfiguration(home: home.resolved)
+        var configuration = ServeSettings(home: home.resolved)
         configuration.host = host
         configuration.port = try port ?? environment["DUET_PORT"].map { text in
             guard let value = Int(text) else { throw ValidationError("DUET_PORT '\(text)' is not a port number") }
@@ -67,13 +65,6 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...10_000).contains(ef) else { throw ValidationError("--ef must be 1–10000") }
         configuration.annThreshold = annThreshold
         configuration.recommendationBeam = ef
-        if let faultSkewAssignment {
-            let parts = faultSkewAssignment.split(separator: ":")
-            guard parts.count == 2, let share = Double(parts[1]), (0...1).contains(share) else {
-                throw ValidationError("--fault-skew-assignment takes EXPERIMENT:SHARE, e.g. exp1:0.2")
-            }
-            configuration.fault = AssignmentFault(experiment: String(parts[0]), share: share)
-        }
 
         let duetHome = configuration.home
         guard home.registryURL != nil || serveRegistry != nil || environment["DUET_SERVE_REGISTRY"] != nil || FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {

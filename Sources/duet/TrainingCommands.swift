@@ -75,6 +75,7 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(help: "Train on this split's train part, holding its test part out for evaluation.") var split: String?
     @Option(help: "A name for people (the id is the bundle's hash).") var name: String?
     @Flag(help: "Register the bundle as a candidate.") var register = false
+    @Option(help: "The registered bundle this one descends from (a refresh or a tuning of it); recorded as its parent.") var parent: String?
     @Flag(help: "Skip the HNSW indexes (Serve then scans exactly); saves time on huge catalogues.") var noIndex = false
     @OptionGroup var algorithm: AlgorithmOptions
 
@@ -94,7 +95,7 @@ struct TrainCommand: AsyncParsableCommand {
         let started = clock.now
         let (bundleID, model) = try await lab.train(snapshot: snapshot, split: split, algorithm: chosen,
                                                     name: name ?? "\(chosen.name)-\(Date().epochMillis / 1000)", register: register,
-                                                    buildIndexes: !noIndex) { done, total, loss in
+                                                    parent: parent, buildIndexes: !noIndex) { done, total, loss in
             bar.update(done)
             if showLoss, let loss { FileHandle.standardError.write(Data(String(format: "\niteration %d/%d loss %.6f\n", done, total, loss).utf8)) }
         }

@@ -2,6 +2,7 @@ import DuetCore
 import DuetDashboard
 import DuetLab
 import DuetStore
+import DuetLabTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird

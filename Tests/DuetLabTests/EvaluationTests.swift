@@ -6,7 +6,7 @@ import Foundation
 import Testing
 
 /// Fixed scores: item i scores `scores[i]` for every user.
-struct FixedScores: Recommender {
+struct FixedScores: ItemScorer {
     let scores: [Float]
     var itemCount: Int { scores.count }
     func scoreItems(forUser user: Int, history: InteractionMatrix, into out: UnsafeMutableBufferPointer<Float>) {

@@ -1,6 +1,8 @@
 import DuetCore
 import DuetLab
 import DuetStore
+import DuetLabTestSupport
+import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Testing

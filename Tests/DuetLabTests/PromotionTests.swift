@@ -1,7 +1,9 @@
 import DuetCore
 import DuetLab
 import DuetStore
+import DuetLabTestSupport
 import DuetTestSupport
+import DuetTraining
 import Foundation
 import Testing
 
@@ -86,6 +88,35 @@ import Testing
             await #expect { try await lab.promote(String(fixture.first.prefix(10)), actor: "ana", reason: "again", override: "x") } throws: {
                 "\($0)".contains("already in production")
             }
+        }
+    }
+
+    @Test func rejectionLineageAndEvaluationReportsAreRecorded() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            // A rejected candidate can never be promoted, not even by override.
+            #expect(try await lab.reject(String(fixture.second.prefix(12))) == fixture.second)
+            #expect(try await lab.registry.model(fixture.second)?.status == .rejected)
+            await #expect { try await lab.promote(fixture.second, actor: "ana", reason: "r", override: "x") } throws: { "\($0)".contains("was rejected") }
+
+            // A retrained model names the bundle it descends from.
+            var als = ALSConfiguration()
+            als.factors = 6
+            als.iterations = 2
+            let child = try await lab.train(snapshot: "latest", split: fixture.split, algorithm: .als(als), name: "child", register: true,
+                                            parent: fixture.first).bundleID
+            #expect(try await lab.registry.model(child)?.parent == fixture.first)
+            await #expect { try await lab.train(snapshot: "latest", split: fixture.split, algorithm: .als(als), name: "orphan", register: false,
+                                                parent: fixture.first) } throws: { "\($0)".contains("--register") }
+
+            // The evaluation's report file holds the comparison the registry stores.
+            let (comparison, id) = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 200)
+            let record = try #require(try await lab.registry.evaluations(candidate: fixture.first).first { $0.id == id })
+            let path = try #require(record.reportPath)
+            let written = try JSONDecoder().decode(OfflineComparison.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(written.differences == comparison.differences && written.candidate == fixture.first)
+            #expect(Data(record.metricsJSON.utf8) == (try Data(contentsOf: URL(fileURLWithPath: path))))
         }
     }
 }

@@ -1,5 +1,6 @@
 import DuetCore
 import DuetStore
+import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Testing

@@ -3,7 +3,8 @@ public import DuetStore
 public import Foundation
 import Crypto
 
-public enum Recommendation: String, Codable, Sendable {
+/// What an analysis recommends the reviewer decide.
+public enum AnalysisVerdict: String, Codable, Sendable {
     case ship
     case noShip = "no-ship"
     case inconclusive
@@ -60,7 +61,7 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     public var incidents: [String]
     public var excludedExposures: Int
     public var conflictingUsers: Int
-    public var recommendation: Recommendation
+    public var recommendation: AnalysisVerdict
     public var reasons: [String]
     public var sequential: Bool
     public var plannedSampleSize: Int?
@@ -142,7 +143,7 @@ public enum ExperimentAnalyzer {
     /// fallbacks; at least one success metric is significantly better; every guardrail is
     /// significantly non-inferior. A significantly worse success metric or a failed guardrail is
     /// no-ship; anything else is inconclusive. Every reason is listed.
-    static func recommend(_ report: ExperimentAnalysisReport, unaccountedIncidents: Int) -> (Recommendation, [String]) {
+    static func recommend(_ report: ExperimentAnalysisReport, unaccountedIncidents: Int) -> (AnalysisVerdict, [String]) {
         var blockers: [String] = []
         var harms: [String] = []
         if report.srm.detected {

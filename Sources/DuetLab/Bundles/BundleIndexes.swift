@@ -17,7 +17,7 @@ public enum BundleIndexes {
             let index = try model.itemFactors.withUnsafeBufferPointer {
                 try HNSWIndex.build($0, dimension: model.dimension, metric: metric, parameters: parameters, threads: threads)
             }
-            let descriptor = IndexDescriptor(name: name, version: 1, kind: "hnsw", metric: metric.rawValue, file: file)
+            let descriptor = IndexDescriptor(name: name, version: Int(HNSWIndex.formatVersion), kind: "hnsw", metric: metric.rawValue, file: file)
             attachments.append(BundleAttachment(name: file, index: descriptor) { writer in try writer.write(index.bytes) })
         }
         return attachments

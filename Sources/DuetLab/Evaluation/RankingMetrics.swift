@@ -82,7 +82,7 @@ public struct PerUserMetrics: Sendable {
 public enum Evaluator {
     /// Ranks every item for every test user. `train` supplies both the exclusions and the history;
     /// `test` the relevant items. Both are users × items over the same index space.
-    public static func evaluate(_ model: any Recommender, train: InteractionMatrix, test: InteractionMatrix, k: Int = 10,
+    public static func evaluate(_ model: any ItemScorer, train: InteractionMatrix, test: InteractionMatrix, k: Int = 10,
                                 itemFactors: (factors: [Float], dimension: Int)? = nil, threads: Int = 1) -> (RankingMetrics, PerUserMetrics) {
         let items = model.itemCount
         let users = (0..<test.rows).filter { !test.row($0).isEmpty }

@@ -2,6 +2,7 @@ public import DuetLab
 import DuetCore
 import DuetTraining
 public import Foundation
+import DuetTestSupport
 import Testing
 
 /// A small home with a snapshot, a split and two trained candidates.

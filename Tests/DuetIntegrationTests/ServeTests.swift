@@ -4,6 +4,8 @@ import DuetServe
 import DuetKernels
 import DuetSimilarity
 import DuetStore
+import DuetLabTestSupport
+import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
@@ -25,7 +27,7 @@ struct ServeFixture: Sendable {
             try await lab.lab.registry.promote(lab.first, actor: "test", reason: "setup", evidence: .override(reason: "test setup"),
                                                expectedGeneration: 0)
         }
-        var configuration = ServeConfiguration(home: lab.lab.home)
+        var configuration = ServeSettings(home: lab.lab.home)
         configuration.apiKey = apiKey
         configuration.maxBodyBytes = maxBodyBytes
         let source = try SQLiteServingSource(path: lab.lab.home.registryPath.path)
@@ -275,7 +277,7 @@ struct Recommendations: Decodable {
     @Test func listsTheScanCannotProveGoThroughHNSW() async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
-            var configuration = ServeConfiguration(home: fixture.lab.lab.home)
+            var configuration = ServeSettings(home: fixture.lab.lab.home)
             configuration.annThreshold = 0
             let source = try SQLiteServingSource(path: fixture.lab.lab.home.registryPath.path)
             let (_, approximate) = try await buildServe(configuration: configuration, source: source, eventSink: fixture.eventLog,

@@ -2,6 +2,8 @@ import DuetCore
 import DuetLab
 import DuetServe
 import DuetStore
+import DuetLabTestSupport
+import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
@@ -29,9 +31,23 @@ struct ExperimentReply: Decodable {
                        successMetrics: ["plays_per_user"], guardrails: [GuardrailMetric(metric: "skip_rate", margin: 0.05)])
     }
 
-    static func serve(_ fixture: LabFixture, fault: AssignmentFault? = nil) async throws -> (Application<RouterResponder<ServeRequestContext>>, ServeComponents, SQLiteEventLog) {
-        var configuration = ServeConfiguration(home: fixture.lab.home)
-        configuration.fault = fault
+    /// A deliberate assignment bug for the analysis to catch (sample-ratio mismatch): a share of the
+    /// users hashed to a treatment of `experiment` are recorded and served as control.
+    struct SkewedAssigner: ArmAssigner {
+        var experiment: String
+        var share: Double
+
+        func arm(for user: String, in spec: ExperimentSpec) -> ExperimentArm? {
+            guard let arm = spec.assignedArm(for: user) else { return nil }
+            let skewed = spec.id == experiment && arm.name != spec.control.name
+                && Double(Assignment.fnv1a32("skew" + user) % 10_000) / 10_000 < share
+            return skewed ? spec.control : arm
+        }
+    }
+
+    static func serve(_ fixture: LabFixture, assigner: any ArmAssigner = HashedArmAssigner()) async throws -> (Application<RouterResponder<ServeRequestContext>>, ServeComponents, SQLiteEventLog) {
+        var configuration = ServeSettings(home: fixture.lab.home)
+        configuration.assigner = assigner
         let log = try SQLiteEventLog(path: fixture.lab.home.eventLogPath.path)
         let (router, components) = try await buildServe(configuration: configuration,
                                                         source: try SQLiteServingSource(path: fixture.lab.home.registryPath.path),
@@ -80,7 +96,7 @@ struct ExperimentReply: Decodable {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
             try await fixture.lab.registry.promote(fixture.first, actor: "t", reason: "setup", evidence: .override(reason: "test"), expectedGeneration: 0)
-            let (app, components, log) = try await Self.serve(fixture, fault: AssignmentFault(experiment: "exp", share: 0.35))
+            let (app, components, log) = try await Self.serve(fixture, assigner: SkewedAssigner(experiment: "exp", share: 0.35))
             try await fixture.lab.createExperiment(Self.experiment(fixture))
             try await fixture.lab.registry.start(experiment: "exp")
             await components.reloader.reloadIfChanged()

@@ -1,5 +1,6 @@
 public import DuetStore
 public import DuetCore
+import DuetTestSupport
 import Foundation
 import GRDB
 import Logging

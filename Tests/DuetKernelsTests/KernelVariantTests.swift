@@ -1,0 +1,127 @@
+import CDuetIntrinsics
+import Foundation
+import DuetCore
+import DuetKernels
+import Testing
+
+/// Every instruction-set variant this CPU can run (the baseline always) against a double-precision
+/// reference, kernel by kernel, and the dispatch picks the widest one the CPU has.
+@Suite struct KernelVariantTests {
+    static let names = ["baseline", "avx2", "avx512"]
+
+    static var available: [(String, duet_kernel_table)] {
+        names.compactMap { name in duet_kernels_variant(name).map { (name, $0.pointee) } }
+    }
+
+    static func random(_ count: Int, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in Float(rng.gaussian()) }
+    }
+
+    static func reference(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
+        (0..<n).reduce(0.0) { $0 + Double(a[$1]) * Double(b[$1]) }
+    }
+
+    static func close(_ value: Float, _ expected: Double, scale: Double) -> Bool {
+        abs(Double(value) - expected) <= 1e-4 * max(1, scale)
+    }
+
+    @Test func dispatchTakesTheWidestVariantTheCPUHas() throws {
+        let widest = try #require(Self.available.last).0
+        #expect(Self.available.first?.0 == "baseline")
+        #expect(VectorMath.variant == widest || ProcessInfo.processInfo.environment["DUET_KERNELS"] != nil)
+        #expect(duet_kernels_variant("sse9") == nil)
+    }
+
+    @Test(arguments: [1, 15, 16, 17, 33, 64, 100])
+    func everyVariantScoresRowsLikeTheReference(d: Int) {
+        let rows = 37
+        let matrix = Self.random(rows * d, seed: 11), query = Self.random(d, seed: 12)
+        for (name, table) in Self.available {
+            matrix.withUnsafeBufferPointer { m in
+                query.withUnsafeBufferPointer { q in
+                    var scores = [Float](repeating: .nan, count: rows)
+                    table.score_rows(m.baseAddress!, rows, d, q.baseAddress!, &scores)
+                    for r in 0..<rows {
+                        let expected = Self.reference(m.baseAddress! + r * d, q.baseAddress!, d)
+                        #expect(Self.close(scores[r], expected, scale: abs(expected)), "\(name) row \(r)")
+                        // One dot product behind every entry point: the same bits.
+                        #expect(scores[r] == table.dot(m.baseAddress! + r * d, q.baseAddress!, d), "\(name) row \(r)")
+                    }
+                    // Rows 16 bytes of padding apart, gathered in a scrambled order (an HNSW expansion).
+                    let stride = (d + 4) * 4
+                    var padded = [Float](repeating: 1e30, count: rows * (d + 4))
+                    for r in 0..<rows { for j in 0..<d { padded[r * (d + 4) + j] = m[r * d + j] } }
+                    let ids: [UInt32] = [5, 0, 36, 17, 17, 2]
+                    var gathered = [Float](repeating: .nan, count: ids.count)
+                    padded.withUnsafeBytes { raw in
+                        table.score_gather(q.baseAddress!, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, ids, ids.count, d, &gathered)
+                    }
+                    for (slot, id) in ids.enumerated() { #expect(gathered[slot] == scores[Int(id)], "\(name) gathered \(id)") }
+                    // Float16 rows: the reference is the dot of the rounded values.
+                    let halves = matrix.map { Float16($0) }
+                    let bits = halves.map(\.bitPattern)
+                    var halfScores = [Float](repeating: .nan, count: rows)
+                    table.score_rows_f16(bits, rows, d, q.baseAddress!, &halfScores)
+                    for r in 0..<rows {
+                        let expected = (0..<d).reduce(0.0) { $0 + Double(Float(halves[r * d + $1])) * Double(q[$1]) }
+                        #expect(Self.close(halfScores[r], expected, scale: abs(expected)), "\(name) half row \(r)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func everyVariantBlockScoresAxpyAndMatvec() {
+        let d = 37
+        let rowsMajor = Self.random(16 * d, seed: 21), query = Self.random(d, seed: 22)
+        var block = [Float](repeating: 0, count: 16 * d)
+        for lane in 0..<16 { for j in 0..<d { block[j * 16 + lane] = rowsMajor[lane * d + j] } }
+        var symmetric = Self.random(d * d, seed: 23)
+        for i in 0..<d { for j in 0..<i { symmetric[i * d + j] = symmetric[j * d + i] } }
+        for (name, table) in Self.available {
+            var out = [Float](repeating: .nan, count: 16)
+            table.block_scores16(block, query, d, &out)
+            for lane in 0..<16 {
+                let expected = rowsMajor.withUnsafeBufferPointer { Self.reference($0.baseAddress! + lane * d, query, d) }
+                #expect(Self.close(out[lane], expected, scale: abs(expected)), "\(name) lane \(lane)")
+            }
+            var y = query
+            table.axpy(-0.25, rowsMajor, &y, d)
+            for j in 0..<d { #expect(abs(Double(y[j]) - (Double(query[j]) - 0.25 * Double(rowsMajor[j]))) < 1e-5, "\(name) axpy \(j)") }
+            var product = [Float](repeating: .nan, count: d)
+            table.matvec(symmetric, query, &product, d)
+            for i in 0..<d {
+                let expected = symmetric.withUnsafeBufferPointer { Self.reference($0.baseAddress! + i * d, query, d) }
+                #expect(Self.close(product[i], expected, scale: abs(expected)), "\(name) matvec \(i)")
+            }
+        }
+    }
+
+    /// The conjugate-gradient ALS step converges to the solution of its normal equations in every variant.
+    @Test func everyVariantSolvesTheImplicitALSSystem() {
+        let d = 20, itemCount = 50
+        let factors = Self.random(itemCount * d, seed: 31)
+        var gram = [Float](repeating: 0, count: d * d)
+        for r in 0..<itemCount { for i in 0..<d { for j in 0..<d { gram[i * d + j] += factors[r * d + i] * factors[r * d + j] } } }
+        for i in 0..<d { gram[i * d + i] += 0.1 }
+        let items: [UInt32] = [3, 9, 27, 44], confidences: [Float] = [5, 2, 9, 3]
+        // The full matrix A = gram + Σ (c − 1)·y yᵀ and b = Σ c·y, solved in double precision.
+        var a = gram.map(Double.init), b = [Double](repeating: 0, count: d)
+        for (item, c) in zip(items, confidences) {
+            let row = Int(item) * d
+            for i in 0..<d {
+                b[i] += Double(c) * Double(factors[row + i])
+                for j in 0..<d { a[i * d + j] += Double(c - 1) * Double(factors[row + i]) * Double(factors[row + j]) }
+            }
+        }
+        for (name, table) in Self.available {
+            var x = [Float](repeating: 0, count: d), r = x, p = x, ap = x
+            table.implicit_als_step(&x, gram, factors, items, confidences, items.count, d, 60, &r, &p, &ap)
+            for i in 0..<d {
+                let residual = (0..<d).reduce(-b[i]) { $0 + a[i * d + $1] * Double(x[$1]) }
+                #expect(abs(residual) < 1e-2 * max(1, abs(b[i])), "\(name) residual \(i) = \(residual)")
+            }
+        }
+    }
+}
