@@ -160,6 +160,7 @@ let package = Package(
                 "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity",
                 "DuetTestSupport", "DuetStoreTestSupport", "DuetLabTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: upcoming
         ),

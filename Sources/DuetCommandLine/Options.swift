@@ -40,12 +40,13 @@ package struct HomeOptions: ParsableArguments {
 
     /// Serve's two handles: the registry read-only and the event log append-only. On PostgreSQL they
     /// use `serveURL` (Serve's own role), never migrate, and refuse a schema they do not know.
-    package func openForServe(serveURL: String?) async throws -> (source: any ServingSource, sink: any EventSink) {
+    package func openForServe(serveURL: String?, ingestTimeout: Duration) async throws -> (source: any ServingSource, log: any EventSink & EventTail) {
         if let url = serveURL ?? registryURL {
             let database = try SharedPostgres.database(url)
             return (try await PostgresServingSource(database: database), try await PostgresEventLog(servingDatabase: database))
         }
-        return (try SQLiteServingSource(path: resolved.registryPath.path), try SQLiteEventLog(path: resolved.eventLogPath.path))
+        return (try SQLiteServingSource(path: resolved.registryPath.path),
+                try SQLiteEventLog(path: resolved.eventLogPath.path, busyTimeout: ingestTimeout / 2))
     }
 
     package func lab() async throws -> Lab { try Lab(home: resolved, registry: try await openRegistry()) }

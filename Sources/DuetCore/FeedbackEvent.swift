@@ -72,6 +72,9 @@ public struct FeedbackEvent: Hashable, Sendable, Codable {
         guard weight.isFinite, weight >= 0 else {
             throw .invalidValue(field: "weight", reason: "\(weight) must be a finite number ≥ 0")
         }
+        guard TimestampParser.validRange.contains(timestamp) else {
+            throw .invalidValue(field: "timestamp", reason: "\(timestamp) ms is outside 1970 to 9999")
+        }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -88,13 +91,17 @@ public struct FeedbackEvent: Hashable, Sendable, Codable {
         weight = try container.decodeIfPresent(Float.self, forKey: .weight) ?? 1
         requestID = try container.decodeIfPresent(String.self, forKey: .requestID)
         if let text = try? container.decode(String.self, forKey: .timestamp) {
-            guard let millis = TimestampParser.epochMillis(Substring(text)) else {
+            guard let millis = TimestampParser.epochMillis(Substring(text.prefix(64))) else {
                 throw DecodingError.dataCorruptedError(forKey: .timestamp, in: container,
-                                                       debugDescription: "'\(text)' is not ISO 8601 or epoch time")
+                                                       debugDescription: "'\(text.prefix(40))' is not ISO 8601 or epoch time from 1970 to 9999")
             }
             timestamp = millis
         } else if let number = try? container.decode(Double.self, forKey: .timestamp) {
-            timestamp = number >= 1e12 ? EpochMillis(number) : EpochMillis((number * 1000).rounded())
+            guard let millis = TimestampParser.epochMillis(number: number) else {
+                throw DecodingError.dataCorruptedError(forKey: .timestamp, in: container,
+                                                       debugDescription: "\(number) is not an epoch time from 1970 to 9999")
+            }
+            timestamp = millis
         } else {
             throw DecodingError.keyNotFound(CodingKeys.timestamp, .init(codingPath: container.codingPath,
                                                                          debugDescription: "timestamp is required"))

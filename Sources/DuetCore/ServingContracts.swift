@@ -18,6 +18,28 @@ public protocol EventSink: Sendable {
     func append(events: [FeedbackEvent]) async throws -> Int64?
     @discardableResult
     func append(exposures: [Exposure]) async throws -> Int64?
+    /// Appends the exposures whose request id is not stored yet, in one transaction, and returns how
+    /// many were new: replaying a spill file again, or after a crash half-way, stores each once.
+    func replay(exposures: [Exposure]) async throws -> Int
+}
+
+/// An event as stored, with the log's sequence number: strictly increasing in append order,
+/// so a reader can freeze the log at a high-water mark and page through it.
+public struct StoredEvent: Hashable, Sendable {
+    public var sequence: Int64
+    public var event: FeedbackEvent
+
+    public init(sequence: Int64, event: FeedbackEvent) {
+        self.sequence = sequence
+        self.event = event
+    }
+}
+
+/// What Serve reads back from the event log: its tail of feedback events, so every replica, and a
+/// restarted one, knows what each user just consumed, whichever replica ingested it.
+public protocol EventTail: Sendable {
+    /// Events with a sequence number above `sequence` and a timestamp at or after `since`, oldest first.
+    func tail(after sequence: Int64, since: EpochMillis, limit: Int) async throws -> [StoredEvent]
 }
 
 /// What Serve needs to know, read in one cheap query: the production model and the running experiments.

@@ -29,8 +29,9 @@ public final class LoadedBundle: Sendable {
     public var id: String { bundle.id }
 
     /// Opens from a bundle folder, verifying every checksum first, then warms up with one query.
+    /// A private, verified copy: editing or truncating the bundle's files afterwards changes nothing here.
     public convenience init(folder: URL) throws {
-        try self.init(bundle: ModelBundle(folder: folder))
+        try self.init(bundle: ModelBundle(folder: folder, privateCopy: true))
     }
 
     public init(bundle: ModelBundle) throws {

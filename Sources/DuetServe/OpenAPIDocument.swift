@@ -51,7 +51,8 @@ enum OpenAPIDocument {
                 "properties": {"accepted": {"type": "integer"}, "lastSequence": {"type": "integer"}}}}}},
               "400": {"$ref": "#/components/responses/Error"},
               "401": {"$ref": "#/components/responses/Error"},
-              "413": {"$ref": "#/components/responses/Error"}
+              "413": {"$ref": "#/components/responses/Error"},
+              "503": {"$ref": "#/components/responses/Unavailable"}
             }
           }
         },
@@ -64,7 +65,10 @@ enum OpenAPIDocument {
       "components": {
         "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
         "responses": {"Error": {"description": "A JSON error naming the problem",
-          "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}},
+          "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}},
+          "Unavailable": {"description": "Overloaded, or the event store failed or did not answer in time; nothing was stored",
+            "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}},
         "schemas": {
           "Item": {"type": "object", "required": ["id", "score"], "properties": {
             "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"}}},

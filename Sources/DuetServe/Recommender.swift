@@ -76,12 +76,18 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
     case noProductionBundle
     case unknownItem(String)
     case unknownIndex(String, available: [String])
+    /// Too many ingest bodies in flight: shed load rather than grow.
+    case ingestOverloaded(limit: Int)
+    /// The event store failed or did not answer in time; nothing was acknowledged.
+    case eventStoreUnavailable(String)
 
     public var description: String {
         switch self {
         case .noProductionBundle: "no production bundle is loaded yet; promote one with `duet lab promote`"
         case let .unknownItem(item): "item '\(item)' is not in the production bundle"
         case let .unknownIndex(name, available): "no index named '\(name)'; this bundle has: \(available.joined(separator: ", "))"
+        case let .ingestOverloaded(limit): "\(limit) event batches are already being stored; retry shortly"
+        case let .eventStoreUnavailable(reason): "the event store is unavailable (\(reason)); nothing was stored, retry shortly"
         }
     }
 }

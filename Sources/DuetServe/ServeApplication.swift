@@ -6,6 +6,8 @@ public import Hummingbird
 public import Logging
 import Metrics
 import NIOCore
+import ServiceLifecycle
+import Synchronization
 public import Prometheus
 
 /// Serve's settings; `duet serve --help` documents each.
@@ -24,6 +26,16 @@ public struct ServeSettings: Sendable {
     public var recommendationBeam = Self.defaultRecommendationBeam
     public static let defaultRecommendationBeam = 32
     public var exposureQueueCapacity = 50_000
+    /// Ingest bodies collected or being stored at once; past it POST /v1/events answers 503 at once,
+    /// so memory stays under about this many times `maxBodyBytes`.
+    public var maxIngestInFlight = 32
+    /// How long an append may take before the client gets 503 with Retry-After. Give the store's own
+    /// timeout less than this (the SQLite sink's busy timeout is `ingestTimeout` / 2), so a write that
+    /// gives up is one that never committed.
+    public var ingestTimeout: Duration = .seconds(3)
+    /// How far back a starting replica reads the event log for what users consumed (at most
+    /// `RecentHistory.itemsPerUser` items each); afterwards it follows the log's tail every `pollInterval`.
+    public var recentWindow: Duration = .seconds(7 * 24 * 3_600)
     public var assigner: any ArmAssigner = HashedArmAssigner()
 
     public init(home: DuetHome) { self.home = home }
@@ -45,11 +57,13 @@ public struct ServeComponents: Sendable {
     public let exposures: ExposureWriter
     public let recommender: Recommender
     public let metrics: ServeMetrics
+    /// Follows the event log's tail; nil when Serve was built without one.
+    public let consumption: ConsumptionTail?
 }
 
 /// Builds Serve: components, then the router. Serve is handed only what it may use: the registry's
 /// read-only serving source and the event log's append-only sink.
-public func buildServe(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink,
+public func buildServe(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink, eventTail: (any EventTail)? = nil,
                        prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> (Router<ServeRequestContext>, ServeComponents) {
     let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
     let metrics = ServeMetrics(factory: metricsFactory)
@@ -58,23 +72,32 @@ public func buildServe(configuration: ServeSettings, source: any ServingSource, 
                                  interval: configuration.pollInterval, metrics: metrics, logger: logger)
     let exposures = ExposureWriter(log: eventSink, spillFolder: configuration.home.root.appendingPathComponent("spill"),
                                    capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
-    let recommender = Recommender(store: store, exposures: exposures, recent: RecentHistory(), metrics: metrics,
+    let recent = RecentHistory()
+    let consumption = eventTail.map {
+        ConsumptionTail(tail: $0, recent: recent, window: configuration.recentWindow, interval: configuration.pollInterval, logger: logger)
+    }
+    // What users just consumed, from the log, before the first request: a restart forgets nothing.
+    do { try await consumption?.catchUp() } catch { logger.error("event log tail unreadable at start: \(error)") }
+    let recommender = Recommender(store: store, exposures: exposures, recent: recent, metrics: metrics,
                                   minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
                                   recommendationBeam: configuration.recommendationBeam, assigner: configuration.assigner)
     // Load what production is before accepting traffic, so /readyz is true from the first request.
     await reloader.reloadIfChanged()
-    let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics)
+    let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics,
+                                     consumption: consumption)
     let router = buildRouter(configuration: configuration, components: components, eventSink: eventSink, prometheus: prometheus)
     return (router, components)
 }
 
-public func buildApplication(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink,
+public func buildApplication(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink, eventTail: (any EventTail)? = nil,
                              prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> some ApplicationProtocol {
-    let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventSink,
+    let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventSink, eventTail: eventTail,
                                                     prometheus: prometheus, logger: logger)
+    var services: [any Service] = [components.reloader, components.exposures]
+    if let consumption = components.consumption { services.append(consumption) }
     return Application(router: router,
                        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "duet-serve"),
-                       services: [components.reloader, components.exposures], logger: logger)
+                       services: services, logger: logger)
 }
 
 func buildRouter(configuration: ServeSettings, components: ServeComponents, eventSink: any EventSink,
@@ -133,11 +156,18 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         return try jsonResponse(try recommender.similar(item: item, n: n, index: index))
     }
 
+    let ingestInFlight = Atomic<Int>(0)
     v1.post("events") { request, _ in
         if let key = configuration.apiKey {
             let presented = request.headers[.authorization].map { $0.replacingOccurrences(of: "Bearer ", with: "") }
                 ?? request.headers[HTTPField.Name("X-API-Key")!]
             guard presented == key else { throw HTTPError(.unauthorized, message: "POST /v1/events needs the API key (Authorization: Bearer …)") }
+        }
+        let admitted = ingestInFlight.add(1, ordering: .relaxed).newValue
+        defer { ingestInFlight.subtract(1, ordering: .relaxed) }
+        guard admitted <= configuration.maxIngestInFlight else {
+            components.metrics.ingestShed.increment()
+            throw ServeError.ingestOverloaded(limit: configuration.maxIngestInFlight)
         }
         let body: ByteBuffer
         do {
@@ -146,12 +176,38 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
             throw HTTPError(.contentTooLarge, message: "the body is larger than \(configuration.maxBodyBytes) bytes (--max-body-bytes)")
         }
         let events = try decodeEvents(Data(body.readableBytesView), limit: configuration.maxEventsPerBatch)
-        let last = try await eventSink.append(events: events)
+        let last = try await appendWithin(configuration.ingestTimeout, events, to: eventSink, metrics: components.metrics)
         components.metrics.eventsIngested.increment(by: events.count)
         recommender.recordConsumption(events)
         return try jsonResponse(EventsAccepted(accepted: events.count, lastSequence: last), status: .accepted)
     }
     return router
+}
+
+/// Appends, answering within `limit` whatever the store does. A store that fails, or does not answer
+/// in time, becomes `ServeError.eventStoreUnavailable` (503 with Retry-After); invalid events stay 400.
+func appendWithin(_ limit: Duration, _ events: [FeedbackEvent], to sink: any EventSink, metrics: ServeMetrics) async throws -> Int64? {
+    do {
+        return try await withThrowingTaskGroup(of: Int64?.self) { group in
+            group.addTask { try await sink.append(events: events) }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw ServeError.eventStoreUnavailable("no answer within \(limit)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+    } catch let error as DuetError {
+        if case .invalidValue = error { throw error }
+        metrics.ingestFailures.increment()
+        throw ServeError.eventStoreUnavailable(error.description)
+    } catch let error as ServeError {
+        metrics.ingestFailures.increment()
+        throw error
+    } catch {
+        metrics.ingestFailures.increment()
+        throw ServeError.eventStoreUnavailable(String(describing: error).prefix(200).description)
+    }
 }
 
 struct Readiness: Codable {
@@ -233,11 +289,16 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as ServeError {
             let status: HTTPResponse.Status = switch error {
-            case .noProductionBundle: .serviceUnavailable
+            case .noProductionBundle, .ingestOverloaded, .eventStoreUnavailable: .serviceUnavailable
             case .unknownItem: .notFound
             case .unknownIndex: .badRequest
             }
-            return try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+            var response = try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+            // Every 503 says when to come back; an overloaded ingest sooner than a failing store.
+            if status == .serviceUnavailable {
+                response.headers[.retryAfter] = if case .ingestOverloaded = error { "1" } else { "2" }
+            }
+            return response
         } catch let error as HTTPError {
             let message = error.body ?? (error.status == .notFound ? "no route for \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             return try jsonResponse(ErrorBody(error: message, status: Int(error.status.code)), status: error.status)
@@ -245,7 +306,9 @@ struct JSONErrorMiddleware: RouterMiddleware {
             // Invalid input is the caller's to fix; anything else (e.g. the event log unreachable) is ours.
             let status: HTTPResponse.Status = if case .invalidValue = error { .badRequest } else { .serviceUnavailable }
             context.logger.error("request failed: \(error)")
-            return try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+            var response = try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+            if status == .serviceUnavailable { response.headers[.retryAfter] = "2" }
+            return response
         } catch {
             context.logger.error("request failed: \(error)")
             return try jsonResponse(ErrorBody(error: "internal error", status: 500), status: .internalServerError)

@@ -12,6 +12,11 @@ public final class ServeMetrics: Sendable {
     let exposuresSpilled: Counter
     /// Exposures neither logged nor spilled (the spill file could not be written): alert on it.
     let exposuresLost: Counter
+    /// Spilled exposures stored by a replay (each once: replay skips request ids already stored).
+    let exposuresReplayed: Counter
+    /// Ingest batches refused with 503: shed for load, or not stored because the store failed.
+    let ingestShed: Counter
+    let ingestFailures: Counter
     let swaps: Counter
     let swapRefusals: Counter
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
@@ -46,6 +51,9 @@ public final class ServeMetrics: Sendable {
         exposuresLogged = Counter(label: "duet_exposures_logged_total", factory: factory)
         exposuresSpilled = Counter(label: "duet_exposures_spilled_total", factory: factory)
         exposuresLost = Counter(label: "duet_exposures_lost_total", factory: factory)
+        exposuresReplayed = Counter(label: "duet_exposures_replayed_total", factory: factory)
+        ingestShed = Counter(label: "duet_ingest_shed_total", factory: factory)
+        ingestFailures = Counter(label: "duet_ingest_store_failures_total", factory: factory)
         swaps = Counter(label: "duet_swaps_total", factory: factory)
         swapRefusals = Counter(label: "duet_swap_refusals_total", factory: factory)
     }

@@ -1,12 +1,5 @@
 public import DuetCore
 
-/// An event as stored, with the log's sequence number: strictly increasing in append order,
-/// so a reader can freeze the log at a high-water mark and page through it.
-public struct StoredEvent: Hashable, Sendable {
-    public var sequence: Int64
-    public var event: FeedbackEvent
-}
-
 public struct StoredExposure: Hashable, Sendable {
     public var sequence: Int64
     public var exposure: Exposure
@@ -30,7 +23,7 @@ public struct EventFilter: Hashable, Sendable {
 
 /// The append-only store of feedback events and exposures that Serve writes (through the
 /// `EventSink` this refines) and the Lab reads.
-public protocol EventLog: EventSink {
+public protocol EventLog: EventSink, EventTail {
     /// Appends everything `produce` hands over in one transaction: a bulk import either lands whole
     /// or not at all. Returns the number of events appended.
     func appendAtomically(_ produce: (_ append: (FeedbackEvent) throws -> Void) throws -> Void) async throws -> Int
@@ -45,6 +38,10 @@ public protocol EventLog: EventSink {
 }
 
 extension EventLog {
+    public func tail(after sequence: Int64, since: EpochMillis, limit: Int) async throws -> [StoredEvent] {
+        try await events(after: sequence, matching: EventFilter(from: since), limit: limit)
+    }
+
     /// Visits every matching event in pages, so memory does not grow with the log.
     public func forEachEvent(matching filter: EventFilter, pageSize: Int = 50_000,
                              _ body: ([StoredEvent]) throws -> Void) async throws {

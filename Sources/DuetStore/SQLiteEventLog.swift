@@ -9,9 +9,11 @@ public final class SQLiteEventLog: EventLog {
     private let pool: DatabasePool
     public let path: String
 
-    public init(path: String) throws {
+    /// `busyTimeout` bounds how long an append waits for another writer (a Lab import, say) before
+    /// it fails without committing; Serve keeps it under its ingest deadline.
+    public init(path: String, busyTimeout: Duration = .seconds(10)) throws {
         self.path = path
-        pool = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "event log")
+        pool = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "event log", busyTimeout: busyTimeout)
     }
 
     /// Runs `sql` on this log's own connection, past every Swift-level guard: the tests use it to
@@ -99,11 +101,20 @@ public final class SQLiteEventLog: EventLog {
     @discardableResult
     public func append(exposures: [Exposure]) async throws -> Int64? {
         guard !exposures.isEmpty else { return nil }
+        return try await insert(exposures, skippingKnown: false).last
+    }
+
+    public func replay(exposures: [Exposure]) async throws -> Int {
+        guard !exposures.isEmpty else { return 0 }
+        return try await insert(exposures, skippingKnown: true).inserted
+    }
+
+    private func insert(_ exposures: [Exposure], skippingKnown: Bool) async throws -> (last: Int64?, inserted: Int) {
         for exposure in exposures { try exposure.validate() }
         let rows = exposures.map { exposure in (exposure, Self.itemsJSON(exposure.items), Self.armsJSON(exposure.experiments)) }
         return try await pool.write { db in
             let statement = try db.cachedStatement(sql: """
-                INSERT INTO exposures (request_id, ts, user, bundle_id, items, experiments, fallback, context)
+                INSERT \(skippingKnown ? "OR IGNORE " : "")INTO exposures (request_id, ts, user, bundle_id, items, experiments, fallback, context)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             // Bound through SQLite's C API: GRDB's StatementArguments box every value, which cost
@@ -113,6 +124,7 @@ public final class SQLiteEventLog: EventLog {
                 sqlite3_reset(handle)
                 sqlite3_clear_bindings(handle)
             }
+            var inserted = 0
             for (exposure, items, experiments) in rows {
                 sqlite3_reset(handle)
                 Self.bind(exposure.requestID, at: 1, in: handle)
@@ -128,8 +140,9 @@ public final class SQLiteEventLog: EventLog {
                     throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
                                         sql: statement.sql)
                 }
+                inserted += Int(sqlite3_changes(db.sqliteConnection))
             }
-            return db.lastInsertedRowID
+            return (db.lastInsertedRowID, inserted)
         }
     }
 

@@ -4,9 +4,9 @@ import GRDB
 /// How Duet opens its SQLite files: WAL (a pool), a busy timeout for the CLI and the server sharing
 /// a file, foreign keys on, and `synchronous = FULL` so a committed transaction survives power loss.
 enum SQLiteFiles {
-    static func configuration(readOnly: Bool) -> Configuration {
+    static func configuration(readOnly: Bool, busyTimeout: Duration = .seconds(10)) -> Configuration {
         var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
+        configuration.busyMode = .timeout(Double(busyTimeout.components.seconds) + Double(busyTimeout.components.attoseconds) / 1e18)
         configuration.readonly = readOnly
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
@@ -18,9 +18,10 @@ enum SQLiteFiles {
     }
 
     /// Opens `path` for writing and brings its schema up to date; `what` names it in errors.
-    static func openForWriting(path: String, migrator: DatabaseMigrator, what: String) throws -> DatabasePool {
+    static func openForWriting(path: String, migrator: DatabaseMigrator, what: String,
+                               busyTimeout: Duration = .seconds(10)) throws -> DatabasePool {
         do {
-            let pool = try DatabasePool(path: path, configuration: configuration(readOnly: false))
+            let pool = try DatabasePool(path: path, configuration: configuration(readOnly: false, busyTimeout: busyTimeout))
             try migrator.migrate(pool)
             return pool
         } catch {

@@ -37,6 +37,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port (default: $DUET_PORT, then 8080).") var port: Int?
     @Option(help: "Seconds between registry polls.") var pollInterval: Double = 1
     @Option(help: "Largest request body accepted, in bytes.") var maxBodyBytes: Int = 4 << 20
+    @Option(help: "Event batches stored at once; past it POST /v1/events answers 503 with Retry-After.") var maxIngestInFlight: Int = 32
+    @Option(help: "Seconds an event append may take before the client gets 503 with Retry-After.") var ingestTimeout: Double = 3
+    @Option(help: "Hours of the event log read at start for what users just consumed; the tail is followed after.") var recentWindow: Double = 168
     @Option(help: "Key that POST /v1/events must present (default: $DUET_API_KEY; none means open).") var apiKey: String?
     @Option(help: "Users with fewer training interactions get the popularity list.") var minHistory: Int = 1
     @Option(help: ArgumentHelp(
@@ -59,6 +62,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxBodyBytes >= 1_024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         configuration.pollInterval = .milliseconds(Int(pollInterval * 1_000))
         configuration.maxBodyBytes = maxBodyBytes
+        guard (1...10_000).contains(maxIngestInFlight) else { throw ValidationError("--max-ingest-in-flight must be 1–10000") }
+        guard ingestTimeout >= 0.1, ingestTimeout <= 600 else { throw ValidationError("--ingest-timeout must be 0.1–600 seconds") }
+        configuration.maxIngestInFlight = maxIngestInFlight
+        configuration.ingestTimeout = .milliseconds(Int(ingestTimeout * 1_000))
+        guard recentWindow >= 0, recentWindow <= 24 * 366 else { throw ValidationError("--recent-window must be 0–8784 hours") }
+        configuration.recentWindow = .seconds(Int(recentWindow * 3_600))
         configuration.apiKey = apiKey ?? environment["DUET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.minimumHistory = minHistory
         guard annThreshold >= 0 else { throw ValidationError("--ann-threshold must be 0 or more") }
@@ -76,8 +85,8 @@ struct ServeCommand: AsyncParsableCommand {
         let level = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level) }
         let serveURL = serveRegistry ?? environment["DUET_SERVE_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
-        let (source, sink) = try await home.openForServe(serveURL: serveURL)
-        let app = try await buildApplication(configuration: configuration, source: source, eventSink: sink,
+        let (source, log) = try await home.openForServe(serveURL: serveURL, ingestTimeout: configuration.ingestTimeout)
+        let app = try await buildApplication(configuration: configuration, source: source, eventSink: log, eventTail: log,
                                              prometheus: prometheus, logger: logger)
         try await app.runService()
     }

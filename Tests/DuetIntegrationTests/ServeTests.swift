@@ -21,7 +21,8 @@ struct ServeFixture: Sendable {
     let components: ServeComponents
     let eventLog: SQLiteEventLog
 
-    static func make(in folder: URL, promote: Bool = true, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20) async throws -> ServeFixture {
+    static func make(in folder: URL, promote: Bool = true, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20,
+                     maxIngestInFlight: Int = 32) async throws -> ServeFixture {
         let lab = try await LabFixture.make(in: folder)
         if promote {
             try await lab.lab.registry.promote(lab.first, actor: "test", reason: "setup", evidence: .override(reason: "test setup"),
@@ -30,8 +31,9 @@ struct ServeFixture: Sendable {
         var configuration = ServeSettings(home: lab.lab.home)
         configuration.apiKey = apiKey
         configuration.maxBodyBytes = maxBodyBytes
+        configuration.maxIngestInFlight = maxIngestInFlight
         let source = try SQLiteServingSource(path: lab.lab.home.registryPath.path)
-        let eventLog = try SQLiteEventLog(path: lab.lab.home.eventLogPath.path)
+        let eventLog = try SQLiteEventLog(path: lab.lab.home.eventLogPath.path, busyTimeout: configuration.ingestTimeout / 2)
         let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventLog,
                                                         prometheus: PrometheusCollectorRegistry(), logger: Logger(label: "test"))
         return ServeFixture(lab: lab, app: Application(router: router), components: components, eventLog: eventLog)

@@ -5,6 +5,7 @@ import DuetStore
 import DuetTestSupport
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @Suite struct ExposureWriterTests {
@@ -17,23 +18,137 @@ import Testing
             let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
             let spillFolder = folder.appendingPathComponent("spill")
             let metrics = ServeMetrics(factory: NOOPMetricsHandler.instance)
-            let writer = ExposureWriter(log: log, spillFolder: spillFolder, capacity: 2, metrics: metrics, logger: Logger(label: "test"))
-            for number in 0..<5 { writer.enqueue(exposure(number)) }
-            #expect(writer.pending == 2)
-            writer.syncSpill()
-            let spilled = try String(contentsOf: writer.spillFile, encoding: .utf8).split(separator: "\n")
+            var writer: ExposureWriter? = ExposureWriter(log: log, spillFolder: spillFolder, capacity: 2, metrics: metrics, logger: Logger(label: "test"))
+            for number in 0..<5 { writer!.enqueue(exposure(number)) }
+            #expect(writer!.pending == 2)
+            writer!.syncSpill()
+            let spillFile = try #require(writer!.spillFile)
+            let spilled = try String(contentsOf: spillFile, encoding: .utf8).split(separator: "\n")
             #expect(spilled.count == 3, "the three that did not fit are in the spill file")
-            while writer.pending > 0 { await writer.flush() }
+            while writer!.pending > 0 { await writer!.flush() }
+            writer = nil  // the process ends; the kernel releases its lock
 
             // A later process replays the spill file into the log once, then removes it.
             let next = ExposureWriter(log: log, spillFolder: spillFolder, metrics: metrics, logger: Logger(label: "test"))
-            try await next.replaySpills()
-            try await next.replaySpills()
+            await next.replaySpills()
+            await next.replaySpills()
             let stored = try await log.exposures(after: 0, matching: EventFilter(), limit: 100).map(\.exposure.requestID)
             #expect(stored.sorted() == (0..<5).map { "r\($0)" })
-            #expect(!FileManager.default.fileExists(atPath: writer.spillFile.path))
+            #expect(!FileManager.default.fileExists(atPath: spillFile.path))
         }
     }
+
+    /// Two writers on one home: neither replays a spill file the other still holds, a file whose
+    /// replay fails is kept, and once its owner lets go every exposure is stored exactly once.
+    @Test func twoWritersShareAHomeWithoutTakingEachOthersSpills() async throws {
+        try await withScratchFolder { folder in
+            let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
+            let sink = FlakySink(log)
+            let spillFolder = folder.appendingPathComponent("spill")
+            let metrics = ServeMetrics(factory: NOOPMetricsHandler.instance)
+            var first: ExposureWriter? = ExposureWriter(log: sink, spillFolder: spillFolder, metrics: metrics, logger: Logger(label: "first"))
+            let second = ExposureWriter(log: sink, spillFolder: spillFolder, metrics: metrics, logger: Logger(label: "second"))
+            // The store is down: the first writer's batch spills.
+            sink.failing.store(true, ordering: .relaxed)
+            for number in 0..<4 { first!.enqueue(exposure(number)) }
+            await first!.flush()
+            let held = try #require(first!.spillFile)
+            #expect(FileManager.default.fileExists(atPath: held.path))
+            // The store is back, but the first writer is alive and holds its file: the second leaves it.
+            sink.failing.store(false, ordering: .relaxed)
+            await second.replaySpills()
+            #expect(FileManager.default.fileExists(atPath: held.path))
+            #expect(try await log.exposures(after: 0, matching: EventFilter(), limit: 10).isEmpty)
+            // Released (rotated, or its process gone) but the store fails again: the replay keeps the file.
+            first!.rotateSpill()
+            sink.failing.store(true, ordering: .relaxed)
+            await second.replaySpills()
+            #expect(FileManager.default.fileExists(atPath: held.path))
+            // The store returns: replayed once, removed; a second sweep (or a racing one) stores nothing twice.
+            sink.failing.store(false, ordering: .relaxed)
+            try await log.append(exposures: [exposure(2)])  // one of them already arrived another way
+            await second.replaySpills()
+            await second.replaySpills()
+            first = nil
+            let stored = try await log.exposures(after: 0, matching: EventFilter(), limit: 10).map(\.exposure.requestID)
+            #expect(stored.sorted() == ["r0", "r1", "r2", "r3"])
+            #expect(!FileManager.default.fileExists(atPath: held.path))
+        }
+    }
+
+    /// A torn last line (a crash before its fsync) is the one thing a replay counts as lost.
+    @Test func onlyUnreadableLinesCountAsLost() async throws {
+        try await withScratchFolder { folder in
+            let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
+            let spillFolder = folder.appendingPathComponent("spill")
+            try FileManager.default.createDirectory(at: spillFolder, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            var text = try [0, 1].map { String(decoding: try encoder.encode(exposure($0)), as: UTF8.self) }.joined(separator: "\n")
+            text += "\n{\"requestID\":\"r2\",\"us"
+            try Data(text.utf8).write(to: spillFolder.appendingPathComponent("exposures-999-dead.jsonl"))
+            let metrics = TestCounters()
+            let writer = ExposureWriter(log: log, spillFolder: spillFolder, metrics: ServeMetrics(factory: metrics), logger: Logger(label: "test"))
+            await writer.replaySpills()
+            #expect(try await log.exposures(after: 0, matching: EventFilter(), limit: 10).count == 2)
+            #expect(metrics.total("duet_exposures_lost_total") == 1)
+            #expect(metrics.total("duet_exposures_replayed_total") == 2)
+        }
+    }
+}
+
+/// The real log behind a switch that makes every append fail, as an unreachable store does.
+final class FlakySink: EventSink {
+    let log: SQLiteEventLog
+    let failing = Atomic<Bool>(false)
+    struct Down: Error {}
+
+    init(_ log: SQLiteEventLog) { self.log = log }
+
+    func append(events: [FeedbackEvent]) async throws -> Int64? {
+        if failing.load(ordering: .relaxed) { throw Down() }
+        return try await log.append(events: events)
+    }
+
+    func append(exposures: [Exposure]) async throws -> Int64? {
+        if failing.load(ordering: .relaxed) { throw Down() }
+        return try await log.append(exposures: exposures)
+    }
+
+    func replay(exposures: [Exposure]) async throws -> Int {
+        if failing.load(ordering: .relaxed) { throw Down() }
+        return try await log.replay(exposures: exposures)
+    }
+}
+
+/// Counters by label, for tests that read what Serve counted.
+final class TestCounters: MetricsFactory, @unchecked Sendable {
+    final class Handler: CounterHandler, @unchecked Sendable {
+        let lock = NSLock()
+        var value: Int64 = 0
+        func increment(by amount: Int64) { lock.withLock { value += amount } }
+        func reset() { lock.withLock { value = 0 } }
+    }
+    let lock = NSLock()
+    var counters: [String: Handler] = [:]
+
+    func total(_ label: String) -> Int64 {
+        let handler = lock.withLock { counters[label] }
+        return handler.map { found in found.lock.withLock { found.value } } ?? 0
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        lock.withLock {
+            if let existing = counters[label] { return existing }
+            let handler = Handler()
+            counters[label] = handler
+            return handler
+        }
+    }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { NOOPMetricsHandler.instance }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { NOOPMetricsHandler.instance }
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
 }
 
 @Suite struct RequestIDTests {

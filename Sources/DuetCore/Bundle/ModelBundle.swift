@@ -34,7 +34,9 @@ public final class ModelBundle: @unchecked Sendable {
     private let itemIndex: [String: Int]
     private let maps: [String: MappedFile]
 
-    public init(folder: URL, verify: Bool = true) throws {
+    /// With `privateCopy`, every file is read into this process's memory and verified there, so what
+    /// it serves cannot change under it (see `MappedFile`); Serve opens bundles that way.
+    public init(folder: URL, verify: Bool = true, privateCopy: Bool = false) throws {
         self.folder = folder
         id = folder.lastPathComponent
         let manifestPath = folder.appendingPathComponent(BundleFiles.manifest)
@@ -56,7 +58,7 @@ public final class ModelBundle: @unchecked Sendable {
         var maps: [String: MappedFile] = [:]
         for (name, entry) in manifest.files.sorted(by: { $0.key < $1.key }) {
             let mapped: MappedFile
-            do { mapped = try MappedFile(path: folder.appendingPathComponent(name).path) } catch {
+            do { mapped = try MappedFile(path: folder.appendingPathComponent(name).path, privateCopy: privateCopy) } catch {
                 throw DuetError.corruptFile(path: "\(id)/\(name)", reason: "missing or unreadable (\(error))")
             }
             guard mapped.size == entry.bytes else {

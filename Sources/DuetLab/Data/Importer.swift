@@ -232,7 +232,7 @@ public struct Importer: Sendable {
         var timestamp: EpochMillis = 0
         if let index = columns.time {
             guard let value = TimestampParser.epochMillis(Substring(fields[index])) else {
-                throw bad("time '\(fields[index])' is neither epoch seconds, epoch milliseconds nor ISO 8601")
+                throw bad("time '\(fields[index].prefix(40))' is not epoch seconds, epoch milliseconds or ISO 8601 from 1970 to 9999")
             }
             timestamp = value
         }

@@ -90,22 +90,35 @@ public final class PostgresEventLog: EventLog {
     @discardableResult
     public func append(exposures: [Exposure]) async throws -> Int64? {
         guard !exposures.isEmpty else { return nil }
+        return try await insert(exposures, skippingKnown: false).last
+    }
+
+    public func replay(exposures: [Exposure]) async throws -> Int {
+        guard !exposures.isEmpty else { return 0 }
+        return try await insert(exposures, skippingKnown: true).inserted
+    }
+
+    private func insert(_ exposures: [Exposure], skippingKnown: Bool) async throws -> (last: Int64?, inserted: Int) {
         for exposure in exposures { try exposure.validate() }
         let requests = exposures.map(\.requestID), times = exposures.map(\.timestamp), users = exposures.map(\.user)
         let bundles = exposures.map(\.bundleID), items = exposures.map { SQLiteEventLog.itemsJSON($0.items) }
         let arms = exposures.map { SQLiteEventLog.armsJSON($0.experiments) }
         let fallbacks = exposures.map { $0.fallback ?? "" }, contexts = exposures.map { $0.context ?? "" }
+        let conflict = skippingKnown ? "ON CONFLICT (request_id) DO NOTHING" : ""
         return try await database.transaction { connection in
-            let rows = try await connection.query("""
+            var query: PostgresQuery = """
                 WITH inserted AS (
                     INSERT INTO exposures (request_id, ts, user_id, bundle_id, items, experiments, fallback, context)
                     SELECT r, t, u, b, i, e, NULLIF(f, ''), NULLIF(c, '') FROM UNNEST(\(requests)::text[], \(times)::bigint[], \(users)::text[],
                         \(bundles)::text[], \(items)::text[], \(arms)::text[], \(fallbacks)::text[], \(contexts)::text[]) AS x(r, t, u, b, i, e, f, c)
+                    CONFLICT_CLAUSE
                     RETURNING seq)
-                SELECT max(seq) FROM inserted
-                """, logger: database.logger)
-            for try await (last) in rows.decode(Int64?.self) { return last }
-            return nil
+                SELECT max(seq), count(*) FROM inserted
+                """
+            query.sql = query.sql.replacingOccurrences(of: "CONFLICT_CLAUSE", with: conflict)
+            let rows = try await connection.query(query, logger: database.logger)
+            for try await (last, count) in rows.decode((Int64?, Int64).self) { return (last, Int(count)) }
+            return (nil, 0)
         }
     }
 

@@ -40,9 +40,9 @@ public enum PostgresSchema {
 /// The database role Serve connects under: it may read the tables Serve polls and insert events and
 /// exposures, nothing else. The Lab prints or applies these grants (`duet lab grants`).
 public enum PostgresServeRole {
-    /// Tables Serve reads.
-    public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments"]
-    /// Tables Serve appends to; it reads back only the sequence numbers its inserts return.
+    /// Tables Serve reads: what to serve, and the events' tail (what users just consumed).
+    public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments", "events"]
+    /// Tables Serve appends to; of exposures it reads back only the sequence numbers its inserts return.
     public static let appendable = ["events", "exposures"]
 
     public static func statements(role: String, password: String?) throws -> [String] {
