@@ -21,35 +21,6 @@ static inline __attribute__((always_inline)) void duet_spin_lock(unsigned char *
             __builtin_ia32_pause();
 #elif defined(__aarch64__)
             __asm__ __volatile__("yield");
-/// Duet's dense float32 kernels, in one variant per instruction set (AVX-512, AVX2 + FMA + F16C,
-/// the baseline of the architecture). The variant is chosen once per process from what the CPU
-/// reports, as faiss and hnswlib do, so one binary runs on any x86-64 or arm64 machine.
-/// DUET_KERNELS=baseline|avx2|avx512 asks for a variant (one the CPU lacks is not used).
-struct duet_kernel_table {
-    const char *name;
-    float (*dot)(const float *a, const float *b, long n);
-    void (*axpy)(float alpha, const float *x, float *y, long n);
-    void (*matvec)(const float *m, const float *v, float *out, long n);
-    void (*score_rows)(const float *rows, long row_count, long d, const float *q, float *scores);
-    void (*score_gather)(const float *q, const unsigned char *base, long stride, const unsigned *ids, long count, long d,
-                         float *out);
-    void (*block_scores16)(const float *block, const float *q, long d, float *out);
-    void (*score_rows_f16)(const unsigned short *rows, long row_count, long d, const float *q, float *scores);
-    void (*implicit_als_step)(float *x, const float *gram, const float *y, const unsigned *items, const float *confidences,
-                              long count, long d, long steps, float *r, float *p, float *ap);
-};
-
-extern const struct duet_kernel_table *duet_kernels_active;
-/// Chooses the variant (once) and returns it.
-const struct duet_kernel_table *duet_kernels_load(void);
-/// A named variant, or NULL when this CPU or build lacks it; the active one is not changed (for tests).
-const struct duet_kernel_table *duet_kernels_variant(const char *name);
-
-static inline __attribute__((always_inline)) const struct duet_kernel_table *duet_kernels(void) {
-    const struct duet_kernel_table *table = __atomic_load_n(&duet_kernels_active, __ATOMIC_ACQUIRE);
-    return table ? table : duet_kernels_load();
-}
-
 #endif
         }
     }
