@@ -105,8 +105,9 @@ static KERNEL_TARGET void KERNEL(score_gather)(const float *q, const unsigned ch
     for (long i = 0; i < count; i++) out[i] = KERNEL(dot_inline)(q, (const float *)(base + (long)ids[i] * stride), d);
 }
 
-// Sixteen rows' scores from a value-major block (block[j·16 + lane] is row lane's value j).
-static KERNEL_TARGET void KERNEL(block_scores16)(const float *block, const float *q, long d, float *out) {
+// Sixteen rows' scores from a value-major block (block[j·16 + lane] is row lane's value j),
+// four accumulators deep.
+static inline __attribute__((always_inline)) KERNEL_TARGET KERNEL(v16) KERNEL(block_scores_inline)(const float *block, const float *q, long d) {
     KERNEL(v16) a = KERNEL(splat)(0), b = KERNEL(splat)(0), c = KERNEL(splat)(0), e = KERNEL(splat)(0);
     long j = 0;
     for (; j + 4 <= d; j += 4) {
@@ -116,7 +117,38 @@ static KERNEL_TARGET void KERNEL(block_scores16)(const float *block, const float
         e = MULADD(KERNEL(splat)(q[j + 3]), KERNEL(load)(block + (j + 3) * 16), e);
     }
     for (; j < d; j++) a = MULADD(KERNEL(splat)(q[j]), KERNEL(load)(block + j * 16), a);
-    KERNEL(store)(out, (a + b) + (c + e));
+    return (a + b) + (c + e);
+}
+
+static KERNEL_TARGET void KERNEL(block_scores16)(const float *block, const float *q, long d, float *out) {
+    KERNEL(store)(out, KERNEL(block_scores_inline)(block, q, d));
+}
+
+// The length-ordered scan's screening loop (NormOrderedScan.search): from row `position`, a block of
+// 16 rows at a time, it stops at the first block holding a row that may still enter the top k (its
+// 16 scores go to `out`, *outcome 0), when the rows' length bound proves the list (1), at the row
+// limit (2), at the end of the value-major prefix (3), or at the end (4). Returns that row position.
+// The floor and the bound are the Swift loop's, so the caller offers exactly the rows it would have.
+static KERNEL_TARGET long KERNEL(screen_blocks)(const float *blocked, const float *q, long d, const float *bounds, long position,
+                                                long count, long prefix_rows, long row_limit, int heap_full, float threshold,
+                                                float query_norm, float screening_error, float *out, int *outcome) {
+    for (; position < count; position += 16) {
+        if (heap_full && query_norm * bounds[position] < threshold) { *outcome = 1; return position; }
+        if (position >= row_limit) { *outcome = 2; return position; }
+        if (position >= prefix_rows) { *outcome = 3; return position; }
+        KERNEL(v16) scores = KERNEL(block_scores_inline)(blocked + position * d, q, d);
+        float slack = screening_error * bounds[position];
+        float floor = __builtin_isfinite(slack) ? threshold - slack : -__builtin_inff();
+        int hit = floor != floor;
+        for (int lane = 0; lane < 16; lane++) hit |= scores[lane] >= floor;
+        if (hit) {
+            KERNEL(store)(out, scores);
+            *outcome = 0;
+            return position;
+        }
+    }
+    *outcome = 4;
+    return position;
 }
 
 // Float16 rows (IEEE binary16 bits) against a float query.
@@ -181,6 +213,7 @@ static const struct duet_kernel_table KERNEL(table) = {
     .score_rows = KERNEL(score_rows),
     .score_gather = KERNEL(score_gather),
     .block_scores16 = KERNEL(block_scores16),
+    .screen_blocks = KERNEL(screen_blocks),
     .score_rows_f16 = KERNEL(score_rows_f16),
     .implicit_als_step = KERNEL(implicit_als_step),
 };

@@ -48,11 +48,29 @@ public enum VectorMath {
         duet_kernels().pointee.score_gather(query, base.assumingMemoryBound(to: UInt8.self), stride, ids, count, dimension, out)
     }
 
-    /// Sixteen rows' scores from a value-major block (`block[j * 16 + lane]` is row `lane`'s value `j`).
+    /// What `screenBlocks` stopped at.
+    public enum ScreenOutcome: Int32 {
+        /// The returned block holds a row that may enter the top k; its 16 scores are in `out`.
+        case candidates = 0
+        /// The rows' length bound proves the list.
+        case proven = 1
+        case rowLimit = 2
+        /// The value-major prefix ends here.
+        case endOfPrefix = 3
+        case end = 4
+    }
+
+    /// The length-ordered scan's screening loop (see `NormOrderedScan`): from row `position`, block by
+    /// block, up to the first block whose scores reach `threshold − screeningError·bound`, or a stop.
     @inlinable
-    public static func blockScores16(_ block: UnsafePointer<Float>, _ query: UnsafePointer<Float>, _ dimension: Int,
-                                     into out: UnsafeMutablePointer<Float>) {
-        duet_kernels().pointee.block_scores16(block, query, dimension, out)
+    public static func screenBlocks(_ blocked: UnsafePointer<Float>, query: UnsafePointer<Float>, dimension: Int,
+                                    bounds: UnsafePointer<Float>, from position: Int, count: Int, prefixRows: Int, rowLimit: Int,
+                                    heapFull: Bool, threshold: Float, queryNorm: Float, screeningError: Float,
+                                    scores out: UnsafeMutablePointer<Float>) -> (position: Int, outcome: ScreenOutcome) {
+        var outcome: Int32 = 0
+        let stopped = duet_kernels().pointee.screen_blocks(blocked, query, dimension, bounds, position, count, prefixRows, rowLimit,
+                                                           heapFull ? 1 : 0, threshold, queryNorm, screeningError, out, &outcome)
+        return (stopped, ScreenOutcome(rawValue: outcome) ?? .end)
     }
 
     /// scores[r] = rows[r]·query for rows stored as IEEE binary16 bit patterns.

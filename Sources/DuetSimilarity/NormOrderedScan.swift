@@ -18,7 +18,7 @@ public final class NormOrderedScan: @unchecked Sendable {
     /// Original row ids, longest first.
     private let order: [Int32]
     /// ‖row‖ in that order, each raised by the float32 rounding the dot product may add.
-    private let bounds: [Float]
+    private let bounds: UnsafeMutableBufferPointer<Float>
     /// The longest rows in order, row-major: the exact scores come from here.
     private let sortedPrefix: UnsafeMutableBufferPointer<Float>
     /// The same rows in blocks of 16, each stored value-major (16 rows' first values, then their
@@ -50,9 +50,10 @@ public final class NormOrderedScan: @unchecked Sendable {
         order = sorted.map { Int32($0) }
         // A computed dot product can exceed ‖q‖·‖x‖ by its rounding, at most (d + 8)·2⁻²⁴ of it.
         let slack: Float = 1 + Float(dimension + 8) * 0x1p-23
-        bounds = sorted.map { row -> Float in
+        bounds = .allocate(capacity: max(1, count))
+        for (position, row) in sorted.enumerated() {
             let norm = norms[row]
-            return norm.isNaN ? Float.infinity : norm * slack
+            bounds[position] = norm.isNaN ? Float.infinity : norm * slack
         }
         // Whole blocks only, unless the copy holds every row (the last block is then padded).
         let lanes = Self.lanes
@@ -72,14 +73,7 @@ public final class NormOrderedScan: @unchecked Sendable {
     deinit {
         sortedPrefix.deallocate()
         blocked.deallocate()
-    }
-
-    /// Sixteen rows' scores from one value-major block, four accumulators deep (in the C kernels).
-    @inline(__always)
-    private static func blockScores(_ block: UnsafePointer<Float>, _ query: UnsafePointer<Float>, _ d: Int) -> SIMD16<Float> {
-        var scores = SIMD16<Float>()
-        withUnsafeMutableBytes(of: &scores) { VectorMath.blockScores16(block, query, d, into: $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
-        return scores
+        bounds.deallocate()
     }
 
     /// The exact top k by inner product, best first, or nil when more than `rowLimit` rows would
@@ -100,24 +94,33 @@ public final class NormOrderedScan: @unchecked Sendable {
             // Scored like every other scan (same kernel, same order), so the answer is bit-for-bit theirs.
             heap.push(VectorMath.dot(start, query, d), id)
         }
+        // The screening loop runs in the C kernels, returning only at blocks with candidates or at a stop.
+        var scores = [Float](repeating: 0, count: lanes)
         while position < count {
-            // Strictly below: a row scoring exactly the threshold could still win its tie by id.
-            if heap.count == k, queryNorm * bounds[position] < heap.threshold { break }
-            if position >= rowLimit { return nil }
-            if position < prefixRows {
-                let scores = Self.blockScores(blocked.baseAddress! + position * d, query, d)
+            let (stopped, outcome) = scores.withUnsafeMutableBufferPointer { out in
+                VectorMath.screenBlocks(blocked.baseAddress!, query: query, dimension: d, bounds: bounds.baseAddress!, from: position,
+                                        count: count, prefixRows: prefixRows, rowLimit: rowLimit, heapFull: heap.count == k,
+                                        threshold: heap.threshold, queryNorm: queryNorm, screeningError: screeningError,
+                                        scores: out.baseAddress!)
+            }
+            position = stopped
+            switch outcome {
+            case .proven, .end:
+                position = count
+            case .rowLimit:
+                return nil
+            case .endOfPrefix:
+                for row in position..<min(position + lanes, count) { offer(row, rows + Int(order[row]) * d) }
+                position += lanes
+            case .candidates:
+                // Strictly below the floor cannot win; at or above, the exact score decides.
                 let slack = screeningError * bounds[position]
                 let floor = slack.isFinite ? heap.threshold - slack : -Float.infinity
-                let candidates = scores .>= SIMD16(repeating: floor)
-                if any(candidates) || floor.isNaN {
-                    for lane in 0..<lanes where (candidates[lane] || floor.isNaN) && position + lane < count {
-                        offer(position + lane, sortedPrefix.baseAddress! + (position + lane) * d)
-                    }
+                for lane in 0..<lanes where (scores[lane] >= floor || floor.isNaN) && position + lane < count {
+                    offer(position + lane, sortedPrefix.baseAddress! + (position + lane) * d)
                 }
-            } else {
-                for row in position..<min(position + lanes, count) { offer(row, rows + Int(order[row]) * d) }
+                position += lanes
             }
-            position += lanes
         }
         return heap.sorted().map { Neighbour(id: Int($0.id), score: $0.score) }
     }

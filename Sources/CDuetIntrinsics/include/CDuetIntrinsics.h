@@ -43,6 +43,9 @@ struct duet_kernel_table {
     void (*score_gather)(const float *q, const unsigned char *base, long stride, const unsigned *ids, long count, long d,
                          float *out);
     void (*block_scores16)(const float *block, const float *q, long d, float *out);
+    long (*screen_blocks)(const float *blocked, const float *q, long d, const float *bounds, long position, long count,
+                          long prefix_rows, long row_limit, int heap_full, float threshold, float query_norm,
+                          float screening_error, float *out, int *outcome);
     void (*score_rows_f16)(const unsigned short *rows, long row_count, long d, const float *q, float *scores);
     void (*implicit_als_step)(float *x, const float *gram, const float *y, const unsigned *items, const float *confidences,
                               long count, long d, long steps, float *r, float *p, float *ap);
