@@ -186,17 +186,11 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
 
 /// Appends, answering within `limit` whatever the store does. A store that fails, or does not answer
 /// in time, becomes `ServeError.eventStoreUnavailable` (503 with Retry-After); invalid events stay 400.
+/// The append runs in its own task, so a store that hangs cannot hold the response past `limit`
+/// (a task group would wait for it).
 func appendWithin(_ limit: Duration, _ events: [FeedbackEvent], to sink: any EventSink, metrics: ServeMetrics) async throws -> Int64? {
     do {
-        return try await withThrowingTaskGroup(of: Int64?.self) { group in
-            group.addTask { try await sink.append(events: events) }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                throw ServeError.eventStoreUnavailable("no answer within \(limit)")
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? nil
-        }
+        return try await FirstAnswer.within(limit) { try await sink.append(events: events) }
     } catch let error as DuetError {
         if case .invalidValue = error { throw error }
         metrics.ingestFailures.increment()
@@ -207,6 +201,37 @@ func appendWithin(_ limit: Duration, _ events: [FeedbackEvent], to sink: any Eve
     } catch {
         metrics.ingestFailures.increment()
         throw ServeError.eventStoreUnavailable(String(describing: error).prefix(200).description)
+    }
+}
+
+/// The first of an operation's answer and a deadline; the other is dropped.
+final class FirstAnswer<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
+    private let timer = Mutex<Task<Void, Never>?>(nil)
+
+    private init(_ continuation: CheckedContinuation<T, any Error>) { self.continuation = Mutex(continuation) }
+
+    static func within(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let race = FirstAnswer(continuation)
+            race.timer.withLock { $0 = Task {
+                guard (try? await Task.sleep(for: limit)) != nil else { return }
+                race.finish(.failure(ServeError.eventStoreUnavailable("no answer within \(limit)")))
+            } }
+            Task { race.finish(await Result(catching: operation)) }
+        }
+    }
+
+    private func finish(_ result: Result<T, any Error>) {
+        guard let waiting = continuation.withLock({ taken -> CheckedContinuation<T, any Error>? in defer { taken = nil }; return taken }) else { return }
+        timer.withLock { $0?.cancel() }
+        waiting.resume(with: result)
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }
 

@@ -189,3 +189,44 @@ import Testing
         }
     }
 }
+
+/// A store that never answers cannot hold an ingest response past its deadline.
+@Suite struct IngestDeadlineTests {
+    struct NothingToServe: ServingSource {
+        func servingVersion() async throws -> Int { 0 }
+        func servingConfiguration() async throws -> ServingConfiguration {
+            ServingConfiguration(version: 0, productionGeneration: 0, production: nil, experiments: [])
+        }
+    }
+
+    /// An event store that hangs, as an unreachable PostgreSQL can, deaf to cancellation like a
+    /// blocked socket read.
+    struct HangingSink: EventSink {
+        func append(events: [FeedbackEvent]) async throws -> Int64? {
+            await withCheckedContinuation { (waiting: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().asyncAfter(deadline: .now() + 30) { waiting.resume() }
+            }
+            return nil
+        }
+        func append(exposures: [Exposure]) async throws -> Int64? { nil }
+        func replay(exposures: [Exposure]) async throws -> Int { 0 }
+    }
+
+    @Test func aHangingStoreGets503WithinTheDeadline() async throws {
+        try await withScratchFolder { folder in
+            var settings = ServeSettings(home: DuetHome(root: folder))
+            settings.ingestTimeout = .milliseconds(300)
+            let (router, _) = try await buildServe(configuration: settings, source: NothingToServe(), eventSink: HangingSink(),
+                                                   prometheus: nil, logger: Logger(label: "deadline"))
+            let clock = ContinuousClock()
+            try await Application(router: router).test(.router) { client in
+                let started = clock.now
+                let response = try await client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
+                                                        body: StoreFaultTests.batch("u", 1))
+                #expect(response.status == .serviceUnavailable && response.headers[.retryAfter] == "2")
+                #expect(String(buffer: response.body).contains("no answer within"))
+                #expect(clock.now - started < .seconds(5), "the response waited for the store")
+            }
+        }
+    }
+}
