@@ -59,6 +59,16 @@ public struct ServeComponents: Sendable {
     public let metrics: ServeMetrics
     /// Follows the event log's tail; nil when Serve was built without one.
     public let consumption: ConsumptionTail?
+    /// Event batches being collected or stored right now.
+    public let ingestInFlight = IngestCounter()
+}
+
+/// A count shared by the ingest route's requests.
+public final class IngestCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    public var current: Int { value.load(ordering: .relaxed) }
+    func enter() -> Int { value.add(1, ordering: .relaxed).newValue }
+    func leave() { value.subtract(1, ordering: .relaxed) }
 }
 
 /// Builds Serve: components, then the router. Serve is handed only what it may use: the registry's
@@ -156,15 +166,15 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         return try jsonResponse(try recommender.similar(item: item, n: n, index: index))
     }
 
-    let ingestInFlight = Atomic<Int>(0)
+    let ingestInFlight = components.ingestInFlight
     v1.post("events") { request, _ in
         if let key = configuration.apiKey {
             let presented = request.headers[.authorization].map { $0.replacingOccurrences(of: "Bearer ", with: "") }
                 ?? request.headers[HTTPField.Name("X-API-Key")!]
             guard presented == key else { throw HTTPError(.unauthorized, message: "POST /v1/events needs the API key (Authorization: Bearer …)") }
         }
-        let admitted = ingestInFlight.add(1, ordering: .relaxed).newValue
-        defer { ingestInFlight.subtract(1, ordering: .relaxed) }
+        let admitted = ingestInFlight.enter()
+        defer { ingestInFlight.leave() }
         guard admitted <= configuration.maxIngestInFlight else {
             components.metrics.ingestShed.increment()
             throw ServeError.ingestOverloaded(limit: configuration.maxIngestInFlight)

@@ -89,7 +89,9 @@ import Testing
                 // One batch waits on the lock; the next is shed at once, with Retry-After 1.
                 async let first = client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
                                                  body: Self.batch("first", 1))
-                try await Task.sleep(for: .milliseconds(300))
+                // Until the first batch is in flight (it then waits on the lock for up to 1.5 s).
+                for _ in 0..<2_000 where fixture.components.ingestInFlight.current == 0 { try await Task.sleep(for: .milliseconds(1)) }
+                #expect(fixture.components.ingestInFlight.current == 1)
                 let second = try await client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
                                                       body: Self.batch("second", 1))
                 #expect(second.status == .serviceUnavailable && second.headers[.retryAfter] == "1")
