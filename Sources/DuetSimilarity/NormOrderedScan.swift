@@ -95,13 +95,15 @@ public final class NormOrderedScan: @unchecked Sendable {
             heap.push(VectorMath.dot(start, query, d), id)
         }
         // The screening loop runs in the C kernels, returning only at blocks with candidates or at a stop.
-        var scores = [Float](repeating: 0, count: lanes)
+        // On the stack: this runs for every recommendation, and an array would be a heap allocation each time.
+        var scores = SIMD16<Float>()
         while position < count {
-            let (stopped, outcome) = scores.withUnsafeMutableBufferPointer { out in
+            let (heapFull, threshold) = (heap.count == k, heap.threshold)
+            let (stopped, outcome) = withUnsafeMutableBytes(of: &scores) { out in
                 VectorMath.screenBlocks(blocked.baseAddress!, query: query, dimension: d, bounds: bounds.baseAddress!, from: position,
-                                        count: count, prefixRows: prefixRows, rowLimit: rowLimit, heapFull: heap.count == k,
-                                        threshold: heap.threshold, queryNorm: queryNorm, screeningError: screeningError,
-                                        scores: out.baseAddress!)
+                                        count: count, prefixRows: prefixRows, rowLimit: rowLimit, heapFull: heapFull,
+                                        threshold: threshold, queryNorm: queryNorm, screeningError: screeningError,
+                                        scores: out.baseAddress!.assumingMemoryBound(to: Float.self))
             }
             position = stopped
             switch outcome {
