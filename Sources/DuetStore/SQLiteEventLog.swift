@@ -16,6 +16,9 @@ public final class SQLiteEventLog: EventLog {
         pool = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "event log", busyTimeout: busyTimeout)
     }
 
+    /// The writer's `PRAGMA synchronous`; 2 (FULL) syncs the WAL before a commit returns.
+    package func writerSynchronousLevel() async throws -> Int { try await SQLiteFiles.synchronousLevel(pool) }
+
     /// Runs `sql` on this log's own connection, past every Swift-level guard: the tests use it to
     /// prove that the database's triggers refuse updates and deletes.
     package func executeOnConnection(_ sql: String) async throws {

@@ -22,10 +22,19 @@ enum SQLiteFiles {
                                busyTimeout: Duration = .seconds(10)) throws -> DatabasePool {
         do {
             let pool = try DatabasePool(path: path, configuration: configuration(readOnly: false, busyTimeout: busyTimeout))
+            // GRDB's pool switches its writer to WAL and then to `synchronous = NORMAL`, after
+            // `prepareDatabase` ran: a commit would then reach the disk only at the next checkpoint.
+            // The pool keeps one writer connection for its life, so setting FULL once here holds.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try migrator.migrate(pool)
             return pool
         } catch {
             throw DuetError.io(path: path, reason: "cannot open the \(what): \(error)")
         }
+    }
+
+    /// The writer connection's `PRAGMA synchronous` (2 is FULL): what a commit waits for.
+    static func synchronousLevel(_ writer: any DatabaseWriter) async throws -> Int {
+        try await writer.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 }

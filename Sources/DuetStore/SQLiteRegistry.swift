@@ -77,6 +77,9 @@ public final class SQLiteRegistry: LabRegistry {
         writer = try SQLiteFiles.openForWriting(path: path, migrator: Self.migrator, what: "registry")
     }
 
+    /// The writer's `PRAGMA synchronous`; 2 (FULL) syncs the WAL before a commit returns.
+    package func writerSynchronousLevel() async throws -> Int { try await SQLiteFiles.synchronousLevel(writer) }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-registry") { db in

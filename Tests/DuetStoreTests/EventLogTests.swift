@@ -25,4 +25,19 @@ import Testing
             #expect(try await reopened.append(events: [Self.event(99)]) == 51)
         }
     }
+
+    /// GRDB's WAL setup lowers a pool's writer to `synchronous = NORMAL`, under which a commit is
+    /// synced only at checkpoints; the strace check in CI (scripts/fsync-trace.sh) shows the syscalls.
+    @Test func commitsAreSyncedOnBothFilesEvenAfterReopening() async throws {
+        try await withScratchFolder { folder in
+            let eventsPath = folder.appendingPathComponent("events.sqlite").path
+            let registryPath = folder.appendingPathComponent("registry.sqlite").path
+            for _ in 0..<2 {
+                let log = try SQLiteEventLog(path: eventsPath)
+                try await log.append(events: [Self.event(1)])
+                #expect(try await log.writerSynchronousLevel() == 2, "the event log's writer is synchronous = FULL")
+                #expect(try await SQLiteRegistry(path: registryPath).writerSynchronousLevel() == 2, "the registry's writer is synchronous = FULL")
+            }
+        }
+    }
 }

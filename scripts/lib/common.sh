@@ -1,0 +1,22 @@
+# Shared by the check scripts: a small promoted home, and waiting for a server. Source it.
+
+# small_home WORK: a world of 300 users, an 8-factor model promoted to production, in $DUET_HOME.
+small_home() {
+  "$DUET" world generate --out "$1/world" --users 300 --tracks 800 --events 15000 --json >/dev/null
+  "$DUET" import world "$1/world" --json >/dev/null
+  local model
+  model=$("$DUET" lab train --register --name small --factors 8 --iterations 2 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
+  "$DUET" lab promote "$model" --override --reason "check setup" >/dev/null
+}
+
+# wait_ready PORT: until /readyz answers 200, at most 20 s.
+wait_ready() {
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done
+  echo "Serve on port $1 did not become ready" >&2
+  return 1
+}
+
+# free_port: a port nothing listens on.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
