@@ -88,7 +88,17 @@ public struct FeedbackEvent: Hashable, Sendable, Codable {
         user = try container.decode(String.self, forKey: .user)
         item = try container.decode(String.self, forKey: .item)
         kind = try container.decodeIfPresent(EventKind.self, forKey: .kind) ?? .play
-        weight = try container.decodeIfPresent(Float.self, forKey: .weight) ?? 1
+        // Read as Double and checked here: decoding a Float straight from 1e-308 or 3.5e38 fails with
+        // a message about invalid JSON instead of naming the weight.
+        if let raw = try container.decodeIfPresent(Double.self, forKey: .weight) {
+            guard raw.isFinite, raw >= 0, raw <= Double(Float.greatestFiniteMagnitude) else {
+                throw DecodingError.dataCorruptedError(forKey: .weight, in: container,
+                                                       debugDescription: "\(raw) must be a number from 0 to \(Double(Float.greatestFiniteMagnitude))")
+            }
+            weight = Float(raw)
+        } else {
+            weight = 1
+        }
         requestID = try container.decodeIfPresent(String.self, forKey: .requestID)
         if let text = try? container.decode(String.self, forKey: .timestamp) {
             guard let millis = TimestampParser.epochMillis(Substring(text.prefix(64))) else {

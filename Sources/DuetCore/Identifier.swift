@@ -1,12 +1,14 @@
 /// Rules every external id (user, item, bundle, experiment) must follow, so ids survive
 /// URLs, TSV files and logs unchanged.
 public enum Identifier {
-    public static let maxUTF8Length = 256
+    /// Counted in Unicode scalars, as JSON Schema's `maxLength` counts, so /openapi.json can state it exactly.
+    public static let maxLength = 256
 
     /// Returns nil when `value` is a valid id, or the reason it is not.
     public static func problem(with value: String) -> String? {
         if value.isEmpty { return "is empty" }
-        if value.utf8.count > maxUTF8Length { return "is longer than \(maxUTF8Length) bytes" }
+        // A UTF-8 byte count within the limit is a scalar count within it; only longer ids are counted.
+        if value.utf8.count > maxLength, value.unicodeScalars.count > maxLength { return "is longer than \(maxLength) characters" }
         for scalar in value.unicodeScalars where isControl(scalar) {
             return "contains a control character (U+\(String(scalar.value, radix: 16, uppercase: true)))"
         }

@@ -54,9 +54,24 @@ public enum TimestampParser {
     /// hour 25 into the next day, and reads year 10000; those are refused here.
     public static func iso8601(_ text: String) -> EpochMillis? {
         guard hasValidFields(text) else { return nil }
+        // Foundation refuses offsets past ±18:00 that RFC 3339 allows (up to ±23:59): the offset is
+        // applied here and the rest parsed as UTC.
+        var utcText = text
+        var offsetMillis: EpochMillis = 0
+        let tail = Array(text.utf8.suffix(6))
+        if text.utf8.count > 19, tail.count == 6, tail[0] == UInt8(ascii: "+") || tail[0] == UInt8(ascii: "-"), tail[3] == UInt8(ascii: ":") {
+            let digits = [tail[1], tail[2], tail[4], tail[5]].map { Int($0) - Int(UInt8(ascii: "0")) }
+            guard digits.allSatisfy({ (0...9).contains($0) }) else { return nil }
+            let hours = digits[0] * 10 + digits[1], minutes = digits[2] * 10 + digits[3]
+            guard hours <= 23, minutes <= 59 else { return nil }
+            offsetMillis = EpochMillis((hours * 60 + minutes) * 60_000) * (tail[0] == UInt8(ascii: "+") ? 1 : -1)
+            utcText = String(text.dropLast(6)) + "Z"
+        }
         let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        let date = (try? withFraction.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
-        guard let millis = date?.epochMillis, validRange.contains(millis) else { return nil }
+        let date = (try? withFraction.parse(utcText)) ?? (try? Date.ISO8601FormatStyle().parse(utcText))
+        guard let local = date?.epochMillis else { return nil }
+        let millis = local - offsetMillis
+        guard validRange.contains(millis) else { return nil }
         return millis
     }
 

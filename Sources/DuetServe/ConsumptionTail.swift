@@ -13,15 +13,17 @@ public final class ConsumptionTail: Service, Sendable {
     let recent: RecentHistory
     let window: Duration
     let interval: Duration
+    let storeTimeout: Duration
     let logger: Logger
     private let cursor = Mutex<(sequence: Int64, since: EpochMillis)?>(nil)
     static let pageSize = 10_000
 
-    init(tail: any EventTail, recent: RecentHistory, window: Duration, interval: Duration, logger: Logger) {
+    init(tail: any EventTail, recent: RecentHistory, window: Duration, interval: Duration, storeTimeout: Duration = .seconds(10), logger: Logger) {
         self.tail = tail
         self.recent = recent
         self.window = window
         self.interval = interval
+        self.storeTimeout = storeTimeout
         self.logger = logger
     }
 
@@ -40,7 +42,10 @@ public final class ConsumptionTail: Service, Sendable {
         var (sequence, since) = cursor.withLock { $0 } ?? (0, Date().epochMillis - EpochMillis(window.components.seconds) * 1_000)
         var read = 0
         while true {
-            let page = try await tail.tail(after: sequence, since: since, limit: Self.pageSize)
+            let (after, from) = (sequence, since)
+            let page = try await FirstAnswer.within(storeTimeout, what: "the event log's tail") { [tail] in
+                try await tail.tail(after: after, since: from, limit: Self.pageSize)
+            }
             for stored in page { recent.record(user: stored.event.user, item: stored.event.item) }
             read += page.count
             if let last = page.last { sequence = last.sequence }

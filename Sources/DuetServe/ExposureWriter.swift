@@ -37,17 +37,22 @@ public final class ExposureWriter: Service, Sendable {
     let logger: Logger
     /// How often spill files are swept back into the log while running.
     let replayInterval: Duration
+    /// How long one append or replay waits for the log. A batch that times out is spilled; if it
+    /// did commit late, the replay skips its request ids, so it still lands once.
+    let storeTimeout: Duration
 
     /// Small transactions, often: each one takes a core for a burst that requests queue behind, so
     /// under load a 2 ms cadence (≈ 70 rows at 36k requests/s) keeps the recommendation p99 near
     /// 4.2 ms where one transaction every 10 ms (≈ 360 rows) gave 5.0–5.2 ms.
     public init(log: any EventSink, spillFolder: URL, capacity: Int = 50_000, batchSize: Int = 200,
-                interval: Duration = .milliseconds(2), replayInterval: Duration = .seconds(5), metrics: ServeMetrics, logger: Logger) {
+                interval: Duration = .milliseconds(2), replayInterval: Duration = .seconds(5), storeTimeout: Duration = .seconds(10),
+                metrics: ServeMetrics, logger: Logger) {
         self.log = log
         self.capacity = capacity
         self.batchSize = batchSize
         self.interval = interval
         self.replayInterval = replayInterval
+        self.storeTimeout = storeTimeout
         self.metrics = metrics
         self.logger = logger
         self.spillFolder = spillFolder
@@ -99,7 +104,7 @@ public final class ExposureWriter: Service, Sendable {
         }
         guard !batch.isEmpty else { return }
         do {
-            try await log.append(exposures: batch)
+            try await FirstAnswer.within(storeTimeout) { [log] in try await log.append(exposures: batch) }
             metrics.exposuresLogged.increment(by: batch.count)
         } catch {
             logger.error("exposure batch not appended; spilling \(batch.count): \(error)")
@@ -195,7 +200,8 @@ public final class ExposureWriter: Service, Sendable {
             var stored = 0
             do {
                 for start in stride(from: 0, to: exposures.count, by: batchSize) {
-                    stored += try await log.replay(exposures: Array(exposures[start..<min(start + batchSize, exposures.count)]))
+                    let slice = Array(exposures[start..<min(start + batchSize, exposures.count)])
+                    stored += try await FirstAnswer.within(storeTimeout) { [log] in try await log.replay(exposures: slice) }
                 }
             } catch {
                 logger.error("replay of \(name) failed; keeping it for the next sweep: \(error)")

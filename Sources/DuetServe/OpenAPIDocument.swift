@@ -1,96 +1,155 @@
-/// The OpenAPI 3.1 description of Serve's routes, served at /openapi.json. A test checks that
-/// every route the router has is described here.
+import DuetCore
+
+/// The OpenAPI 3.1 description of Serve's routes, served at /openapi.json. It is built from the
+/// running server's settings, so the limits it states (body size, batch size, whether a key is
+/// needed) are the ones enforced. `scripts/api-fuzz.sh` fuzzes the live server against it with
+/// Schemathesis, and a test checks every route in `ServeRoutes.all` is described here.
 enum OpenAPIDocument {
-    static let json = #"""
-    {
-      "openapi": "3.1.0",
-      "info": {"title": "Duet Serve", "version": "1.0.0",
-               "description": "Personalized recommendations and similar items from immutable, checksummed model bundles."},
-      "paths": {
-        "/v1/users/{user}/recommendations": {
-          "get": {
-            "summary": "Top-N recommendations for a user",
-            "parameters": [
-              {"name": "user", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 256}},
-              {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}},
-              {"name": "exclude", "in": "query", "description": "Comma-separated item ids to leave out", "schema": {"type": "string"}},
-              {"name": "context", "in": "query", "description": "Free-form label logged with the exposure", "schema": {"type": "string", "maxLength": 64}}
-            ],
+    static func json(_ settings: ServeSettings) -> String {
+        // What `Identifier.problem` accepts: 1–256 Unicode scalars, none of them a control character.
+        let identifier = #"{"type": "string", "minLength": 1, "maxLength": \#(Identifier.maxLength), "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}"#
+        // Up to maxExcludedItems comma-separated entries of at most 256 characters; empty ones are skipped.
+        // A string, not a form-style array: Schemathesis's type mutations of array query parameters
+        // serialize to valid lists.
+        let entry = #"[^,\\u0000-\\u001f\\u007f-\\u009f]{0,\#(Identifier.maxLength)}"#
+        let excludePattern = "^\(entry)(,\(entry)){0,\(ServeSettings.maxExcludedItems - 1)}$"
+        let count = #"{"name": "n", "in": "query", "description": "How many items", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}"#
+        let security = settings.apiKey == nil ? "[]" : #"[{"bearer": []}, {"apiKeyHeader": []}]"#
+        let unauthorized = settings.apiKey == nil ? "" : ##""401": {"$ref": "#/components/responses/Error"},"##
+        let maxSeconds = Double(TimestampParser.validRange.upperBound) / 1_000
+        return #"""
+        {
+          "openapi": "3.1.0",
+          "info": {"title": "Duet Serve", "version": "1.0.0",
+                   "description": "Personalized recommendations and similar items from immutable, checksummed model bundles. Every error is JSON naming the problem; every 503 carries Retry-After. The request line and headers together may hold up to \#(ServeSettings.maxRequestHeadBytes) bytes."},
+          "paths": {
+            "/v1/users/{user}/recommendations": {
+              "get": {
+                "operationId": "getRecommendations",
+                "summary": "Top-N recommendations for a user; users the bundle does not know get the popularity list",
+                "parameters": [
+                  {"name": "user", "in": "path", "required": true, "schema": \#(identifier)},
+                  \#(count),
+                  {"name": "exclude", "in": "query", "description": "Item ids to leave out, comma-separated; at most \#(ServeSettings.maxExcludedItems) entries",
+                   "schema": {"type": "string", "pattern": "\#(excludePattern)"}},
+                  {"name": "context", "in": "query", "description": "Free-form label logged with the exposure",
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}
+                ],
+                "responses": {
+                  "200": {"description": "Recommendations", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recommendations"}}}},
+                  "400": {"$ref": "#/components/responses/Error"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
+                }
+              }
+            },
+            "/v1/items/{item}/similar": {
+              "get": {
+                "operationId": "getSimilarItems",
+                "summary": "Items similar to an item, from a named index of the production bundle",
+                "parameters": [
+                  {"name": "item", "in": "path", "required": true, "schema": \#(identifier)},
+                  \#(count),
+                  {"name": "index", "in": "query", "description": "Index name; 404 names the ones the bundle has", "schema": \#(identifier)}
+                ],
+                "responses": {
+                  "200": {"description": "Similar items", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SimilarItems"}}}},
+                  "400": {"$ref": "#/components/responses/Error"},
+                  "404": {"$ref": "#/components/responses/Error"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
+                }
+              }
+            },
+            "/v1/events": {
+              "post": {
+                "operationId": "postEvents",
+                "summary": "Ingest a batch of feedback events; 202 only once the whole batch is written and synced",
+                "description": "Bodies up to \#(settings.maxBodyBytes) bytes and \#(settings.maxEventsPerBatch) events; every event is validated before any is stored. At most \#(settings.maxIngestInFlight) batches are stored at once; past that, and when the store fails or takes longer than the ingest timeout, the answer is 503 with Retry-After and nothing was acknowledged.",
+                "security": \#(security),
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                  "oneOf": [{"$ref": "#/components/schemas/EventBatch"},
+                            {"type": "object", "required": ["events"], "properties": {"events": {"$ref": "#/components/schemas/EventBatch"}}}]}}}},
+                "responses": {
+                  "202": {"description": "Stored durably", "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
+                    "properties": {"accepted": {"type": "integer", "minimum": 1}, "lastSequence": {"type": ["integer", "null"]}}}}}},
+                  "400": {"$ref": "#/components/responses/Error"},
+                  \#(unauthorized)
+                  "413": {"$ref": "#/components/responses/Error"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
+                }
+              }
+            },
+            "/livez": {"get": {"operationId": "getLiveness", "summary": "The process is alive",
+              "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}}},
+            "/readyz": {"get": {"operationId": "getReadiness", "summary": "Ready when a verified production bundle is loaded",
+              "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
+                            "503": {"description": "No production bundle is loaded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}},
+            "/metrics": {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics",
+              "responses": {"200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"operationId": "getOpenAPI", "summary": "This document",
+              "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+          },
+          "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
             "responses": {
-              "200": {"description": "Recommendations", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recommendations"}}}},
-              "400": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Error"}
+              "Error": {"description": "A JSON error naming the problem",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+              "Unavailable": {"description": "No production bundle yet, ingest overloaded, or the event store failed or did not answer in time; nothing was stored",
+                "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "required": true, "schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+              "Error": {"type": "object", "required": ["error", "status"], "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
+              "Readiness": {"type": "object", "required": ["ready", "generation"], "properties": {
+                "ready": {"type": "boolean"}, "bundle": {"type": "string"}, "generation": {"type": "integer"}, "reason": {"type": "string"}}},
+              "Item": {"type": "object", "required": ["id", "score"], "properties": {
+                "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"}}},
+              "Arm": {"type": "object", "properties": {
+                "experimentId": {"type": "string"}, "phase": {"type": "integer"}, "assigned": {"type": "string"},
+                "served": {"type": "string"}, "fallbackReason": {"type": "string"}}},
+              "Recommendations": {"type": "object", "required": ["user", "requestId", "bundle", "items"], "properties": {
+                "user": {"type": "string"}, "requestId": {"type": "string"}, "bundle": {"type": "string"},
+                "generation": {"type": "integer"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
+                "experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Arm"}},
+                "fallback": {"type": "string"}, "index": {"type": "string"}}},
+              "SimilarItems": {"type": "object", "required": ["item", "bundle", "generation", "index", "items"], "properties": {
+                "item": {"type": "string"}, "bundle": {"type": "string"}, "generation": {"type": "integer"},
+                "index": {"type": "string"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
+              "EventBatch": {"type": "array", "minItems": 1, "maxItems": \#(settings.maxEventsPerBatch), "items": {"$ref": "#/components/schemas/FeedbackEvent"}},
+              "FeedbackEvent": {"type": "object", "required": ["user", "item", "timestamp"], "properties": {
+                "user": \#(identifier), "item": \#(identifier),
+                "kind": {"description": "Absent or null means play", "anyOf": [{"type": "string", "pattern": "^[a-z0-9_-]{1,32}$"}, {"type": "null"}]},
+                "weight": {"description": "Absent or null means 1", "anyOf": [{"type": "number", "minimum": 0, "maximum": \#(Double(Float.greatestFiniteMagnitude))}, {"type": "null"}]},
+                "timestamp": {"description": "ISO 8601 from 1970 to 9999, or epoch seconds, or epoch milliseconds (numbers from 1e12)",
+                  "anyOf": [{"type": "string", "format": "date-time", "pattern": "^(19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2})-"},
+                            {"type": "string", "pattern": "^[0-9]{1,11}$"},
+                            {"type": "number", "minimum": 0, "maximum": \#(maxSeconds)},
+                            {"type": "number", "minimum": 1e12, "maximum": \#(TimestampParser.validRange.upperBound)}]},
+                "requestId": {"description": "The recommendation this event answers, if any", "anyOf": [\#(identifier), {"type": "null"}]}}}
             }
           }
-        },
-        "/v1/items/{item}/similar": {
-          "get": {
-            "summary": "Items similar to an item, from a named index",
-            "parameters": [
-              {"name": "item", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 256}},
-              {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}},
-              {"name": "index", "in": "query", "schema": {"type": "string"}}
-            ],
-            "responses": {
-              "200": {"description": "Similar items", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SimilarItems"}}}},
-              "400": {"$ref": "#/components/responses/Error"},
-              "404": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Error"}
-            }
-          }
-        },
-        "/v1/events": {
-          "post": {
-            "summary": "Ingest a batch of feedback events; 202 only once the batch is durable",
-            "security": [{"apiKey": []}, {}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {
-              "oneOf": [{"type": "array", "items": {"$ref": "#/components/schemas/FeedbackEvent"}},
-                        {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackEvent"}}}}]}}}},
-            "responses": {
-              "202": {"description": "Stored durably", "content": {"application/json": {"schema": {"type": "object",
-                "properties": {"accepted": {"type": "integer"}, "lastSequence": {"type": "integer"}}}}}},
-              "400": {"$ref": "#/components/responses/Error"},
-              "401": {"$ref": "#/components/responses/Error"},
-              "413": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Unavailable"}
-            }
-          }
-        },
-        "/livez": {"get": {"summary": "The process is alive", "responses": {"200": {"description": "Alive"}}}},
-        "/readyz": {"get": {"summary": "Ready when a verified production bundle is loaded",
-                            "responses": {"200": {"description": "Ready"}, "503": {"description": "No production bundle"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text exposition format"}}}},
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}}
-      },
-      "components": {
-        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-        "responses": {"Error": {"description": "A JSON error naming the problem",
-          "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}},
-          "Unavailable": {"description": "Overloaded, or the event store failed or did not answer in time; nothing was stored",
-            "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}},
-            "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}},
-        "schemas": {
-          "Item": {"type": "object", "required": ["id", "score"], "properties": {
-            "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"}}},
-          "Arm": {"type": "object", "properties": {
-            "experimentId": {"type": "string"}, "phase": {"type": "integer"}, "assigned": {"type": "string"},
-            "served": {"type": "string"}, "fallbackReason": {"type": "string"}}},
-          "Recommendations": {"type": "object", "required": ["user", "requestId", "bundle", "items"], "properties": {
-            "user": {"type": "string"}, "requestId": {"type": "string"}, "bundle": {"type": "string"},
-            "generation": {"type": "integer"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-            "experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Arm"}},
-            "fallback": {"type": "string"}, "index": {"type": "string"}}},
-          "SimilarItems": {"type": "object", "properties": {
-            "item": {"type": "string"}, "bundle": {"type": "string"}, "generation": {"type": "integer"},
-            "index": {"type": "string"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
-          "FeedbackEvent": {"type": "object", "required": ["user", "item", "timestamp"], "properties": {
-            "user": {"type": "string"}, "item": {"type": "string"},
-            "kind": {"type": "string", "default": "play", "pattern": "^[a-z0-9_-]{1,32}$"},
-            "weight": {"type": "number", "minimum": 0, "default": 1},
-            "timestamp": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
-            "requestId": {"type": "string"}}}
         }
-      }
+        """#
     }
-    """#
+}
+
+/// Serve's routes and their methods, as /openapi.json describes them. A request for one of these
+/// paths with another method answers 405 with `Allow`, not 404.
+package enum ServeRoutes {
+    package static let all: [(path: String, methods: [String])] = [
+        ("/v1/users/{user}/recommendations", ["GET"]),
+        ("/v1/items/{item}/similar", ["GET"]),
+        ("/v1/events", ["POST"]),
+        ("/livez", ["GET"]), ("/readyz", ["GET"]), ("/metrics", ["GET"]), ("/openapi.json", ["GET"]),
+    ]
+
+    /// The methods the route matching `path` allows, or nil when no route matches it.
+    package static func methods(for path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        return all.first { route in
+            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: false)
+            return pattern.count == segments.count && zip(pattern, segments).allSatisfy { expected, actual in
+                expected.hasPrefix("{") ? !actual.isEmpty : expected == actual
+            }
+        }?.methods
+    }
 }

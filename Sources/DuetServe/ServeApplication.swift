@@ -3,6 +3,7 @@ public import DuetCore
 import Foundation
 import HTTPTypes
 public import Hummingbird
+import HummingbirdCore
 public import Logging
 import Metrics
 import NIOCore
@@ -18,6 +19,11 @@ public struct ServeSettings: Sendable {
     public var pollInterval: Duration = .seconds(1)
     public var maxBodyBytes = 4 << 20
     public var maxEventsPerBatch = 10_000
+    /// Most ids in one `exclude=` list: at 256 characters each, percent-encoded, a full list still
+    /// fits in `maxRequestHeadBytes`.
+    public static let maxExcludedItems = 100
+    /// Request line plus headers; a longer head is refused by the HTTP parser with a bare 400.
+    public static let maxRequestHeadBytes = 512 << 10
     public var apiKey: String?
     public var minimumHistory = 1
     /// Most item rows the exact scan may read for one list before the HNSW index answers instead.
@@ -33,6 +39,9 @@ public struct ServeSettings: Sendable {
     /// timeout less than this (the SQLite sink's busy timeout is `ingestTimeout` / 2), so a write that
     /// gives up is one that never committed.
     public var ingestTimeout: Duration = .seconds(3)
+    /// How long Serve's background calls (exposure batches, spill replay, the log's tail, registry
+    /// polls) wait for a store before giving up and trying again later; shutdown is bounded by it too.
+    public var storeTimeout: Duration = .seconds(10)
     /// How far back a starting replica reads the event log for what users consumed (at most
     /// `RecentHistory.itemsPerUser` items each); afterwards it follows the log's tail every `pollInterval`.
     public var recentWindow: Duration = .seconds(7 * 24 * 3_600)
@@ -79,12 +88,14 @@ public func buildServe(configuration: ServeSettings, source: any ServingSource, 
     let metrics = ServeMetrics(factory: metricsFactory)
     let store = ServingStateStore()
     let reloader = StateReloader(source: source, bundles: configuration.home.bundlesFolder, store: store,
-                                 interval: configuration.pollInterval, metrics: metrics, logger: logger)
+                                 interval: configuration.pollInterval, storeTimeout: configuration.storeTimeout, metrics: metrics, logger: logger)
     let exposures = ExposureWriter(log: eventSink, spillFolder: configuration.home.root.appendingPathComponent("spill"),
-                                   capacity: configuration.exposureQueueCapacity, metrics: metrics, logger: logger)
+                                   capacity: configuration.exposureQueueCapacity, storeTimeout: configuration.storeTimeout,
+                                   metrics: metrics, logger: logger)
     let recent = RecentHistory()
     let consumption = eventTail.map {
-        ConsumptionTail(tail: $0, recent: recent, window: configuration.recentWindow, interval: configuration.pollInterval, logger: logger)
+        ConsumptionTail(tail: $0, recent: recent, window: configuration.recentWindow, interval: configuration.pollInterval,
+                        storeTimeout: configuration.storeTimeout, logger: logger)
     }
     // What users just consumed, from the log, before the first request: a restart forgets nothing.
     do { try await consumption?.catchUp() } catch { logger.error("event log tail unreadable at start: \(error)") }
@@ -105,7 +116,9 @@ public func buildApplication(configuration: ServeSettings, source: any ServingSo
                                                     prometheus: prometheus, logger: logger)
     var services: [any Service] = [components.reloader, components.exposures]
     if let consumption = components.consumption { services.append(consumption) }
-    return Application(router: router,
+    let http1 = HTTP1Channel.Configuration(httpDecoderConfiguration: .init(maxHeaderFieldSize: ServeSettings.maxRequestHeadBytes,
+                                                                            maxHeaderListSize: ServeSettings.maxRequestHeadBytes))
+    return Application(router: router, server: .http1(configuration: http1),
                        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "duet-serve"),
                        services: services, logger: logger)
 }
@@ -135,10 +148,11 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: prometheus?.emitToString() ?? "")))
     }
 
+    let openAPI = OpenAPIDocument.json(configuration)
     router.get("openapi.json") { _, _ in
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: openAPI)))
     }
 
     let v1 = router.group("v1")
@@ -149,7 +163,7 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         let n = try count(query, default: 20)
         let exclude = try identifierList(query.get("exclude"), name: "exclude")
         let label = query.get("context")
-        if let label, Identifier.problem(with: label) != nil || label.count > 64 {
+        if let label, Identifier.problem(with: label) != nil || label.unicodeScalars.count > 64 {
             throw HTTPError(.badRequest, message: "context must be a short label without control characters")
         }
         let reply = try recommender.recommend(user: user, n: n, exclude: exclude, context: label)
@@ -221,12 +235,14 @@ final class FirstAnswer<T: Sendable>: Sendable {
 
     private init(_ continuation: CheckedContinuation<T, any Error>) { self.continuation = Mutex(continuation) }
 
-    static func within(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// `what` names the store in the timeout's message (Serve's background loops log it).
+    static func within(_ limit: Duration, what: String = "the event store",
+                       _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let race = FirstAnswer(continuation)
             race.timer.withLock { $0 = Task {
                 guard (try? await Task.sleep(for: limit)) != nil else { return }
-                race.finish(.failure(ServeError.eventStoreUnavailable("no answer within \(limit)")))
+                race.finish(.failure(ServeError.eventStoreUnavailable("\(what) gave no answer within \(limit)")))
             } }
             Task { race.finish(await Result(catching: operation)) }
         }
@@ -294,8 +310,12 @@ func count(_ query: Parameters, default value: Int) throws -> Int {
 
 func identifierList(_ text: String?, name: String) throws -> [String] {
     guard let text, !text.isEmpty else { return [] }
-    let ids = text.split(separator: ",").map(String.init)
-    guard ids.count <= 1_000 else { throw HTTPError(.badRequest, message: "\(name) lists more than 1000 ids") }
+    // Empty entries count toward the limit (as /openapi.json's pattern counts them) and are skipped.
+    let entries = text.split(separator: ",", omittingEmptySubsequences: false)
+    let ids = entries.filter { !$0.isEmpty }.map(String.init)
+    guard entries.count <= ServeSettings.maxExcludedItems else {
+        throw HTTPError(.badRequest, message: "\(name) lists more than \(ServeSettings.maxExcludedItems) ids")
+    }
     for id in ids {
         if let problem = Identifier.problem(with: id) { throw HTTPError(.badRequest, message: "\(name) id \(problem)") }
     }
@@ -325,8 +345,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
         } catch let error as ServeError {
             let status: HTTPResponse.Status = switch error {
             case .noProductionBundle, .ingestOverloaded, .eventStoreUnavailable: .serviceUnavailable
-            case .unknownItem: .notFound
-            case .unknownIndex: .badRequest
+            case .unknownItem, .unknownIndex: .notFound
             }
             var response = try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
             // Every 503 says when to come back; an overloaded ingest sooner than a failing store.
@@ -335,6 +354,12 @@ struct JSONErrorMiddleware: RouterMiddleware {
             }
             return response
         } catch let error as HTTPError {
+            if error.status == .notFound, error.body == nil, let allowed = ServeRoutes.methods(for: request.uri.path) {
+                var response = try jsonResponse(ErrorBody(error: "\(request.method) is not allowed on \(request.uri.path); use \(allowed.joined(separator: ", "))",
+                                                          status: 405), status: .methodNotAllowed)
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
+            }
             let message = error.body ?? (error.status == .notFound ? "no route for \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
             return try jsonResponse(ErrorBody(error: message, status: Int(error.status.code)), status: error.status)
         } catch let error as DuetError {

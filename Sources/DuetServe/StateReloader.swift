@@ -14,17 +14,19 @@ public final class StateReloader: Service, Sendable {
     let bundles: URL
     let store: ServingStateStore
     let interval: Duration
+    let storeTimeout: Duration
     let metrics: ServeMetrics
     let logger: Logger
     /// A version whose production bundle was refused is not retried until the registry changes again.
     private let refusedVersion = Mutex<Int?>(nil)
 
     public init(source: any ServingSource, bundles: URL, store: ServingStateStore, interval: Duration = .seconds(1),
-                metrics: ServeMetrics, logger: Logger) {
+                storeTimeout: Duration = .seconds(10), metrics: ServeMetrics, logger: Logger) {
         self.source = source
         self.bundles = bundles
         self.store = store
         self.interval = interval
+        self.storeTimeout = storeTimeout
         self.metrics = metrics
         self.logger = logger
     }
@@ -40,9 +42,9 @@ public final class StateReloader: Service, Sendable {
     @discardableResult
     public func reloadIfChanged() async -> Bool {
         do {
-            let version = try await source.servingVersion()
+            let version = try await FirstAnswer.within(storeTimeout, what: "the registry") { [source] in try await source.servingVersion() }
             guard version != store.current.version, version != refusedVersion.withLock({ $0 }) else { return false }
-            let configuration = try await source.servingConfiguration()
+            let configuration = try await FirstAnswer.within(storeTimeout, what: "the registry") { [source] in try await source.servingConfiguration() }
             return try await apply(configuration)
         } catch {
             logger.error("registry poll failed; serving stays on the current state: \(error)")

@@ -113,10 +113,28 @@ struct Recommendations: Decodable {
                 try await client.execute(uri: "/openapi.json", method: .get) { response in
                     let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
                     let paths = try #require(document["paths"] as? [String: Any])
-                    for path in ["/v1/users/{user}/recommendations", "/v1/items/{item}/similar", "/v1/events", "/livez", "/readyz", "/metrics", "/openapi.json"] {
-                        #expect(paths[path] != nil, "\(path) is documented")
+                    #expect(paths.count == ServeRoutes.all.count, "no route is documented that the server does not have")
+                    var operationIDs = Set<String>()
+                    for (path, methods) in ServeRoutes.all {
+                        let operations = try #require(paths[path] as? [String: Any], "\(path) is documented")
+                        #expect(Set(operations.keys) == Set(methods.map { $0.lowercased() }), "\(path) documents exactly its methods")
+                        for case let operation as [String: Any] in operations.values {
+                            let id = try #require(operation["operationId"] as? String, "\(path) has an operationId")
+                            #expect(operationIDs.insert(id).inserted, "operationId \(id) is unique")
+                        }
                     }
+                    let unavailable = try #require((document["components"] as? [String: Any])?["responses"] as? [String: Any])["Unavailable"] as? [String: Any]
+                    #expect(((unavailable?["headers"] as? [String: Any])?["Retry-After"] as? [String: Any])?["required"] as? Bool == true)
                 }
+                // A known path with a method it does not have is 405 naming the one it does, not 404.
+                try await client.execute(uri: "/livez", method: .delete) { response in
+                    #expect(response.status == .methodNotAllowed)
+                    #expect(response.headers[.allow] == "GET")
+                }
+                try await client.execute(uri: "/v1/users/u1/recommendations", method: .post) { response in
+                    #expect(response.status == .methodNotAllowed)
+                }
+                try await client.execute(uri: "/v1/nowhere", method: .get) { #expect($0.status == .notFound) }
             }
             #expect(try await fixture.eventLog.count(matching: EventFilter()) == 1)
         }
@@ -153,8 +171,11 @@ struct Recommendations: Decodable {
         ("/v1/users/u1/recommendations?n=ten", 400, "n must be"),
         ("/v1/users/u%07x/recommendations", 400, "control character"),
         ("/v1/users/u1/recommendations?exclude=a,%01", 400, "control character"),
+        // Empty entries count, as /openapi.json's pattern counts them.
+        ("/v1/users/u1/recommendations?exclude=" + String(repeating: ",", count: ServeSettings.maxExcludedItems), 400, "more than 100 ids"),
+        ("/v1/users/u1/recommendations?exclude=" + String(repeating: "x", count: 257), 400, "longer than 256 characters"),
         ("/v1/items/nope/similar", 404, "not in the production bundle"),
-        ("/v1/items/t1/similar?index=missing", 400, "no index named 'missing'"),
+        ("/v1/items/t1/similar?index=missing", 404, "no index named 'missing'"),
         ("/v2/anything", 404, "no route"),
     ])
     func badQueriesGetJSONErrors(uri: String, status: Int, message: String) async throws {

@@ -72,5 +72,21 @@ import Testing
         #expect(TimestampParser.epochMillis("1700000000") == 1_700_000_000_000)
         #expect(TimestampParser.epochMillis("1700000000123") == 1_700_000_000_123)
         #expect(TimestampParser.epochMillis(number: 1.5) == 1_500)
+        // RFC 3339 offsets up to ±23:59, past Foundation's ±18:00, found by Schemathesis.
+        #expect(TimestampParser.iso8601("2026-01-01T20:42:00+20:42") == 1_767_225_600_000)
+        #expect(TimestampParser.iso8601("2025-12-31T10:30:00.5-13:30") == 1_767_225_600_500)
+        #expect(TimestampParser.iso8601("2026-01-01T00:00:00+24:00") == nil)
+        #expect(TimestampParser.iso8601("1970-01-01T00:30:00+01:00") == nil, "before 1970 once the offset is applied")
+    }
+
+    @Test(arguments: ["2.2250738585072014e-308", "3.402823466385289e38", "-1", "1e39"])
+    func weightsAreReadAsNumbersAndCheckedNamingTheField(weight: String) throws {
+        let body = Data("{\"user\":\"u\",\"item\":\"t\",\"timestamp\":0,\"weight\":\(weight)}".utf8)
+        // The smallest normal Double is no reason to refuse: it reads as 0.
+        if weight.hasPrefix("2.2") {
+            #expect(try JSONDecoder().decode(FeedbackEvent.self, from: body).weight == 0)
+        } else {
+            #expect { try JSONDecoder().decode(FeedbackEvent.self, from: body) } throws: { "\($0)".contains("weight") }
+        }
     }
 }
