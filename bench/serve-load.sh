@@ -6,10 +6,15 @@
 #      bundle they name, and swap latency (registry change → first response from the new bundle);
 #   3. acknowledged events/s over HTTP in batches of 100;
 #   4. kill -9 of duet serve during ingest: acknowledged events found afterwards.
-# Usage: bench/serve-load.sh [seconds per wrk run, default 15]
+# Exits non-zero on any non-2xx, any response mixing bundles, or an acknowledged event not stored
+# exactly once. `--short` (for CI) uses a 24k-track world and 10 swaps.
+# Usage: bench/serve-load.sh [seconds per wrk run, default 15] [--short]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
+SHORT=${2:-}
+if [ "$SHORT" = --short ]; then USERS=3000; TRACKS=24000; EVENTS=200000; SWAPS=10; else USERS=20000; TRACKS=160000; EVENTS=2000000; SWAPS=50; fi
+FAILED=()
 DUET=${DUET:-.build/release/duet}
 WORK=${WORK:-$(mktemp -d /tmp/duet-serve-load.XXXXXX)}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
@@ -20,7 +25,7 @@ echo "working in $WORK, port $PORT"
 
 # Two bundles of over 100k items (the long tail of 160k tracks is never played) with disjoint
 # item ids: A's are t…, B's are bt…, so any response can be checked against the bundle it names.
-"$DUET" world generate --out "$WORK/world" --users 20000 --tracks 160000 --events 2000000 --json >/dev/null
+"$DUET" world generate --out "$WORK/world" --users $USERS --tracks $TRACKS --events $EVENTS --json >/dev/null
 awk -F'\t' 'BEGIN{OFS="\t"} NR==1{print; next} {$2="b"$2; print}' "$WORK/world/events.tsv" > "$WORK/events-b.tsv"
 A_SNAP=$("$DUET" import world "$WORK/world" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshot"]["hash"])')
 B_SNAP=$("$DUET" import csv "$WORK/events-b.tsv" --user-col user --item-col item --weight-col weight --time-col timestamp --kind-col kind --json \
@@ -44,10 +49,11 @@ function setup(thread) table.insert(threads, thread) end
 function init(args)
   bad = 0; wrong = 0; seen_a = 0; seen_b = 0
   bundle_b = os.getenv("BUNDLE_B")
+  users = tonumber(os.getenv("USERS"))
   math.randomseed(os.time() + math.random(1000))
 end
 function request()
-  return wrk.format("GET", "/v1/users/u" .. math.random(0, 19999) .. "/recommendations?n=20")
+  return wrk.format("GET", "/v1/users/u" .. math.random(0, users - 1) .. "/recommendations?n=20")
 end
 function response(status, headers, body)
   if status < 200 or status > 299 then bad = bad + 1; return end
@@ -69,10 +75,10 @@ EOF
 
 # Throughput runs use a script that only picks users: parsing every body in Lua would cost the
 # load generator (which shares the two cores) more for this endpoint than for /livez.
-cat > "$WORK/users.lua" <<'EOF'
+cat > "$WORK/users.lua" <<EOF
 math.randomseed(os.time())
 function request()
-  return wrk.format("GET", "/v1/users/u" .. math.random(0, 19999) .. "/recommendations?n=20")
+  return wrk.format("GET", "/v1/users/u" .. math.random(0, $((USERS - 1))) .. "/recommendations?n=20")
 end
 EOF
 
@@ -102,24 +108,25 @@ report "recommendations" "$WORK/recommend.txt"
 report "livez" "$WORK/livez.txt"
 for run in recommend livez; do
   echo "$run: $(grep -E 'Non-2xx' "$WORK/$run.txt" || echo '0 non-2xx'), $(grep -E 'Socket errors' "$WORK/$run.txt" || echo 'no socket errors')"
+  if grep -qE 'Non-2xx|Socket errors' "$WORK/$run.txt"; then FAILED+=("$run: non-2xx or socket errors"); fi
 done
 python3 -c "print('throughput ratio recommendations/livez: %.3f' % (float(open('$WORK/recommend.txt.rps').read()) / float(open('$WORK/livez.txt.rps').read())))"
 echo "recommendations by what answered them (exact = proven by the length-ordered scan):"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^duet_recommendations_total' | sed 's/^/  /'
 
 echo
-echo "== 2. 50 promotions and rollbacks under load"
-BUNDLE_B=$B wrk -t2 -c64 -d120s --latency -s "$WORK/recommend.lua" "http://127.0.0.1:$PORT" > "$WORK/swap.txt" &
+echo "== 2. $SWAPS promotions and rollbacks under load"
+USERS=$USERS BUNDLE_B=$B wrk -t2 -c64 -d120s --latency -s "$WORK/recommend.lua" "http://127.0.0.1:$PORT" > "$WORK/swap.txt" &
 WRK=$!
 sleep 1
-python3 - "$DUET" "$A" "$B" "$PORT" <<'EOF' | tee "$WORK/swaps.txt"
+python3 - "$DUET" "$A" "$B" "$PORT" "$SWAPS" <<'EOF' | tee "$WORK/swaps.txt"
 import json, subprocess, sys, time, urllib.request, statistics
-duet, a, b, port = sys.argv[1:]
+duet, a, b, port, swaps = sys.argv[1:]
 def generation():
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as r:
         return json.load(r)["generation"]
 latencies = []
-for i in range(50):
+for i in range(int(swaps)):
     target = b if i % 2 == 0 else a
     if i % 2 == 0:
         args = [duet, "lab", "promote", target, "--override", "--reason", f"swap {i}", "--json"]
@@ -139,6 +146,8 @@ kill -INT $WRK 2>/dev/null || true
 wait $WRK 2>/dev/null || true
 report "recommendations during swaps" "$WORK/swap.txt"
 grep CHECK "$WORK/swap.txt"
+grep -q "CHECK non2xx=0 mismatched=0 " "$WORK/swap.txt" || FAILED+=("swaps: non-2xx or responses mixing bundles")
+if grep -qE 'Socket errors' "$WORK/swap.txt"; then FAILED+=("swaps: socket errors"); fi
 
 echo
 echo "== 3. ingest: batches of 100 events"
@@ -155,14 +164,13 @@ EOF
 wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/ingest.lua" "http://127.0.0.1:$PORT/v1/events" > "$WORK/ingest.txt"
 report "event batches" "$WORK/ingest.txt"
 python3 -c "print('acknowledged events/s: %.0f' % (float(open('$WORK/ingest.txt.rps').read()) * 100))"
-grep -E "Non-2xx" "$WORK/ingest.txt" || echo "0 non-2xx"
+if grep -E "Non-2xx|Socket errors" "$WORK/ingest.txt"; then FAILED+=("ingest: non-2xx or socket errors"); else echo "0 non-2xx"; fi
 
 echo
 echo "== 4. kill -9 during ingest"
 python3 - "$PORT" "$WORK/acked.txt" <<'EOF' &
 import json, sys, time, urllib.request
 port, path = sys.argv[1], sys.argv[2]
-acked = 0
 out = open(path, "w")
 for batch in range(100000):
     events = [{"user": "crash", "item": f"c{batch}-{i}", "kind": "play", "timestamp": 1767225600} for i in range(100)]
@@ -170,8 +178,7 @@ for batch in range(100000):
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
             if r.status == 202:
-                acked += 100
-                out.write(f"{acked}\n"); out.flush()
+                out.write("\n".join(e["item"] for e in events) + "\n"); out.flush()
     except Exception:
         break
 EOF
@@ -179,9 +186,18 @@ CLIENT=$!
 sleep 2
 kill -9 $SERVE
 wait $CLIENT 2>/dev/null || true
-ACKED=$(tail -1 "$WORK/acked.txt")
-FOUND=$("$DUET" events stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
-BEFORE=$(python3 -c "import sqlite3; print(sqlite3.connect('$DUET_HOME/events.sqlite').execute(\"select count(*) from events where user='crash'\").fetchone()[0])")
-echo "acknowledged before kill: $ACKED; stored for that client: $BEFORE (total events in the log: $FOUND)"
+python3 - "$DUET_HOME/events.sqlite" "$WORK/acked.txt" <<'EOF' || FAILED+=("kill -9: an acknowledged event is missing or stored twice")
+import collections, sqlite3, sys
+stored = collections.Counter(item for (item,) in sqlite3.connect(sys.argv[1]).execute("select item from events where user = 'crash'"))
+acked = open(sys.argv[2]).read().split()
+missing = [i for i in acked if stored[i] == 0]
+twice = [i for i, n in stored.items() if n > 1]
+print(f"acknowledged before kill -9: {len(acked)}; stored: {sum(stored.values())}; acknowledged but missing: {len(missing)}; stored twice: {len(twice)}")
+sys.exit(1 if missing or twice or not acked else 0)
+EOF
 trap - EXIT
-echo "done; work folder $WORK"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  printf 'serve-load: FAILED: %s\n' "${FAILED[@]}"; echo "work folder $WORK"; exit 1
+fi
+echo "serve-load: ok (0 non-2xx, 0 mixed, every acknowledged event stored once)"
+rm -rf "$WORK"

@@ -102,7 +102,8 @@ public final class ExposureWriter: Service, Sendable {
             pending.removeFirst(count)
             return batch
         }
-        guard !batch.isEmpty else { return }
+        guard !batch.isEmpty else { metrics.exposureQueueDepth.record(0); return }
+        metrics.exposureQueueDepth.record(pending + batch.count)
         do {
             try await FirstAnswer.within(storeTimeout) { [log] in try await log.append(exposures: batch) }
             metrics.exposuresLogged.increment(by: batch.count)

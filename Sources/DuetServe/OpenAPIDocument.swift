@@ -63,7 +63,7 @@ enum OpenAPIDocument {
               "post": {
                 "operationId": "postEvents",
                 "summary": "Ingest a batch of feedback events; 202 only once the whole batch is written and synced",
-                "description": "Bodies up to \#(settings.maxBodyBytes) bytes and \#(settings.maxEventsPerBatch) events; every event is validated before any is stored. At most \#(settings.maxIngestInFlight) batches are stored at once; past that, and when the store fails or takes longer than the ingest timeout, the answer is 503 with Retry-After and nothing was acknowledged.",
+                "description": "Bodies up to \#(settings.maxBodyBytes) bytes and \#(settings.maxEventsPerBatch) events; every event is validated before any is stored. At most \#(settings.maxIngestInFlight) batches and \#(settings.maxIngestBytes) body bytes (by Content-Length) are taken in at once; past that, and when the store fails or takes longer than the ingest timeout, the answer is 503 with Retry-After and nothing was acknowledged.",
                 "security": \#(security),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                   "oneOf": [{"$ref": "#/components/schemas/EventBatch"},

@@ -7,6 +7,7 @@ import HummingbirdCore
 public import Logging
 import Metrics
 import NIOCore
+import NIOFoundationCompat
 import ServiceLifecycle
 import Synchronization
 public import Prometheus
@@ -32,9 +33,12 @@ public struct ServeSettings: Sendable {
     public var recommendationBeam = Self.defaultRecommendationBeam
     public static let defaultRecommendationBeam = 32
     public var exposureQueueCapacity = 50_000
-    /// Ingest bodies collected or being stored at once; past it POST /v1/events answers 503 at once,
-    /// so memory stays under about this many times `maxBodyBytes`.
+    /// Ingest bodies collected or being stored at once; past it POST /v1/events answers 503 at once.
     public var maxIngestInFlight = 32
+    /// Body bytes admitted at once (each request reserves its Content-Length, or `maxBodyBytes` when
+    /// it has none); past it POST /v1/events answers 503 at once. Small batches are never short of
+    /// it; large ones are, so memory for bodies and their decoded events stays near 3× this.
+    public var maxIngestBytes = 32 << 20
     /// How long an append may take before the client gets 503 with Retry-After. Give the store's own
     /// timeout less than this (the SQLite sink's busy timeout is `ingestTimeout` / 2), so a write that
     /// gives up is one that never committed.
@@ -72,12 +76,30 @@ public struct ServeComponents: Sendable {
     public let ingestInFlight = IngestCounter()
 }
 
-/// A count shared by the ingest route's requests.
+/// The ingest route's requests and body bytes in flight, bounded together.
 public final class IngestCounter: Sendable {
     private let value = Atomic<Int>(0)
+    private let bytes = Atomic<Int>(0)
     public var current: Int { value.load(ordering: .relaxed) }
-    func enter() -> Int { value.add(1, ordering: .relaxed).newValue }
-    func leave() { value.subtract(1, ordering: .relaxed) }
+    public var currentBytes: Int { bytes.load(ordering: .relaxed) }
+
+    package init() {}
+
+    /// Admits a request reserving `reserved` bytes, or returns false (and reserves nothing) when it
+    /// would pass either bound.
+    package func enter(reserving reserved: Int, maxRequests: Int, maxBytes: Int) -> Bool {
+        let requests = value.add(1, ordering: .relaxed).newValue
+        let total = bytes.add(reserved, ordering: .relaxed).newValue
+        // One request is always admitted, however large, so a lone big batch is never refused.
+        if requests == 1 || (requests <= maxRequests && total <= maxBytes) { return true }
+        leave(releasing: reserved)
+        return false
+    }
+
+    package func leave(releasing reserved: Int) {
+        value.subtract(1, ordering: .relaxed)
+        bytes.subtract(reserved, ordering: .relaxed)
+    }
 }
 
 /// Builds Serve: components, then the router. Serve is handed only what it may use: the registry's
@@ -187,19 +209,24 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
                 ?? request.headers[HTTPField.Name("X-API-Key")!]
             guard presented == key else { throw HTTPError(.unauthorized, message: "POST /v1/events needs the API key (Authorization: Bearer …)") }
         }
-        let admitted = ingestInFlight.enter()
-        defer { ingestInFlight.leave() }
-        guard admitted <= configuration.maxIngestInFlight else {
+        let tooLarge = HTTPError(.contentTooLarge, message: "the body is larger than \(configuration.maxBodyBytes) bytes (--max-body-bytes)")
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > configuration.maxBodyBytes { throw tooLarge }
+        let reserved = declared ?? configuration.maxBodyBytes
+        guard ingestInFlight.enter(reserving: reserved, maxRequests: configuration.maxIngestInFlight, maxBytes: configuration.maxIngestBytes) else {
             components.metrics.ingestShed.increment()
             throw ServeError.ingestOverloaded(limit: configuration.maxIngestInFlight)
         }
+        defer { ingestInFlight.leave(releasing: reserved) }
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            body = try await request.body.collect(upTo: min(reserved, configuration.maxBodyBytes))
         } catch is NIOTooManyBytesError {
-            throw HTTPError(.contentTooLarge, message: "the body is larger than \(configuration.maxBodyBytes) bytes (--max-body-bytes)")
+            throw tooLarge
         }
-        let events = try decodeEvents(Data(body.readableBytesView), limit: configuration.maxEventsPerBatch)
+        // Data over the buffer's own storage: a 4 MiB body is not held twice while it decodes.
+        let data = body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
+        let events = try decodeEvents(data, limit: configuration.maxEventsPerBatch)
         let last = try await appendWithin(configuration.ingestTimeout, events, to: eventSink, metrics: components.metrics)
         components.metrics.eventsIngested.increment(by: events.count)
         recommender.recordConsumption(events)

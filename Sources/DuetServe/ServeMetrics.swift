@@ -14,6 +14,8 @@ public final class ServeMetrics: Sendable {
     let exposuresLost: Counter
     /// Spilled exposures stored by a replay (each once: replay skips request ids already stored).
     let exposuresReplayed: Counter
+    /// Exposures waiting in memory for the log, plus one batch being appended.
+    let exposureQueueDepth: Gauge
     /// Ingest batches refused with 503: shed for load, or not stored because the store failed.
     let ingestShed: Counter
     let ingestFailures: Counter
@@ -52,6 +54,7 @@ public final class ServeMetrics: Sendable {
         exposuresSpilled = Counter(label: "duet_exposures_spilled_total", factory: factory)
         exposuresLost = Counter(label: "duet_exposures_lost_total", factory: factory)
         exposuresReplayed = Counter(label: "duet_exposures_replayed_total", factory: factory)
+        exposureQueueDepth = Gauge(label: "duet_exposure_queue_depth", factory: factory)
         ingestShed = Counter(label: "duet_ingest_shed_total", factory: factory)
         ingestFailures = Counter(label: "duet_ingest_store_failures_total", factory: factory)
         swaps = Counter(label: "duet_swaps_total", factory: factory)

@@ -11,8 +11,10 @@ enum SQLiteFiles {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }
-            // 64 MiB of page cache (the default is 2): appends touch index pages all over a large log.
-            try db.execute(sql: "PRAGMA cache_size = -65536")
+            // The writer gets 64 MiB of page cache (the default is 2): appends touch index pages all
+            // over a large log. Readers, up to five in a pool, get 8 MiB each: at 64 MiB apiece a
+            // following reader (Serve's tail of the log) held hundreds of MiB under an ingest flood.
+            try db.execute(sql: db.configuration.readonly ? "PRAGMA cache_size = -8192" : "PRAGMA cache_size = -65536")
         }
         return configuration
     }

@@ -38,6 +38,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds between registry polls.") var pollInterval: Double = 1
     @Option(help: "Largest request body accepted, in bytes.") var maxBodyBytes: Int = 4 << 20
     @Option(help: "Event batches stored at once; past it POST /v1/events answers 503 with Retry-After.") var maxIngestInFlight: Int = 32
+    @Option(help: "Body bytes of event batches taken in at once (by Content-Length); past it, 503 with Retry-After.") var maxIngestBytes: Int = 32 << 20
     @Option(help: "Seconds an event append may take before the client gets 503 with Retry-After.") var ingestTimeout: Double = 3
     @Option(help: "Hours of the event log read at start for what users just consumed; the tail is followed after.") var recentWindow: Double = 168
     @Option(help: "Key that POST /v1/events must present (default: $DUET_API_KEY; none means open).") var apiKey: String?
@@ -65,6 +66,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...10_000).contains(maxIngestInFlight) else { throw ValidationError("--max-ingest-in-flight must be 1–10000") }
         guard ingestTimeout >= 0.1, ingestTimeout <= 600 else { throw ValidationError("--ingest-timeout must be 0.1–600 seconds") }
         configuration.maxIngestInFlight = maxIngestInFlight
+        guard maxIngestBytes >= maxBodyBytes else { throw ValidationError("--max-ingest-bytes must be at least --max-body-bytes (\(maxBodyBytes))") }
+        configuration.maxIngestBytes = maxIngestBytes
         configuration.ingestTimeout = .milliseconds(Int(ingestTimeout * 1_000))
         guard recentWindow >= 0, recentWindow <= 24 * 366 else { throw ValidationError("--recent-window must be 0–8784 hours") }
         configuration.recentWindow = .seconds(Int(recentWindow * 3_600))

@@ -9,6 +9,9 @@ public final class PostgresDatabase: Sendable {
     public let client: PostgresClient
     public let logger: Logger
     public let url: String
+    public static let connectTimeout: Duration = .seconds(5)
+    /// Long enough for the Lab's largest statement (freezing a snapshot of millions of events).
+    public static let statementTimeout: Duration = .seconds(300)
 
     /// Parses `postgres://user:password@host:port/database`.
     public init(url: String, logger: Logger = Logger(label: "duet-postgres")) throws {
@@ -17,9 +20,14 @@ public final class PostgresDatabase: Sendable {
             throw DuetError.invalidValue(field: "--registry", reason: "'\(url)' is not a postgres://user:password@host:port/database URL")
         }
         let database = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        let configuration = PostgresClient.Configuration(host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
+        var configuration = PostgresClient.Configuration(host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
                                                          password: components.password, database: database.isEmpty ? nil : database,
                                                          tls: .disable)
+        // No call waits on the server without bound: a connection attempt gives up after 5 s and
+        // the server cancels any statement running longer than `statementTimeout`. (A server that
+        // stops answering altogether is bounded by the callers' own deadlines, e.g. Serve's.)
+        configuration.options.connectTimeout = Self.connectTimeout
+        configuration.options.additionalStartupParameters = [("statement_timeout", "\(Self.statementTimeout.components.seconds)s")]
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.url = url
