@@ -59,12 +59,15 @@ def recommend_loop():
         time.sleep(0.005)
 
 def ingest_loop():
-    batch = 0
+    # Each batch is retried under its Idempotency-Key until acknowledged, as a careful client does.
+    batch, acknowledged = 0, True
     while not stop.is_set():
-        batch += 1
-        ids = [f"pg-{batch}-{i}" for i in range(50)]
-        body = json.dumps([{"user": f"u{i}", "item": item, "timestamp": 1767225600} for i, item in enumerate(ids)]).encode()
-        request = urllib.request.Request(f"{base}/v1/events", data=body, headers={"Content-Type": "application/json"})
+        if acknowledged:
+            batch += 1
+            ids = [f"pg-{batch}-{i}" for i in range(50)]
+            body = json.dumps([{"user": f"u{i}", "item": item, "timestamp": 1767225600} for i, item in enumerate(ids)]).encode()
+        request = urllib.request.Request(f"{base}/v1/events", data=body,
+                                         headers={"Content-Type": "application/json", "Idempotency-Key": f"pg-restart-{batch}"})
         started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=30) as r:
@@ -77,7 +80,8 @@ def ingest_loop():
         ingest["slowest"] = max(ingest["slowest"], elapsed)
         key = f"{phase[0]} {status}"
         ingest["statuses"][key] = ingest["statuses"].get(key, 0) + 1
-        if status == 202:
+        acknowledged = status == 202
+        if acknowledged:
             ingest["acked"].extend(ids)
             if phase[0] == "after restart": ingest["recovered_after_restart"] = True
         else:
@@ -149,8 +153,9 @@ missing = [i for i in ingest["acked"] if events[i] == 0]
 check(not missing, f"every acknowledged id is stored ({len(ingest['acked'])} acknowledged, {len(missing)} missing)")
 dups = [i for i, n in events.items() if n > 1]
 check(not dups, f"no id is stored twice ({len(dups)} duplicated)")
-late = [i for i in ingest["refused"] if events[i] > 0]
-print(f"note: {len(late)} of {len(ingest['refused'])} ids refused with 503 were stored anyway (a commit that finished after the deadline; at-least-once for the client's retry)")
+late = {i for i in ingest["refused"] if i in set(ingest["acked"])}
+print(f"note: {len(ingest['refused'])} ids were refused with 503 at least once and retried under their key; "
+      f"{len(late)} of them were acknowledged on a retry, each stored once")
 lost = [r for r in rec["request_ids"] if exposures[r] == 0]
 check(not lost, f"every answered recommendation's exposure is stored ({len(rec['request_ids'])} answered, {len(lost)} missing)")
 twice = [r for r, n in exposures.items() if n > 1]

@@ -44,8 +44,14 @@ curl -fs "http://127.0.0.1:$port/livez" >/dev/null || { cat "$WORK/serve.log"; f
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/v1/events" \
   -H 'content-type: application/json' -d '[{"user":"u1","item":"t1","kind":"play","weight":1,"timestamp":1700000000000}]')
 [ "$code" = 202 ] || fail "POST /v1/events under role $role answered $code"
+# A batch under an Idempotency-Key, sent twice: the role may record the key, and the batch lands once.
+for _ in 1 2; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/v1/events" -H 'Idempotency-Key: role-check-1' \
+    -H 'content-type: application/json' -d '[{"user":"u1","item":"t2","kind":"play","weight":1,"timestamp":1700000000000}]')
+  [ "$code" = 202 ] || fail "a keyed POST /v1/events under role $role answered $code"
+done
 stored=$(psql "$LAB" -qAt -c "SELECT count(*) FROM events WHERE user_id = 'u1'")
-[ "$stored" = 1 ] || fail "the acknowledged event is not stored ($stored rows)"
+[ "$stored" = 2 ] || fail "expected the plain event and the keyed batch once each, found $stored rows"
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
 echo "serve-role-check: duet serve runs under $role and its appends land"
 

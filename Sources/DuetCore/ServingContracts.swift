@@ -21,6 +21,23 @@ public protocol EventSink: Sendable {
     /// Appends the exposures whose request id is not stored yet, in one transaction, and returns how
     /// many were new: replaying a spill file again, or after a crash half-way, stores each once.
     func replay(exposures: [Exposure]) async throws -> Int
+    /// Appends the batch once per key, in one transaction with the key: a client retrying a batch
+    /// whose first attempt timed out but committed stores nothing again, and gets the first receipt.
+    func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt
+}
+
+/// What an append under a batch key stored.
+public struct BatchReceipt: Sendable, Equatable {
+    public var lastSequence: Int64?
+    public var accepted: Int
+    /// True when the key was seen before and nothing was stored this time.
+    public var repeated: Bool
+
+    public init(lastSequence: Int64?, accepted: Int, repeated: Bool) {
+        self.lastSequence = lastSequence
+        self.accepted = accepted
+        self.repeated = repeated
+    }
 }
 
 /// An event as stored, with the log's sequence number: strictly increasing in append order,

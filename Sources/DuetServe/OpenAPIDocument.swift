@@ -65,12 +65,15 @@ enum OpenAPIDocument {
                 "summary": "Ingest a batch of feedback events; 202 only once the whole batch is written and synced",
                 "description": "Bodies up to \#(settings.maxBodyBytes) bytes and \#(settings.maxEventsPerBatch) events; every event is validated before any is stored. At most \#(settings.maxIngestInFlight) batches and \#(settings.maxIngestBytes) body bytes (by Content-Length) are taken in at once; past that, and when the store fails or takes longer than the ingest timeout, the answer is 503 with Retry-After and nothing was acknowledged.",
                 "security": \#(security),
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false,
+                  "description": "Stores the batch once per key: a retry after a 503 or a lost answer stores nothing twice and gets the first receipt (repeated: true)",
+                  "schema": \#(identifier)}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                   "oneOf": [{"$ref": "#/components/schemas/EventBatch"},
                             {"type": "object", "required": ["events"], "properties": {"events": {"$ref": "#/components/schemas/EventBatch"}}}]}}}},
                 "responses": {
                   "202": {"description": "Stored durably", "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
-                    "properties": {"accepted": {"type": "integer", "minimum": 1}, "lastSequence": {"type": ["integer", "null"]}}}}}},
+                    "properties": {"accepted": {"type": "integer", "minimum": 1}, "lastSequence": {"type": ["integer", "null"]}, "repeated": {"type": "boolean"}}}}}},
                   "400": {"$ref": "#/components/responses/Error"},
                   \#(unauthorized)
                   "413": {"$ref": "#/components/responses/Error"},

@@ -227,10 +227,15 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         // Data over the buffer's own storage: a 4 MiB body is not held twice while it decodes.
         let data = body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
         let events = try decodeEvents(data, limit: configuration.maxEventsPerBatch)
-        let last = try await appendWithin(configuration.ingestTimeout, events, to: eventSink, metrics: components.metrics)
-        components.metrics.eventsIngested.increment(by: events.count)
-        recommender.recordConsumption(events)
-        return try jsonResponse(EventsAccepted(accepted: events.count, lastSequence: last), status: .accepted)
+        let key = request.headers[HTTPField.Name("Idempotency-Key")!]
+        if let key, let problem = Identifier.problem(with: key) { throw HTTPError(.badRequest, message: "Idempotency-Key \(problem)") }
+        let receipt = try await appendWithin(configuration.ingestTimeout, events, key: key, to: eventSink, metrics: components.metrics)
+        if !receipt.repeated {
+            components.metrics.eventsIngested.increment(by: events.count)
+            recommender.recordConsumption(events)
+        }
+        return try jsonResponse(EventsAccepted(accepted: receipt.accepted, lastSequence: receipt.lastSequence, repeated: key == nil ? nil : receipt.repeated),
+                                status: .accepted)
     }
     return router
 }
@@ -239,9 +244,13 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
 /// in time, becomes `ServeError.eventStoreUnavailable` (503 with Retry-After); invalid events stay 400.
 /// The append runs in its own task, so a store that hangs cannot hold the response past `limit`
 /// (a task group would wait for it).
-func appendWithin(_ limit: Duration, _ events: [FeedbackEvent], to sink: any EventSink, metrics: ServeMetrics) async throws -> Int64? {
+func appendWithin(_ limit: Duration, _ events: [FeedbackEvent], key: String? = nil, to sink: any EventSink,
+                  metrics: ServeMetrics) async throws -> BatchReceipt {
     do {
-        return try await FirstAnswer.within(limit) { try await sink.append(events: events) }
+        return try await FirstAnswer.within(limit) {
+            guard let key else { return BatchReceipt(lastSequence: try await sink.append(events: events), accepted: events.count, repeated: false) }
+            return try await sink.append(events: events, batchKey: key)
+        }
     } catch let error as DuetError {
         if case .invalidValue = error { throw error }
         metrics.ingestFailures.increment()
@@ -298,6 +307,8 @@ struct Readiness: Codable {
 struct EventsAccepted: Codable {
     var accepted: Int
     var lastSequence: Int64?
+    /// With an Idempotency-Key: true when the key was stored before and nothing was stored again.
+    var repeated: Bool?
 }
 
 /// Accepts a JSON array of events or {"events": [...]}; every event is validated before any is stored.

@@ -63,6 +63,21 @@ public final class SQLiteEventLog: EventLog {
                     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
                 """)
         }
+        // A retried batch is stored once: its key is written in the batch's own transaction.
+        migrator.registerMigration("v2-ingest-batches") { db in
+            try db.execute(sql: """
+                CREATE TABLE ingest_batches (
+                    key TEXT PRIMARY KEY,
+                    last_seq INTEGER,
+                    accepted INTEGER NOT NULL,
+                    ts INTEGER NOT NULL
+                );
+                CREATE TRIGGER ingest_batches_no_update BEFORE UPDATE ON ingest_batches
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                CREATE TRIGGER ingest_batches_no_delete BEFORE DELETE ON ingest_batches
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                """)
+        }
         return migrator
     }
 
@@ -77,6 +92,25 @@ public final class SQLiteEventLog: EventLog {
                                                   Double(event.weight), event.requestID])
             }
             return db.lastInsertedRowID
+        }
+    }
+
+    public func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt {
+        try Identifier.validate(batchKey, field: "Idempotency-Key")
+        for event in events { try event.validate() }
+        return try await pool.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT last_seq, accepted FROM ingest_batches WHERE key = ?", arguments: [batchKey]) {
+                return BatchReceipt(lastSequence: row["last_seq"], accepted: row["accepted"], repeated: true)
+            }
+            let statement = try db.cachedStatement(sql: Self.insertEvent)
+            for event in events {
+                try statement.execute(arguments: [event.timestamp, event.user, event.item, event.kind.rawValue,
+                                                  Double(event.weight), event.requestID])
+            }
+            let last: Int64? = events.isEmpty ? nil : db.lastInsertedRowID
+            try db.execute(sql: "INSERT INTO ingest_batches (key, last_seq, accepted, ts) VALUES (?, ?, ?, ?)",
+                           arguments: [batchKey, last, events.count, Date().epochMillis])
+            return BatchReceipt(lastSequence: last, accepted: events.count, repeated: false)
         }
     }
 

@@ -51,6 +51,6 @@ struct GrantsCommand: AsyncParsableCommand {
         let database = try SharedPostgres.database(url)
         try await PostgresSchema.migrate(database)
         try await PostgresServeRole.apply(role: role, password: secret, on: database)
-        print("role \(role) may read \(PostgresServeRole.readable.joined(separator: ", ")) and insert into \(PostgresServeRole.appendable.joined(separator: ", ")) at \(database.redactedURL)")
+        print("role \(role) may read \(PostgresServeRole.readable.joined(separator: ", ")) and insert into \((PostgresServeRole.appendable + PostgresServeRole.keyed).joined(separator: ", ")) at \(database.redactedURL)")
     }
 }

@@ -135,8 +135,21 @@ struct Recommendations: Decodable {
                     #expect(response.status == .methodNotAllowed)
                 }
                 try await client.execute(uri: "/v1/nowhere", method: .get) { #expect($0.status == .notFound) }
+                // A batch retried under its Idempotency-Key is stored once; the retry gets the first receipt.
+                let batch = ByteBuffer(string: #"[{"user":"u1","item":"t3","timestamp":1767225600}]"#)
+                var receipts: [String] = []
+                for _ in 0..<2 {
+                    try await client.execute(uri: "/v1/events", method: .post, headers: [.init("Idempotency-Key")!: "batch-7"],
+                                             body: batch) { response in
+                        #expect(response.status == .accepted)
+                        receipts.append(String(buffer: response.body))
+                    }
+                }
+                #expect(receipts.first?.contains(#""repeated":false"#) == true && receipts.last?.contains(#""repeated":true"#) == true, "\(receipts)")
+                try await client.execute(uri: "/v1/events", method: .post, headers: [.init("Idempotency-Key")!: String(repeating: "k", count: 257)],
+                                         body: batch) { #expect($0.status == .badRequest) }
             }
-            #expect(try await fixture.eventLog.count(matching: EventFilter()) == 1)
+            #expect(try await fixture.eventLog.count(matching: EventFilter()) == 2, "one plain event, one keyed batch stored once")
         }
     }
 

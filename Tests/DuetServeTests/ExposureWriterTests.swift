@@ -118,6 +118,11 @@ final class FlakySink: EventSink {
         if failing.load(ordering: .relaxed) { throw Down() }
         return try await log.replay(exposures: exposures)
     }
+
+    func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt {
+        if failing.load(ordering: .relaxed) { throw Down() }
+        return try await log.append(events: events, batchKey: batchKey)
+    }
 }
 
 /// Counters by label, for tests that read what Serve counted.

@@ -192,6 +192,12 @@ import Testing
             #expect(try await serve.sink.append(events: [Self.event(2)]) != nil)
             #expect(try await serve.sink.append(exposures: [Exposure(requestID: "r-serve", user: "u", timestamp: 1, items: ["t1"],
                                                                      bundleID: "a", experiments: [])]) != nil)
+            // Serve's role may store a batch under a key, and a retry under that key stores nothing.
+            let first = try await serve.sink.append(events: [Self.event(3), Self.event(4)], batchKey: "batch-1")
+            #expect(first.accepted == 2 && !first.repeated && first.lastSequence != nil)
+            #expect(try await serve.sink.append(events: [Self.event(3), Self.event(4)], batchKey: "batch-1")
+                    == BatchReceipt(lastSequence: first.lastSequence, accepted: 2, repeated: true))
+            #expect(try await serve.sink.append(events: [Self.event(5)], batchKey: "batch-2").repeated == false)
             let registryWrites = [
                 "UPDATE serving_state SET version = version + 1",
                 "INSERT INTO models (id, name, kind, snapshot, created_at, status) VALUES ('z', 'z', 'als', 's', 0, 'candidate')",
@@ -207,7 +213,8 @@ import Testing
                 }
             }
             // The event log is append-only for everyone; PostgreSQL refuses Serve's role before the trigger runs.
-            for sql in ["UPDATE events SET weight = 0", "DELETE FROM events", "UPDATE exposures SET user_id = 'x'", "DELETE FROM exposures"] {
+            for sql in ["UPDATE events SET weight = 0", "DELETE FROM events", "UPDATE exposures SET user_id = 'x'", "DELETE FROM exposures",
+                        "UPDATE ingest_batches SET accepted = 0", "DELETE FROM ingest_batches"] {
                 let statement = backend == .sqlite ? sql.replacingOccurrences(of: "user_id", with: "user") : sql
                 await #expect("Serve's event connection: \(statement)") { try await serve.executeOnEventConnection(statement) } throws: { error in
                     let refusal = databaseRefusal(error)
@@ -219,7 +226,7 @@ import Testing
             }
             #expect(try await registry.servingVersion() == version)
             #expect(try await registry.production().model == "a")
-            #expect(try await stores.eventLog.count(matching: EventFilter()) == 2)
+            #expect(try await stores.eventLog.count(matching: EventFilter()) == 5, "1 by the Lab, 1 by Serve, 2 under batch-1 once, 1 under batch-2")
         }
     }
 }

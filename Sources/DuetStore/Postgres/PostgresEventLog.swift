@@ -10,6 +10,7 @@ public final class PostgresEventLog: EventLog {
     let database: PostgresDatabase
 
     static let migrationName = "events-v1"
+    static let batchesMigrationName = "events-v2-ingest-batches"
 
     /// The Lab's log: creates or migrates the schema.
     public init(database: PostgresDatabase) async throws {
@@ -24,6 +25,15 @@ public final class PostgresEventLog: EventLog {
     }
 
     static func migrate(_ database: PostgresDatabase) async throws {
+        try await migrateEvents(database)
+        // A retried batch is stored once: its key is written in the batch's own transaction.
+        try await database.migrate(batchesMigrationName, [
+            "CREATE TABLE ingest_batches (key TEXT PRIMARY KEY, last_seq BIGINT, accepted INTEGER NOT NULL, ts BIGINT NOT NULL)",
+            "CREATE TRIGGER ingest_batches_append_only BEFORE UPDATE OR DELETE ON ingest_batches FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+        ])
+    }
+
+    private static func migrateEvents(_ database: PostgresDatabase) async throws {
         try await database.migrate(migrationName, [
             """
             CREATE OR REPLACE FUNCTION duet_append_only() RETURNS trigger AS $$
@@ -68,6 +78,23 @@ public final class PostgresEventLog: EventLog {
         for event in events { try event.validate() }
         return try await database.transaction { connection in
             try await Self.insert(events, on: connection, logger: database.logger)
+        }
+    }
+
+    public func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt {
+        try Identifier.validate(batchKey, field: "Idempotency-Key")
+        for event in events { try event.validate() }
+        return try await database.transaction { connection in
+            let seen = try await connection.query("SELECT last_seq, accepted FROM ingest_batches WHERE key = \(batchKey)", logger: database.logger)
+            for try await (last, accepted) in seen.decode((Int64?, Int32).self) {
+                return BatchReceipt(lastSequence: last, accepted: Int(accepted), repeated: true)
+            }
+            let last = events.isEmpty ? nil : try await Self.insert(events, on: connection, logger: database.logger)
+            // Two attempts racing with one key: the second fails on the key and commits nothing.
+            try await connection.query("""
+                INSERT INTO ingest_batches (key, last_seq, accepted, ts) VALUES (\(batchKey), \(last), \(Int32(events.count)), \(Date().epochMillis))
+                """, logger: database.logger)
+            return BatchReceipt(lastSequence: last, accepted: events.count, repeated: false)
         }
     }
 

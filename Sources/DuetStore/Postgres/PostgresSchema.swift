@@ -7,7 +7,7 @@ import PostgresNIO
 /// the schema is exactly one it knows, and refuses to start otherwise.
 public enum PostgresSchema {
     /// Every migration this build knows, in the order they apply.
-    public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName]
+    public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName, PostgresEventLog.batchesMigrationName]
 
     /// Creates or brings up to date the registry and event log tables (the Lab's job).
     public static func migrate(_ database: PostgresDatabase) async throws {
@@ -41,9 +41,11 @@ public enum PostgresSchema {
 /// exposures, nothing else. The Lab prints or applies these grants (`duet lab grants`).
 public enum PostgresServeRole {
     /// Tables Serve reads: what to serve, and the events' tail (what users just consumed).
-    public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments", "events"]
+    public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments", "events", "ingest_batches"]
     /// Tables Serve appends to; of exposures it reads back only the sequence numbers its inserts return.
     public static let appendable = ["events", "exposures"]
+    /// Tables Serve inserts into without a sequence: the keys of batches it stored.
+    public static let keyed = ["ingest_batches"]
 
     public static func statements(role: String, password: String?) throws -> [String] {
         guard let first = role.first, first.isLetter || first == "_", role.count <= 63,
@@ -64,6 +66,8 @@ public enum PostgresServeRole {
             "GRANT INSERT ON \(appendable.joined(separator: ", ")) TO \(role)",
             "GRANT SELECT (seq) ON \(appendable.joined(separator: ", ")) TO \(role)",
             "GRANT USAGE ON SEQUENCE \(appendable.map { "\($0)_seq_seq" }.joined(separator: ", ")) TO \(role)",
+            // Batch keys: Serve reads whether a key was stored and adds new ones, in the batch's transaction.
+            "GRANT INSERT ON \(keyed.joined(separator: ", ")) TO \(role)",
         ]
         return statements
     }
