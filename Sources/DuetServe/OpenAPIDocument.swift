@@ -67,7 +67,7 @@ enum OpenAPIDocument {
                 "security": \#(security),
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false,
                   "description": "Stores the batch once per key: a retry after a 503 or a lost answer stores nothing twice and gets the first receipt (repeated: true)",
-                  "schema": \#(identifier)}],
+                  "schema": {"type": "string", "pattern": "^[!-~]{1,\#(Identifier.maxLength)}$"}}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                   "oneOf": [{"$ref": "#/components/schemas/EventBatch"},
                             {"type": "object", "required": ["events"], "properties": {"events": {"$ref": "#/components/schemas/EventBatch"}}}]}}}},

@@ -228,7 +228,11 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         let data = body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
         let events = try decodeEvents(data, limit: configuration.maxEventsPerBatch)
         let key = request.headers[HTTPField.Name("Idempotency-Key")!]
-        if let key, let problem = Identifier.problem(with: key) { throw HTTPError(.badRequest, message: "Idempotency-Key \(problem)") }
+        // Visible ASCII only: header values reach us already trimmed and re-encoded, so anything
+        // wider could not be matched byte for byte on a retry.
+        if let key, !(1...Identifier.maxLength).contains(key.utf8.count) || !key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) {
+            throw HTTPError(.badRequest, message: "Idempotency-Key must be 1–\(Identifier.maxLength) visible ASCII characters")
+        }
         let receipt = try await appendWithin(configuration.ingestTimeout, events, key: key, to: eventSink, metrics: components.metrics)
         if !receipt.repeated {
             components.metrics.eventsIngested.increment(by: events.count)
