@@ -3,8 +3,9 @@
 # were really killed (exit status 137, not a run that had already finished), and after each one
 # checks that the registry is consistent: production names a complete bundle whose checksums
 # verify, the models marked production are exactly the alias, and the history runs 1…n without
-# gaps, each change starting where the previous one ended. Each kill is classed by whether the
-# generation moved: before the commit or after it. Both kinds must occur. Runs on the home's
+# gaps, each change starting where the previous one ended. Half the kills land at random times,
+# half when the command writes its result (after its commit, before it exits); each is classed by
+# whether the generation moved. Both kinds must occur. Runs on the home's
 # SQLite registry, or on PostgreSQL when a URL is given.
 # Usage: scripts/promote-crash.sh [rounds, default 50] [postgres admin URL]
 set -euo pipefail
@@ -55,7 +56,7 @@ print(len(rows))
 PY
 }
 
-# When a promotion's commit happens here: it prints its result right after committing.
+# How long a promotion takes here, to spread the random kills over its life.
 for _ in 1 2 3; do
   python3 scripts/lib/kill-at.py time "$DUET" lab promote "$B" --override --reason timing >> "$WORK/timing"
   python3 scripts/lib/kill-at.py time "$DUET" lab rollback --reason timing >> "$WORK/timing"
@@ -66,17 +67,17 @@ generations=$(check)
 before=0; after=0; finished=0; round=0
 while { [ $((before + after)) -lt "$ROUNDS" ] || [ "$before" -eq 0 ] || [ "$after" -eq 0 ]; } && [ "$round" -lt $((ROUNDS * 10)) ]; do
   round=$((round + 1))
-  # One round in four: anywhere from start-up to past the usual output. The others: the few ms
-  # just before the output, where the commit is.
-  if [ $((round % 4)) -eq 1 ]; then
-    delay=$(python3 -c "import random; print(random.uniform(0, 1.3 * $COMMIT_MS))")
+  # Odd rounds: a kill anywhere from start-up to past the usual output, which mostly lands before
+  # the commit. Even rounds: the kill lands when the command writes its result, after its commit.
+  if [ $((round % 2)) -eq 1 ]; then
+    when=$(python3 -c "import random; print(random.uniform(0, 1.3 * $COMMIT_MS))")
   else
-    delay=$(python3 -c "import random; print(random.uniform(0.93 * $COMMIT_MS, 1.01 * $COMMIT_MS))")
+    when=output
   fi
   if [ $((round % 4)) -lt 2 ]; then
-    outcome=$(python3 scripts/lib/kill-at.py "$delay" "$DUET" lab promote "$B" --override --reason "round $round")
+    outcome=$(python3 scripts/lib/kill-at.py "$when" "$DUET" lab promote "$B" --override --reason "round $round")
   else
-    outcome=$(python3 scripts/lib/kill-at.py "$delay" "$DUET" lab rollback --reason "round $round")
+    outcome=$(python3 scripts/lib/kill-at.py "$when" "$DUET" lab rollback --reason "round $round")
   fi
   now=$(check)
   "$DUET" lab verify production >/dev/null
