@@ -86,7 +86,7 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
         case .noProductionBundle: "no production bundle is loaded yet; promote one with `duet lab promote`"
         case let .unknownItem(item): "item '\(item)' is not in the production bundle"
         case let .unknownIndex(name, available): "no index named '\(name)'; this bundle has: \(available.joined(separator: ", "))"
-        case let .ingestOverloaded(limit): "\(limit) event batches are already being stored; retry shortly"
+        case let .ingestOverloaded(limit): "ingest is full (at most \(limit) event batches and --max-ingest-bytes of bodies are already being stored); retry shortly"
         case let .eventStoreUnavailable(reason): "the event store is unavailable (\(reason)); nothing was stored, retry shortly"
         }
     }
