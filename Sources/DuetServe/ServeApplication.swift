@@ -220,7 +220,7 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         defer { ingestInFlight.leave(releasing: reserved) }
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: min(reserved, configuration.maxBodyBytes))
+            body = try await request.body.collect(upTo: reserved)
         } catch is NIOTooManyBytesError {
             throw tooLarge
         }

@@ -85,14 +85,7 @@ public final class SQLiteEventLog: EventLog {
     public func append(events: [FeedbackEvent]) async throws -> Int64? {
         guard !events.isEmpty else { return nil }
         for event in events { try event.validate() }
-        return try await pool.write { db in
-            let statement = try db.cachedStatement(sql: Self.insertEvent)
-            for event in events {
-                try statement.execute(arguments: [event.timestamp, event.user, event.item, event.kind.rawValue,
-                                                  Double(event.weight), event.requestID])
-            }
-            return db.lastInsertedRowID
-        }
+        return try await pool.write { db in try Self.insert(events, in: db) }
     }
 
     public func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt {
@@ -102,12 +95,7 @@ public final class SQLiteEventLog: EventLog {
             if let row = try Row.fetchOne(db, sql: "SELECT last_seq, accepted FROM ingest_batches WHERE key = ?", arguments: [batchKey]) {
                 return BatchReceipt(lastSequence: row["last_seq"], accepted: row["accepted"], repeated: true)
             }
-            let statement = try db.cachedStatement(sql: Self.insertEvent)
-            for event in events {
-                try statement.execute(arguments: [event.timestamp, event.user, event.item, event.kind.rawValue,
-                                                  Double(event.weight), event.requestID])
-            }
-            let last: Int64? = events.isEmpty ? nil : db.lastInsertedRowID
+            let last = try Self.insert(events, in: db)
             try db.execute(sql: "INSERT INTO ingest_batches (key, last_seq, accepted, ts) VALUES (?, ?, ?, ?)",
                            arguments: [batchKey, last, events.count, Date().epochMillis])
             return BatchReceipt(lastSequence: last, accepted: events.count, repeated: false)
@@ -125,8 +113,7 @@ public final class SQLiteEventLog: EventLog {
             var count = 0
             try produce { event in
                 try event.validate()
-                try statement.execute(arguments: [event.timestamp, event.user, event.item, event.kind.rawValue,
-                                                  Double(event.weight), event.requestID])
+                try statement.execute(arguments: Self.arguments(event))
                 count += 1
             }
             return count
@@ -134,6 +121,18 @@ public final class SQLiteEventLog: EventLog {
     }
 
     static let insertEvent = "INSERT INTO events (ts, user, item, kind, weight, request_id) VALUES (?, ?, ?, ?, ?, ?)"
+
+    static func arguments(_ event: FeedbackEvent) -> StatementArguments {
+        [event.timestamp, event.user, event.item, event.kind.rawValue, Double(event.weight), event.requestID]
+    }
+
+    /// Inserts validated events inside the caller's transaction; returns the last sequence, or nil for none.
+    static func insert(_ events: [FeedbackEvent], in db: Database) throws -> Int64? {
+        guard !events.isEmpty else { return nil }
+        let statement = try db.cachedStatement(sql: insertEvent)
+        for event in events { try statement.execute(arguments: arguments(event)) }
+        return db.lastInsertedRowID
+    }
 
     @discardableResult
     public func append(exposures: [Exposure]) async throws -> Int64? {
