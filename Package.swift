@@ -61,6 +61,7 @@ let package = Package(
             name: "DuetServe",
             dependencies: [
                 "DuetCore", "DuetKernels", "DuetSimilarity",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

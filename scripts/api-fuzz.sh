@@ -15,11 +15,11 @@ fi
 source scripts/lib/common.sh
 WORK=$(mktemp -d /tmp/duet-api-fuzz.XXXXXX)
 PORT=$(free_port)
-KEY=fuzz-key-$RANDOM
+KEY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DUET_HOME="$WORK/home"
 small_home "$WORK"
 
-"$DUET" serve --port "$PORT" --api-key "$KEY" > "$WORK/serve.log" 2>&1 &
+DUET_API_KEY="$KEY" "$DUET" serve --port "$PORT" > "$WORK/serve.log" 2>&1 &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null || true' EXIT
 wait_ready "$PORT"

@@ -14,8 +14,13 @@ enum OpenAPIDocument {
         let entry = #"[^,\\u0000-\\u001f\\u007f-\\u009f]{0,\#(Identifier.maxLength)}"#
         let excludePattern = "^\(entry)(,\(entry)){0,\(ServeSettings.maxExcludedItems - 1)}$"
         let count = #"{"name": "n", "in": "query", "description": "How many items", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}"#
-        let security = settings.apiKey == nil ? "[]" : #"[{"bearer": []}, {"apiKeyHeader": []}]"#
-        let unauthorized = settings.apiKey == nil ? "" : ##""401": {"$ref": "#/components/responses/Error"},"##
+        let access = settings.access
+        let security = access.isOpen ? "[]" : #"[{"bearer": []}, {"apiKeyHeader": []}]"#
+        // With keys, every /v1 route may refuse a key: unknown (401), lacking the role (403), or over its rate (429).
+        var guarded = access.isOpen ? "" : ##""401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},"##
+        if access.keys.contains(where: { $0.rate != nil }) { guarded += ##" "429": {"$ref": "#/components/responses/RateLimited"},"## }
+        let metricsSecurity = access.protectMetrics ? #""security": [{"bearer": []}, {"apiKeyHeader": []}],"# : ""
+        let metricsGuarded = access.protectMetrics ? guarded : ""
         let maxSeconds = Double(TimestampParser.validRange.upperBound) / 1_000
         return #"""
         {
@@ -27,6 +32,7 @@ enum OpenAPIDocument {
               "get": {
                 "operationId": "getRecommendations",
                 "summary": "Top-N recommendations for a user; users the bundle does not know get the popularity list",
+                "security": \#(security),
                 "parameters": [
                   {"name": "user", "in": "path", "required": true, "schema": \#(identifier)},
                   \#(count),
@@ -38,6 +44,7 @@ enum OpenAPIDocument {
                 "responses": {
                   "200": {"description": "Recommendations", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recommendations"}}}},
                   "400": {"$ref": "#/components/responses/Error"},
+                  \#(guarded)
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
@@ -46,6 +53,7 @@ enum OpenAPIDocument {
               "get": {
                 "operationId": "getSimilarItems",
                 "summary": "Items similar to an item, from a named index of the production bundle",
+                "security": \#(security),
                 "parameters": [
                   {"name": "item", "in": "path", "required": true, "schema": \#(identifier)},
                   \#(count),
@@ -54,6 +62,7 @@ enum OpenAPIDocument {
                 "responses": {
                   "200": {"description": "Similar items", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SimilarItems"}}}},
                   "400": {"$ref": "#/components/responses/Error"},
+                  \#(guarded)
                   "404": {"$ref": "#/components/responses/Error"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
@@ -75,7 +84,7 @@ enum OpenAPIDocument {
                   "202": {"description": "Stored durably", "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
                     "properties": {"accepted": {"type": "integer", "minimum": 1}, "lastSequence": {"type": ["integer", "null"]}, "repeated": {"type": "boolean"}}}}}},
                   "400": {"$ref": "#/components/responses/Error"},
-                  \#(unauthorized)
+                  \#(guarded)
                   "413": {"$ref": "#/components/responses/Error"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
@@ -86,8 +95,8 @@ enum OpenAPIDocument {
             "/readyz": {"get": {"operationId": "getReadiness", "summary": "Ready when a verified production bundle is loaded",
               "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
                             "503": {"description": "No production bundle is loaded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}}}},
-            "/metrics": {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics",
-              "responses": {"200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/metrics": {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics", \#(metricsSecurity)
+              "responses": {\#(metricsGuarded) "200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"operationId": "getOpenAPI", "summary": "This document",
               "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
           },
@@ -95,6 +104,9 @@ enum OpenAPIDocument {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
             "responses": {
+              "RateLimited": {"description": "The key's rate limit is spent",
+                "headers": {"Retry-After": {"description": "Seconds until the key may ask again", "required": true, "schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
               "Error": {"description": "A JSON error naming the problem",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
               "Unavailable": {"description": "No production bundle yet, ingest overloaded, or the event store failed or did not answer in time; nothing was stored",

@@ -80,6 +80,12 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
     case ingestOverloaded(limit: Int)
     /// The event store failed or did not answer in time; nothing was acknowledged.
     case eventStoreUnavailable(String)
+    /// No key, or a key Serve does not know.
+    case unauthenticated
+    /// A known key without the role the route needs.
+    case forbidden(key: String, role: AccessRole)
+    /// The key's rate limit is spent.
+    case rateLimited(key: String, retryAfter: Int)
 
     public var description: String {
         switch self {
@@ -88,6 +94,9 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
         case let .unknownIndex(name, available): "no index named '\(name)'; this bundle has: \(available.joined(separator: ", "))"
         case let .ingestOverloaded(limit): "ingest is full (at most \(limit) event batches and --max-ingest-bytes of bodies are already being stored); retry shortly"
         case let .eventStoreUnavailable(reason): "the event store is unavailable (\(reason)); nothing was stored, retry shortly"
+        case .unauthenticated: "this route needs an API key (Authorization: Bearer … or X-API-Key); none was given, or it is not a key this server knows"
+        case let .forbidden(key, role): "key '\(key)' does not hold the '\(role.rawValue)' role this route needs"
+        case let .rateLimited(key, retryAfter): "key '\(key)' is over its rate limit; retry in \(retryAfter) s"
         }
     }
 }

@@ -25,7 +25,8 @@ public struct ServeSettings: Sendable {
     public static let maxExcludedItems = 100
     /// Request line plus headers; a longer head is refused by the HTTP parser with a bare 400.
     public static let maxRequestHeadBytes = 512 << 10
-    public var apiKey: String?
+    /// Keys and their roles; with none, every route is open.
+    public var access = AccessKeys(keys: [])
     public var minimumHistory = 1
     /// Most item rows the exact scan may read for one list before the HNSW index answers instead.
     public var annThreshold = 20_000
@@ -164,7 +165,9 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         return try jsonResponse(Readiness(ready: true, bundle: production.id, generation: state.generation, reason: nil))
     }
 
-    router.get("metrics") { _, _ in
+    let access = configuration.access
+    router.get("metrics") { request, _ in
+        if access.protectMetrics { try admit(request, role: .metrics, access: access, metrics: components.metrics) }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: prometheus?.emitToString() ?? "")))
@@ -177,7 +180,7 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: openAPI)))
     }
 
-    let v1 = router.group("v1")
+    let v1 = router.group("v1").add(middleware: AccessMiddleware(access: access, metrics: components.metrics))
     v1.get("users/:user/recommendations") { request, context in
         let user = try pathIdentifier(context, "user")
         // Parsed once: each access to queryParameters parses the query string again.
@@ -204,11 +207,6 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
 
     let ingestInFlight = components.ingestInFlight
     v1.post("events") { request, _ in
-        if let key = configuration.apiKey {
-            let presented = request.headers[.authorization].map { $0.replacingOccurrences(of: "Bearer ", with: "") }
-                ?? request.headers[HTTPField.Name("X-API-Key")!]
-            guard presented == key else { throw HTTPError(.unauthorized, message: "POST /v1/events needs the API key (Authorization: Bearer …)") }
-        }
         let tooLarge = HTTPError(.contentTooLarge, message: "the body is larger than \(configuration.maxBodyBytes) bytes (--max-body-bytes)")
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > configuration.maxBodyBytes { throw tooLarge }
@@ -242,6 +240,37 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
                                 status: .accepted)
     }
     return router
+}
+
+/// Every /v1 route needs a key once any is configured: POST needs `ingest`, GET `read`.
+struct AccessMiddleware: RouterMiddleware {
+    typealias Context = ServeRequestContext
+    let access: AccessKeys
+    let metrics: ServeMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if !access.isOpen { try admit(request, role: request.method == .post ? .ingest : .read, access: access, metrics: metrics) }
+        return try await next(request, context)
+    }
+}
+
+func admit(_ request: Request, role: AccessRole, access: AccessKeys, metrics: ServeMetrics) throws {
+    let bearer = request.headers[.authorization].flatMap { value -> String? in
+        guard value.count > 7, value.prefix(7).lowercased() == "bearer " else { return nil }
+        return String(value.dropFirst(7))
+    }
+    switch access.decide(presented: bearer ?? request.headers[HTTPField.Name("X-API-Key")!], role: role) {
+    case .allowed: return
+    case .unauthenticated:
+        metrics.accessDenied("unauthenticated")
+        throw ServeError.unauthenticated
+    case let .forbidden(key, role):
+        metrics.accessDenied("forbidden")
+        throw ServeError.forbidden(key: key, role: role)
+    case let .limited(key, retryAfter):
+        metrics.accessDenied("rate_limited")
+        throw ServeError.rateLimited(key: key, retryAfter: retryAfter)
+    }
 }
 
 /// Appends, answering within `limit` whatever the store does. A store that fails, or does not answer
@@ -388,8 +417,13 @@ struct JSONErrorMiddleware: RouterMiddleware {
             let status: HTTPResponse.Status = switch error {
             case .noProductionBundle, .ingestOverloaded, .eventStoreUnavailable: .serviceUnavailable
             case .unknownItem, .unknownIndex: .notFound
+            case .unauthenticated: .unauthorized
+            case .forbidden: .forbidden
+            case .rateLimited: .tooManyRequests
             }
             var response = try jsonResponse(ErrorBody(error: error.description, status: Int(status.code)), status: status)
+            if case .unauthenticated = error { response.headers[.wwwAuthenticate] = #"Bearer realm="duet""# }
+            if case let .rateLimited(_, retryAfter) = error { response.headers[.retryAfter] = "\(retryAfter)" }
             // Every 503 says when to come back; an overloaded ingest sooner than a failing store.
             if status == .serviceUnavailable {
                 response.headers[.retryAfter] = if case .ingestOverloaded = error { "1" } else { "2" }

@@ -26,6 +26,8 @@ public final class ServeMetrics: Sendable {
     /// Recommendations by what answered them: "exact", an HNSW index's name (the exact scan handed
     /// over) or "popularity".
     private let answered = Mutex<[String: Counter]>([:])
+    /// Requests refused for their key: unauthenticated, forbidden or rate_limited.
+    private let denied = Mutex<[String: Counter]>([:])
     private let routes = Mutex<[RouteKey: RouteMetrics]>([:])
 
     struct RouteKey: Hashable {
@@ -63,6 +65,10 @@ public final class ServeMetrics: Sendable {
 
     func fallback(_ reason: String) {
         Self.counter(in: fallbacks, label: "duet_fallbacks_total", dimension: "reason", value: reason, factory: factory).increment()
+    }
+
+    func accessDenied(_ reason: String) {
+        Self.counter(in: denied, label: "duet_access_denied_total", dimension: "reason", value: reason, factory: factory).increment()
     }
 
     func answered(by index: String) {

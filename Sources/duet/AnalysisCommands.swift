@@ -94,7 +94,7 @@ struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
         abstract: "Simulated listeners from a synthetic world, driving a running `duet serve` over HTTP.",
-        discussion: "Each listener asks for recommendations and plays, skips or saves items as the world's ground truth says."
+        discussion: "Each listener asks for recommendations and plays, skips or saves items as the world's ground truth says. $DUET_API_KEY, when set, is sent on every request."
     )
     @Option(help: "The world folder (from `duet world generate`).") var world: String
     @Option(help: "Serve's base URL.") var url: String = "http://127.0.0.1:8080"
@@ -103,7 +103,6 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Items per list.") var listSize: Int = 10
     @Option(help: "Concurrent listeners.") var concurrency: Int = 8
     @Option(help: "Random seed of the listeners' choices.") var seed: UInt64 = 7
-    @Option(help: "API key for POST /v1/events.") var apiKey: String?
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
@@ -116,7 +115,8 @@ struct SimulateCommand: AsyncParsableCommand {
         configuration.listSize = listSize
         configuration.concurrency = concurrency
         configuration.seed = seed
-        configuration.apiKey = apiKey
+        // From the environment, not a flag, so `ps` never shows it.
+        configuration.apiKey = ProcessInfo.processInfo.environment["DUET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         let bar = ProgressBar("simulating", total: users, unit: "listeners", quiet: output.json)
         let report = try await ListenerSimulator(world: try World(spec: summary.spec), configuration: configuration).run { bar.update($0) }
         bar.finish()

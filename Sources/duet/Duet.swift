@@ -12,7 +12,7 @@ struct Duet: AsyncParsableCommand {
             registry and the event log, kept in one home folder (--home, DUET_HOME, or ./duet-home).
             """,
         version: "0.1.0",
-        subcommands: [DemoCommand.self, ServeCommand.self, SimilarCommand.self, WorldCommand.self, ImportCommand.self, LabCommand.self,
+        subcommands: [DemoCommand.self, ServeCommand.self, KeyCommand.self, SimilarCommand.self, WorldCommand.self, ImportCommand.self, LabCommand.self,
                       EventsCommand.self, BenchCommand.self]
     )
 }

@@ -23,8 +23,14 @@ struct ServeCommand: AsyncParsableCommand {
             serving tables and insert events and exposures (`duet lab grants` sets it up); it never \
             migrates, and refuses to start on a schema it does not know.
 
-            Environment: DUET_HOME, DUET_PORT, DUET_API_KEY and DUET_SERVE_REGISTRY stand in for --home, \
-            --port, --api-key and --serve-registry.
+            Keys: with any configured, every /v1 route needs one (Authorization: Bearer … or X-API-Key): \
+            GET routes the `read` role, POST /v1/events the `ingest` role. --keys-file (or $DUET_KEYS_FILE) \
+            names a JSON file of keys with roles and optional rate limits (`duet key` makes entries); \
+            $DUET_API_KEY adds a key with every role and $DUET_READ_KEY one with `read` only. Keys are \
+            never taken on the command line, where `ps` would show them, and never logged.
+
+            Environment: DUET_HOME, DUET_PORT and DUET_SERVE_REGISTRY stand in for --home, --port and \
+            --serve-registry.
             Routes: GET /v1/users/{user}/recommendations, GET /v1/items/{item}/similar, POST /v1/events,
             GET /livez, /readyz, /metrics, /openapi.json.
             """
@@ -41,7 +47,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Body bytes of event batches taken in at once (by Content-Length); past it, 503 with Retry-After.") var maxIngestBytes: Int = 32 << 20
     @Option(help: "Seconds an event append may take before the client gets 503 with Retry-After.") var ingestTimeout: Double = 3
     @Option(help: "Hours of the event log read at start for what users just consumed; the tail is followed after.") var recentWindow: Double = 168
-    @Option(help: "Key that POST /v1/events must present (default: $DUET_API_KEY; none means open).") var apiKey: String?
+    @Option(help: ArgumentHelp("JSON file of API keys, their roles and rate limits (default: $DUET_KEYS_FILE).",
+                               discussion: "Without it, $DUET_API_KEY and $DUET_READ_KEY; with none of them every route is open.", valueName: "file"))
+    var keysFile: String?
     @Option(help: "Users with fewer training interactions get the popularity list.") var minHistory: Int = 1
     @Option(help: ArgumentHelp(
         "Most item rows an exact recommendation may read before HNSW answers instead.",
@@ -71,7 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.ingestTimeout = .milliseconds(Int(ingestTimeout * 1_000))
         guard recentWindow >= 0, recentWindow <= 24 * 366 else { throw ValidationError("--recent-window must be 0–8784 hours") }
         configuration.recentWindow = .seconds(Int(recentWindow * 3_600))
-        configuration.apiKey = apiKey ?? environment["DUET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.access = try ServeKeysLoader.load(file: keysFile, environment: environment)
         configuration.minimumHistory = minHistory
         guard annThreshold >= 0 else { throw ValidationError("--ann-threshold must be 0 or more") }
         guard (1...10_000).contains(ef) else { throw ValidationError("--ef must be 1–10000") }
@@ -89,8 +97,67 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level) }
         let serveURL = serveRegistry ?? environment["DUET_SERVE_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
         let (source, log) = try await home.openForServe(serveURL: serveURL, ingestTimeout: configuration.ingestTimeout)
+        logger.info("access: \(configuration.access.isOpen ? "open (no keys configured)" : configuration.access.keys.map { "\($0.name) [\($0.roles.map(\.rawValue).sorted().joined(separator: ","))]" }.joined(separator: ", "))")
         let app = try await buildApplication(configuration: configuration, source: source, eventSink: log, eventTail: log,
                                              prometheus: prometheus, logger: logger)
         try await app.runService()
+    }
+}
+
+/// Serve's keys from the keys file or the environment; the secrets themselves never pass through argv.
+enum ServeKeysLoader {
+    static func load(file: String?, environment: [String: String]) throws -> AccessKeys {
+        if let path = file ?? environment["DUET_KEYS_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            let url = URL(fileURLWithPath: path)
+            let data: Data
+            do { data = try Data(contentsOf: url) } catch {
+                throw ValidationError("cannot read the keys file \(path): \(error.localizedDescription)")
+            }
+            do { return try AccessKeys.parse(data, origin: path) } catch let error as AccessKeysError { throw ValidationError(error.description) }
+        }
+        var keys: [AccessKey] = []
+        for (variable, roles) in [("DUET_API_KEY", Set(AccessRole.allCases)), ("DUET_READ_KEY", [.read])] {
+            guard let secret = environment[variable], !secret.isEmpty else { continue }
+            guard secret.utf8.count >= 16 else { throw ValidationError("$\(variable) is shorter than 16 bytes; `duet key` makes a strong one") }
+            keys.append(AccessKey(name: variable.lowercased(), secret: secret, roles: roles))
+        }
+        return AccessKeys(keys: keys)
+    }
+}
+
+struct KeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key",
+        abstract: "Make a new API key for `duet serve`: prints the secret once, and the keys-file entry that holds only its hash."
+    )
+    @Option(help: "The key's name, shown in logs and errors (1–64 visible ASCII characters).") var name: String
+    @Option(help: "Comma-separated roles: read, ingest, metrics.") var roles: String = "read"
+    @Option(help: "Requests per second the key may make (token bucket); none means unlimited.") var rate: Double?
+    @Option(help: "Burst size of the bucket (default: one second of --rate, at least 1).") var burst: Double?
+
+    func run() throws {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        var generator = SystemRandomNumberGenerator()
+        for index in bytes.indices { bytes[index] = UInt8.random(in: .min ... .max, using: &generator) }
+        let secret = bytes.map { String(format: "%02x", $0) }.joined()
+        struct Entry: Encodable {
+            var name: String
+            var roles: [String]
+            var sha256: String
+            var rate: RateLimit?
+        }
+        let roleList = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let rateLimit = rate.map { RateLimit(perSecond: $0, burst: burst ?? max(1, $0.rounded(.up))) }
+        let entry = Entry(name: name, roles: roleList, sha256: AccessKeys.sha256Hex(secret), rate: rateLimit)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = try encoder.encode(entry)
+        // The same checks `duet serve` makes, so a bad entry fails here and not at deploy time.
+        do { _ = try AccessKeys.parse(Data(#"{"keys": ["#.utf8) + json + Data("]}".utf8), origin: "this key") } catch let error as AccessKeysError {
+            throw ValidationError(error.description)
+        }
+        print("secret (hand it to the client; it is stored nowhere): \(secret)")
+        print("entry for the keys file:")
+        print(String(decoding: json, as: UTF8.self))
     }
 }

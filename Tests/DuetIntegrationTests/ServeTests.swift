@@ -21,21 +21,21 @@ struct ServeFixture: Sendable {
     let components: ServeComponents
     let eventLog: SQLiteEventLog
 
-    static func make(in folder: URL, promote: Bool = true, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20,
-                     maxIngestInFlight: Int = 32) async throws -> ServeFixture {
+    static func make(in folder: URL, promote: Bool = true, access: AccessKeys = AccessKeys(keys: []), maxBodyBytes: Int = 4 << 20,
+                     maxIngestInFlight: Int = 32, logger: Logger = Logger(label: "test")) async throws -> ServeFixture {
         let lab = try await LabFixture.make(in: folder)
         if promote {
             try await lab.lab.registry.promote(lab.first, actor: "test", reason: "setup", evidence: .override(reason: "test setup"),
                                                expectedGeneration: 0)
         }
         var configuration = ServeSettings(home: lab.lab.home)
-        configuration.apiKey = apiKey
+        configuration.access = access
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxIngestInFlight = maxIngestInFlight
         let source = try SQLiteServingSource(path: lab.lab.home.registryPath.path)
         let eventLog = try SQLiteEventLog(path: lab.lab.home.eventLogPath.path, busyTimeout: configuration.ingestTimeout / 2)
         let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventLog,
-                                                        prometheus: PrometheusCollectorRegistry(), logger: Logger(label: "test"))
+                                                        prometheus: PrometheusCollectorRegistry(), logger: logger)
         return ServeFixture(lab: lab, app: Application(router: router), components: components, eventLog: eventLog)
     }
 
@@ -206,7 +206,8 @@ struct Recommendations: Decodable {
 
     @Test func badEventBatchesGetJSONErrorsAndStoreNothing() async throws {
         try await withScratchFolder { folder in
-            let fixture = try await ServeFixture.make(in: folder, apiKey: "sesame", maxBodyBytes: 2_048)
+            let fixture = try await ServeFixture.make(in: folder, access: AccessKeys(keys: [AccessKey(name: "collector", secret: "sesame", roles: [.ingest])]),
+                                                      maxBodyBytes: 2_048)
             let good = #"[{"user":"u1","item":"t2","timestamp":1}]"#
             try await fixture.app.test(.router) { client in
                 try await client.execute(uri: "/v1/events", method: .post, body: ByteBuffer(string: good)) { response in

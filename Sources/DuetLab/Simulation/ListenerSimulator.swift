@@ -114,10 +114,12 @@ public struct ListenerSimulator: Sendable {
             var components = URLComponents(url: configuration.baseURL.appendingPathComponent("v1/users/\(userID)/recommendations"),
                                            resolvingAgainstBaseURL: false)!
             components.queryItems = [URLQueryItem(name: "n", value: "\(configuration.listSize)"), URLQueryItem(name: "context", value: "simulation")]
+            var request = URLRequest(url: components.url!)
+            if let key = configuration.apiKey { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
             let begin = ContinuousClock.now
             report.requests += 1
             let (data, response): (Data, URLResponse)
-            do { (data, response) = try await session.data(from: components.url!) } catch {
+            do { (data, response) = try await session.data(for: request) } catch {
                 report.transportErrors += 1
                 continue
             }
