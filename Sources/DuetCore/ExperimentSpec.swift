@@ -56,6 +56,8 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
     /// The first arm is control.
     public var arms: [ExperimentArm]
     public var coverage: Double
+    /// The assignment hash's seed. By default a random secret kept in the registry: with a seed
+    /// anyone could guess (such as the id), a client could pick user ids that land in a chosen arm.
     public var seed: String
     public var namespace: NamespaceRange?
     public var successMetrics: [String]
@@ -73,7 +75,7 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         self.hypothesis = hypothesis
         self.arms = arms
         self.coverage = coverage
-        self.seed = seed ?? id
+        self.seed = seed ?? Self.newSecretSeed()
         self.namespace = namespace
         self.successMetrics = successMetrics
         self.guardrails = guardrails
@@ -84,8 +86,13 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
 
     public var control: ExperimentArm { arms[0] }
 
+    /// 128 random bits as hex, from the system's cryptographic generator.
+    public static func newSecretSeed() -> String { Secrets.randomHex(bytes: 16) }
+
     public func validate() throws(DuetError) {
-        try Identifier.validate(id, field: "experiment id")
+        // Experiment ids name analysis files, so they come from the file-safe alphabet.
+        try Identifier.validateFileSafe(id, field: "experiment id")
+        try Identifier.validate(seed, field: "seed")
         if hypothesis.trimmingCharacters(in: .whitespaces).isEmpty {
             throw .invalidValue(field: "hypothesis", reason: "an experiment needs a hypothesis")
         }
@@ -95,7 +102,7 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         var names = Set<String>()
         for arm in arms {
             try Identifier.validate(arm.name, field: "arm name")
-            try Identifier.validate(arm.bundleID, field: "arm bundle")
+            try Identifier.validateFileSafe(arm.bundleID, field: "arm bundle")
             guard names.insert(arm.name).inserted else {
                 throw .invalidValue(field: "arms", reason: "arm name '\(arm.name)' appears twice")
             }

@@ -22,6 +22,34 @@ public enum Identifier {
         scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 
+    /// Most characters of an id that names a file or folder (experiments, bundles, splits).
+    public static let fileSafeMaxLength = 128
+
+    /// Returns nil when `value` may name a file or folder, or the reason it may not. The alphabet is
+    /// ASCII letters, digits, '.', '_' and '-'; the first character is a letter or digit, and ".."
+    /// never appears. So no '/', '\\', leading '.', control character or traversal can reach a path.
+    public static func fileSafeProblem(with value: String) -> String? {
+        if value.isEmpty { return "is empty" }
+        if value.utf8.count > fileSafeMaxLength { return "is longer than \(fileSafeMaxLength) characters" }
+        for byte in value.utf8 where !(isLetterOrDigit(byte) || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")) {
+            return "may hold only ASCII letters, digits, '.', '_' and '-'"
+        }
+        if !isLetterOrDigit(value.utf8.first!) { return "must start with a letter or digit" }
+        if value.contains("..") { return "must not contain '..'" }
+        return nil
+    }
+
+    private static func isLetterOrDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+
+    public static func validateFileSafe(_ value: String, field: String) throws(DuetError) {
+        if let problem = fileSafeProblem(with: value) {
+            throw .invalidValue(field: field, reason: "'\(value.prefix(40))' \(problem)")
+        }
+    }
+
     public static func validate(_ value: String, field: String) throws(DuetError) {
         if let problem = problem(with: value) {
             throw .invalidValue(field: field, reason: "'\(value.prefix(40))' \(problem)")

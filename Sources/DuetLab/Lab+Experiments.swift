@@ -30,6 +30,7 @@ extension Lab {
 
     /// Starts a draft experiment once every arm's bundle verifies: Serve picks it up at its next poll.
     public func start(experiment id: String) async throws {
+        try Identifier.validateFileSafe(id, field: "experiment id")
         guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
         for arm in record.spec.arms { _ = try ModelBundle(folder: bundleFolder(arm.bundleID)) }
         try await registry.start(experiment: id)
@@ -37,11 +38,13 @@ extension Lab {
 
     /// Stops a running experiment: Serve drops it at its next poll, and it can then be analysed and decided.
     public func stop(experiment id: String) async throws {
+        try Identifier.validateFileSafe(id, field: "experiment id")
         try await registry.stop(experiment: id)
     }
 
     /// Changes the weights or arms of a running experiment as a new phase; every arm's bundle must verify.
     public func changePhase(of id: String, to spec: ExperimentSpec, reason: String) async throws {
+        try Identifier.validateFileSafe(id, field: "experiment id")
         var resolved = spec
         for index in resolved.arms.indices {
             let bundle = try await resolveBundle(resolved.arms[index].bundleID)
@@ -61,6 +64,7 @@ extension Lab {
     /// HTML reports under `analyses/`, and returns them with the JSON's hash.
     public func analyze(experiment id: String, phase requested: Int? = nil, excludeIncidents: Bool = true,
                         attributionHours: Double = 24, eventLog: any EventLog) async throws -> StoredAnalysis {
+        try Identifier.validateFileSafe(id, field: "experiment id")
         guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
         guard record.spec.status != .draft else { throw DuetError.refused("experiment '\(id)' has not started; there is nothing to analyse") }
         let phases = try await registry.phases(of: id)
@@ -86,6 +90,7 @@ extension Lab {
 
     /// The newest stored analysis of an experiment, if any.
     public func latestAnalysis(of id: String) throws -> (ExperimentAnalysisReport, String)? {
+        try Identifier.validateFileSafe(id, field: "experiment id")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: analysesFolder.path)) ?? []
         let candidates = try names.filter { $0.hasPrefix("\(id)-phase") && $0.hasSuffix(".json") }.map { name -> (Date, URL) in
             let url = analysesFolder.appendingPathComponent(name)
@@ -100,10 +105,15 @@ extension Lab {
 
     /// Records a reviewed decision resting on the experiment's latest analysis. Deciding against the
     /// analysis' recommendation needs an override reason, which is recorded too.
+    /// `shown`, when given, is the analysis the reviewer saw (the dashboard's form carries it): a
+    /// newer one since means the decision would rest on evidence nobody reviewed, so it is refused.
     public func decide(experiment id: String, outcome: DecisionOutcome, arm: String?, reviewer: String, reason: String,
-                       overrideReason: String?) async throws -> (Int64, Decision) {
+                       overrideReason: String?, shown: String? = nil) async throws -> (Int64, Decision) {
         guard let (report, hash) = try latestAnalysis(of: id) else {
             throw DuetError.refused("refused: experiment '\(id)' has no analysis yet; run `duet lab analyze \(id)` first, so the decision rests on evidence")
+        }
+        if let shown, shown != hash {
+            throw DuetError.refused("refused: the page showed analysis \(shown.prefix(12)), but the newest is \(hash.prefix(12)); review it before deciding")
         }
         if outcome != .abandon, outcome != report.recommendation.outcome, overrideReason == nil {
             throw DuetError.refused("refused: the analysis recommends \(report.recommendation.rawValue) (\(report.reasons.first ?? "")); deciding \(outcome.rawValue) needs --override \"why\"")

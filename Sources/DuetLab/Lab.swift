@@ -130,7 +130,11 @@ public final class Lab: Sendable {
 
     // MARK: - Bundles
 
-    public func bundleFolder(_ id: String) -> URL { home.bundlesFolder.appendingPathComponent(id) }
+    /// The bundle's folder; an id outside the file-safe alphabet never becomes a path.
+    public func bundleFolder(_ id: String) throws -> URL {
+        try Identifier.validateFileSafe(id, field: "bundle id")
+        return home.bundlesFolder.appendingPathComponent(id)
+    }
 
     /// Where offline evaluations are written as JSON.
     public var evaluationsFolder: URL { home.root.appendingPathComponent("evaluations", isDirectory: true) }
@@ -160,7 +164,7 @@ public final class Lab: Sendable {
 
     /// Opens and verifies every checksum.
     public func openBundle(_ reference: String) async throws -> ModelBundle {
-        try ModelBundle(folder: bundleFolder(try await resolveBundle(reference)))
+        try ModelBundle(folder: try bundleFolder(try await resolveBundle(reference)))
     }
 
     // MARK: - Offline evaluation

@@ -1,4 +1,3 @@
-import Crypto
 import DuetCore
 public import Foundation
 import Synchronization
@@ -23,7 +22,7 @@ public struct AccessKey: Sendable {
     let digest: [UInt8]
 
     public init(name: String, secret: String, roles: Set<AccessRole>, rate: RateLimit? = nil) {
-        self.init(name: name, digest: Array(SHA256.hash(data: Data(secret.utf8))), roles: roles, rate: rate)
+        self.init(name: name, digest: Secrets.sha256(secret), roles: roles, rate: rate)
     }
 
     init(name: String, digest: [UInt8], roles: Set<AccessRole>, rate: RateLimit?) {
@@ -76,9 +75,9 @@ public final class AccessKeys: Sendable {
     public func decide(presented: String?, role: AccessRole, now: ContinuousClock.Instant = .now) -> AccessDecision {
         guard !keys.isEmpty else { return .allowed(key: nil) }
         guard let presented, !presented.isEmpty else { return .unauthenticated }
-        let digest = Array(SHA256.hash(data: Data(presented.utf8)))
+        let digest = Secrets.sha256(presented)
         var match = -1
-        for (index, key) in keys.enumerated() where Self.constantTimeEqual(key.digest, digest) { match = index }
+        for (index, key) in keys.enumerated() where Secrets.constantTimeEqual(key.digest, digest) { match = index }
         guard match >= 0 else { return .unauthenticated }
         let key = keys[match]
         guard key.roles.contains(role) else { return .forbidden(key: key.name, role: role) }
@@ -86,13 +85,6 @@ public final class AccessKeys: Sendable {
             return .limited(key: key.name, retryAfter: wait)
         }
         return .allowed(key: key.name)
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for index in a.indices { difference |= a[index] ^ b[index] }
-        return difference == 0
     }
 
     /// The keys file: `{"keys": [{"name", "roles", "sha256" or "secret", "rate": {"perSecond", "burst"}}],
@@ -146,10 +138,6 @@ public final class AccessKeys: Sendable {
         }
         guard !keys.isEmpty else { throw AccessKeysError("\(origin) lists no keys") }
         return AccessKeys(keys: keys, protectMetrics: file.protectMetrics ?? false)
-    }
-
-    public static func sha256Hex(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     static func bytes(hex: String) -> [UInt8]? {

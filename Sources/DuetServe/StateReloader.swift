@@ -58,6 +58,8 @@ public final class StateReloader: Service, Sendable {
         func load(_ id: String) -> Result<LoadedBundle, LoadedExperiment.ArmUnavailable> {
             if let bundle = known[id] { return .success(bundle) }
             do {
+                // The registry names the folder; an id that could leave `bundles/` is never opened.
+                try Identifier.validateFileSafe(id, field: "bundle id")
                 return .success(try LoadedBundle(folder: bundles.appendingPathComponent(id)))
             } catch {
                 logger.error("bundle \(id.prefix(12)) refused: \(error)")

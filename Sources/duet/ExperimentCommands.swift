@@ -27,7 +27,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         @Option(help: "Treatment bundle; repeat for several arms.") var treatment: [String]
         @Option(help: "Arm weights, comma-separated, control first (default: equal).") var weights: String?
         @Option(help: "Share of users in the experiment.") var coverage: Double = 1
-        @Option(help: "Hash seed (default: the id).") var seed: String?
+        @Option(help: "Assignment hash seed (default: a random secret kept in the registry, so clients cannot steer their arm).") var seed: String?
         @Option(help: "Mutually exclusive experiments: NAMESPACE:START:END, e.g. home:0:0.5.") var namespace: String?
         @Option(help: "Success metrics, comma-separated.") var success: String = ExperimentMetric.playsPerUser.rawValue
         @Option(help: "Guardrail METRIC:MARGIN; repeatable.") var guardrail: [String] = []

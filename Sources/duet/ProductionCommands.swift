@@ -123,7 +123,7 @@ struct ShowCommand: AsyncParsableCommand {
     func run() async throws {
         let lab = try await home.lab()
         let id = try await lab.resolveBundle(model)
-        let bundle = try ModelBundle(folder: lab.bundleFolder(id), verify: false)
+        let bundle = try ModelBundle(folder: try lab.bundleFolder(id), verify: false)
         let result = Result(manifest: bundle.manifest, record: try await lab.registry.model(id),
                             evaluations: try await lab.registry.evaluations(candidate: id))
         if output.json { return try printJSON(result) }
@@ -152,7 +152,7 @@ struct VerifyCommand: AsyncParsableCommand {
     func run() async throws {
         let lab = try await home.lab()
         let id = try await lab.resolveBundle(model)
-        let bundle = try ModelBundle(folder: lab.bundleFolder(id))
+        let bundle = try ModelBundle(folder: try lab.bundleFolder(id))
         print("bundle \(id) verified: manifest and \(bundle.manifest.files.count) files match their SHA-256")
     }
 }

@@ -136,10 +136,7 @@ struct KeyCommand: ParsableCommand {
     @Option(help: "Burst size of the bucket (default: one second of --rate, at least 1).") var burst: Double?
 
     func run() throws {
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var generator = SystemRandomNumberGenerator()
-        for index in bytes.indices { bytes[index] = UInt8.random(in: .min ... .max, using: &generator) }
-        let secret = bytes.map { String(format: "%02x", $0) }.joined()
+        let secret = Secrets.randomHex(bytes: 32)
         struct Entry: Encodable {
             var name: String
             var roles: [String]
@@ -148,7 +145,7 @@ struct KeyCommand: ParsableCommand {
         }
         let roleList = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let rateLimit = rate.map { RateLimit(perSecond: $0, burst: burst ?? max(1, $0.rounded(.up))) }
-        let entry = Entry(name: name, roles: roleList, sha256: AccessKeys.sha256Hex(secret), rate: rateLimit)
+        let entry = Entry(name: name, roles: roleList, sha256: Secrets.sha256Hex(secret), rate: rateLimit)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(entry)

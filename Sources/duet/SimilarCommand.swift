@@ -26,7 +26,7 @@ struct SimilarCommand: AsyncParsableCommand {
             folder = URL(fileURLWithPath: factors)
         } else {
             let lab = try await home.lab()
-            folder = lab.bundleFolder(try await lab.resolveBundle(factors))
+            folder = try lab.bundleFolder(try await lab.resolveBundle(factors))
         }
         let bundle = try ModelBundle(folder: folder)
         guard let row = bundle.itemIndex(of: item) else { throw DuetError.notFound(kind: "item in bundle \(bundle.id.prefix(12))", id: item) }

@@ -156,4 +156,20 @@ import Testing
         }
         #expect(abs(Double(inside) / 10_000 - 0.5) < 0.03)
     }
+
+    /// With the id as seed, anyone who reads a response's experiment id could search for user ids
+    /// that land in the arm they want. The default seed is a secret nobody outside the Lab sees.
+    @Test func aNewExperimentGetsASecretRandomSeedUnlessOneIsGiven() throws {
+        let arms = [ExperimentArm(name: "control", bundleID: "a", weight: 0.5), ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)]
+        let first = ExperimentSpec(id: "exp1", hypothesis: "better", arms: arms, successMetrics: ["plays"])
+        let second = ExperimentSpec(id: "exp1", hypothesis: "better", arms: arms, successMetrics: ["plays"])
+        #expect(first.seed != "exp1" && first.seed != second.seed)
+        #expect(first.seed.count == 32 && first.seed.allSatisfy(\.isHexDigit))
+        // Two specs differing only in their seed put users in different arms (the seed is what decides).
+        let moved = (0..<2_000).filter { first.assignedArm(for: "u\($0)")?.name != second.assignedArm(for: "u\($0)")?.name }.count
+        #expect(moved > 700, "about half the users change arm between independent seeds; \(moved) did")
+        let explicit = ExperimentSpec(id: "exp1", hypothesis: "better", arms: arms, seed: "exp1", successMetrics: ["plays"])
+        #expect(explicit.seed == "exp1")
+        #expect(explicit.assignedArm(for: "u7")?.name == Assignment.arm(seed: "exp1", user: "u7", weights: [0.5, 0.5], coverage: 1, namespace: nil).map { arms[$0].name })
+    }
 }

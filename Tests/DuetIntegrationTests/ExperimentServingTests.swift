@@ -62,7 +62,7 @@ struct ExperimentReply: Decodable {
             let (app, components, log) = try await Self.serve(fixture)
             try await fixture.lab.createExperiment(Self.experiment(fixture))
             // Damaged after the Lab verified it.
-            let file = fixture.lab.bundleFolder(fixture.second).appendingPathComponent(BundleFiles.userFactors)
+            let file = try fixture.lab.bundleFolder(fixture.second).appendingPathComponent(BundleFiles.userFactors)
             var bytes = try Data(contentsOf: file)
             bytes[0] ^= 0x7F
             try bytes.write(to: file)

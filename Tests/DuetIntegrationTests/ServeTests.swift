@@ -371,7 +371,7 @@ struct Recommendations: Decodable {
                 #expect(fixture.components.store.current.production?.id == fixture.lab.second)
 
                 // Promote a bundle with a flipped byte: it is refused and the old one keeps serving.
-                let target = fixture.lab.lab.bundleFolder(fixture.lab.first).appendingPathComponent(BundleFiles.itemFactors)
+                let target = try fixture.lab.lab.bundleFolder(fixture.lab.first).appendingPathComponent(BundleFiles.itemFactors)
                 var data = try Data(contentsOf: target)
                 data[17] ^= 0x40
                 try data.write(to: target)

@@ -127,7 +127,7 @@ import Testing
             try await fixture.app.test(.router) { client in
                 let before = try await answers(client)
                 #expect(before.allSatisfy { $0.count > 4 })
-                let bundle = fixture.lab.lab.bundleFolder(fixture.lab.first)
+                let bundle = try fixture.lab.lab.bundleFolder(fixture.lab.first)
                 let files = try FileManager.default.contentsOfDirectory(atPath: bundle.path).filter { $0 != "manifest.json" }
                 for (position, name) in files.sorted().enumerated() {
                     let handle = try FileHandle(forUpdating: bundle.appendingPathComponent(name))

@@ -1,5 +1,5 @@
 public import DuetLab
-import DuetCore
+public import DuetCore
 import DuetTraining
 public import Foundation
 import DuetTestSupport
@@ -29,5 +29,22 @@ public struct LabFixture: Sendable {
         let second = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "second", register: true).bundleID
         return LabFixture(lab: lab, split: split, first: first, second: second)
     }
-}
 
+    /// Exposures and plays written straight to the log, as Serve would have: treatment users play more.
+    public static func traffic(_ log: any EventSink, spec: ExperimentSpec, phase: Int, users: Range<Int>, at time: EpochMillis) async throws {
+        var exposures: [Exposure] = []
+        var events: [FeedbackEvent] = []
+        for user in users {
+            let id = "u\(user)"
+            guard let arm = spec.assignedArm(for: id) else { continue }
+            let request = "r-\(phase)-\(user)"
+            exposures.append(Exposure(requestID: request, user: id, timestamp: time, items: ["t1"], bundleID: arm.bundleID,
+                                      experiments: [ExperimentArmExposure(experimentID: spec.id, phase: phase, assigned: arm.name, served: arm.name)]))
+            for play in 0..<(arm.name == "treatment" ? 3 + user % 3 : 1 + user % 3) {
+                events.append(FeedbackEvent(user: id, item: "t\(play)", kind: .play, weight: 1, timestamp: time + 10, requestID: request))
+            }
+        }
+        _ = try await log.append(exposures: exposures)
+        _ = try await log.append(events: events)
+    }
+}

@@ -12,25 +12,11 @@ import Testing
         ExperimentSpec(id: "exp", hypothesis: "h",
                        arms: [ExperimentArm(name: "control", bundleID: fixture.first, weight: 0.5),
                               ExperimentArm(name: "treatment", bundleID: fixture.second, weight: 0.5)],
-                       successMetrics: ["plays_per_user"])
+                       seed: "exp", successMetrics: ["plays_per_user"])
     }
 
-    /// Exposures and plays written straight to the log, as Serve would have: treatment users play more.
     static func traffic(_ log: SQLiteEventLog, spec: ExperimentSpec, phase: Int, users: Range<Int>, at time: EpochMillis) async throws {
-        var exposures: [Exposure] = []
-        var events: [FeedbackEvent] = []
-        for user in users {
-            let id = "u\(user)"
-            guard let arm = spec.assignedArm(for: id) else { continue }
-            let request = "r-\(phase)-\(user)"
-            exposures.append(Exposure(requestID: request, user: id, timestamp: time, items: ["t1"], bundleID: arm.bundleID,
-                                      experiments: [ExperimentArmExposure(experimentID: spec.id, phase: phase, assigned: arm.name, served: arm.name)]))
-            for play in 0..<(arm.name == "treatment" ? 3 + user % 3 : 1 + user % 3) {
-                events.append(FeedbackEvent(user: id, item: "t\(play)", kind: .play, weight: 1, timestamp: time + 10, requestID: request))
-            }
-        }
-        try await log.append(exposures: exposures)
-        try await log.append(events: events)
+        try await LabFixture.traffic(log, spec: spec, phase: phase, users: users, at: time)
     }
 
     @Test func phasesAreAnalysedSeparatelyAndIncidentsExcluded() async throws {

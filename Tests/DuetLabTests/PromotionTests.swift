@@ -76,7 +76,7 @@ import Testing
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
             let lab = fixture.lab
-            let popularity = lab.bundleFolder(fixture.second).appendingPathComponent(BundleFiles.popularity)
+            let popularity = try lab.bundleFolder(fixture.second).appendingPathComponent(BundleFiles.popularity)
             var bytes = try Data(contentsOf: popularity)
             bytes[0] ^= 0x01
             try bytes.write(to: popularity)

@@ -1,3 +1,4 @@
+import DuetCore
 import Foundation
 @testable import DuetServe
 import Testing
@@ -25,10 +26,10 @@ import Testing
         for position in [0, 15, 31] {
             var b = a
             b[position] ^= 1
-            #expect(!AccessKeys.constantTimeEqual(a, b))
+            #expect(!Secrets.constantTimeEqual(a, b))
         }
-        #expect(AccessKeys.constantTimeEqual(a, a))
-        #expect(!AccessKeys.constantTimeEqual(a, Array(a.prefix(31))))
+        #expect(Secrets.constantTimeEqual(a, a))
+        #expect(!Secrets.constantTimeEqual(a, Array(a.prefix(31))))
     }
 
     @Test func theBucketGivesItsBurstThenRefillsAtItsRate() {
@@ -49,7 +50,7 @@ import Testing
     }
 
     @Test func theKeysFileKeepsHashesAndNamesEveryProblem() throws {
-        let hash = AccessKeys.sha256Hex("hashed-secret-0123456789")
+        let hash = Secrets.sha256Hex("hashed-secret-0123456789")
         let parsed = try AccessKeys.parse(Data(#"""
             {"keys": [{"name": "web", "roles": ["read"], "sha256": "\#(hash)", "rate": {"perSecond": 50, "burst": 100}},
                       {"name": "ops", "roles": ["metrics", "ingest"], "secret": "plain-secret-0123456789"}],

@@ -98,6 +98,7 @@ public final class DemoStory {
         let experiment = ExperimentSpec(id: "als-48-vs-8", hypothesis: "More factors find tracks listeners play through",
                                         arms: [ExperimentArm(name: "control", bundleID: baseline, weight: 0.5),
                                                ExperimentArm(name: "treatment", bundleID: candidate, weight: 0.5)],
+                                        seed: "als-48-vs-8", // fixed, so the demo's figures repeat run to run
                                         successMetrics: [ExperimentMetric.playsPerUser.rawValue, ExperimentMetric.playThroughRate.rawValue],
                                         guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)])
         try await lab.createExperiment(experiment)
@@ -154,6 +155,7 @@ public final class DemoStory {
         let brokenExperiment = ExperimentSpec(id: "broken-treatment", hypothesis: "A damaged bundle must not hurt listeners",
                                               arms: [ExperimentArm(name: "control", bundleID: baseline, weight: 0.5),
                                                      ExperimentArm(name: "treatment", bundleID: broken, weight: 0.5)],
+                                              seed: "broken-treatment",
                                               successMetrics: [ExperimentMetric.playsPerUser.rawValue],
                                               guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)])
         try await lab.createExperiment(brokenExperiment)
@@ -161,7 +163,7 @@ public final class DemoStory {
         // Serve is paused meanwhile, so its next poll is the first to see the experiment.
         pauseServer(true)
         try await lab.start(experiment: brokenExperiment.id)
-        let damaged = lab.bundleFolder(broken).appendingPathComponent(BundleFiles.itemFactors)
+        let damaged = try lab.bundleFolder(broken).appendingPathComponent(BundleFiles.itemFactors)
         var bytes = try Data(contentsOf: damaged)
         bytes[bytes.count / 2] ^= 0xFF
         try bytes.write(to: damaged)

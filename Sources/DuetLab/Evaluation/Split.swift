@@ -150,6 +150,7 @@ public struct SplitStore: Sendable {
     }
 
     public func load(_ id: String) throws -> SplitRecord {
+        try Identifier.validateFileSafe(id, field: "split id")
         let url = folder.appendingPathComponent("\(id).json")
         guard let data = FileManager.default.contents(atPath: url.path) else { throw DuetError.notFound(kind: "split", id: id) }
         return try JSONDecoder().decode(SplitRecord.self, from: data)
