@@ -81,7 +81,8 @@ let package = Package(
         ),
         .target(
             name: "DuetDashboard",
-            dependencies: ["DuetCore", "DuetLab", "DuetStore", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["DuetCore", "DuetLab", "DuetStore", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: upcoming
         ),
         .target(

@@ -3,8 +3,25 @@ public import DuetLab
 public import DuetStore
 import Foundation
 
+/// Who is looking at a page: actions (and their CSRF token) appear only for a signed-in admin.
+public struct Viewer: Sendable {
+    /// The session's CSRF token; nil for a read-only viewer.
+    public var csrf: String?
+    /// Whether the dashboard has an admin token at all (then every page needs a session).
+    public var signedIn: Bool
+
+    public static let readOnly = Viewer(csrf: nil, signedIn: false)
+    public var canAct: Bool { csrf != nil }
+
+    public init(csrf: String?, signedIn: Bool) {
+        self.csrf = csrf
+        self.signedIn = signedIn
+    }
+}
+
 /// Server-rendered pages of the review dashboard: plain HTML with inline SVG, no scripts and no
-/// external assets, so it works offline. Actions appear only for an admin session.
+/// external assets, so it works offline. Every page is built with `HTML`, which escapes each value.
+/// A GET only reads: analyses are computed by a POST (or `duet lab analyze`) and shown as stored.
 public struct DashboardPages: Sendable {
     public let lab: Lab
     public let eventLog: any EventLog
@@ -16,127 +33,179 @@ public struct DashboardPages: Sendable {
 
     typealias H = AnalysisReportHTML
 
-    static func page(_ title: String, _ body: String) -> String {
-        """
-        <!doctype html><html><head><meta charset="utf-8"><title>Duet · \(H.escape(title))</title><style>\(H.style)</style></head><body>
-        <nav><b>Duet Lab</b> <a href="/">overview</a><a href="/models">models</a><a href="/history">production history</a>\
-        <a href="/evaluations">offline evaluations</a><a href="/experiments">experiments</a><a href="/decisions">decisions</a>\
-        <a href="/incidents">incidents</a></nav>\(body)</body></html>
-        """
+    static func page(_ title: String, _ viewer: Viewer, _ body: HTML) -> HTML {
+        let logout: HTML = viewer.signedIn
+            ? "<form class=\"inline\" method=\"post\" action=\"/logout\">\(csrfField(viewer))<button>log out</button></form>" : .empty
+        return """
+            <!doctype html><html><head><meta charset="utf-8"><title>Duet · \(title)</title><style>\(H.style)</style></head><body>\
+            <nav><b>Duet Lab</b> <a href="/">overview</a><a href="/models">models</a><a href="/history">production history</a>\
+            <a href="/evaluations">offline evaluations</a><a href="/experiments">experiments</a><a href="/decisions">decisions</a>\
+            <a href="/incidents">incidents</a>\(logout)</nav>\(body)</body></html>
+            """
     }
 
-    static func short(_ id: String?) -> String { id.map { "<code title=\"\(H.escape($0))\">\(H.escape(String($0.prefix(12))))</code>" } ?? "—" }
+    static func csrfField(_ viewer: Viewer) -> HTML {
+        viewer.csrf.map { "<input type=\"hidden\" name=\"csrf\" value=\"\($0)\">" } ?? .empty
+    }
+
+    static func short(_ id: String?) -> HTML { id.map { "<code title=\"\($0)\">\($0.prefix(12))</code>" } ?? "—" }
     static func time(_ millis: EpochMillis?) -> String { millis.map { TimestampParser.iso8601String($0) } ?? "—" }
 
-    static func actionForm(_ path: String, _ fields: String, _ label: String) -> String {
-        "<form method=\"post\" action=\"\(path)\">\(fields)<input name=\"reason\" placeholder=\"reason (required)\" required> <button>\(label)</button></form>"
+    /// A state change: a POST carrying the session's CSRF token and a reason.
+    static func actionForm(_ action: String, _ viewer: Viewer, _ fields: HTML, _ label: String, reason: Bool = true) -> HTML {
+        let reasonField: HTML = reason ? "<input name=\"reason\" placeholder=\"reason (required)\" required> " : .empty
+        return "<form method=\"post\" action=\"\(path: "actions", action)\">\(csrfField(viewer))\(fields)\(reasonField)<button>\(label)</button></form>"
     }
 
-    public func overview(admin: Bool) async throws -> String {
+    public func overview(_ viewer: Viewer) async throws -> HTML {
         let (generation, production) = try await lab.registry.production()
         let models = try await lab.registry.models()
         let experiments = try await lab.registry.experiments()
-        var body = "<h1>Overview</h1>"
-        body += "<p>Production generation <b id=\"generation\">\(generation)</b>: \(Self.short(production))"
-        if let production, let model = models.first(where: { $0.id == production }) { body += " (\(H.escape(model.name)), \(model.kind))" }
-        body += "</p><p>\(models.count) models, \(experiments.filter { $0.spec.status == .running }.count) running experiments, "
-        body += "\(experiments.count) in all.</p>"
-        body += admin ? "<p>Admin session: actions are enabled and each one records its reason.</p>" : "<p>Read-only. Start the dashboard with --admin-token and open /?token=… to act.</p>"
-        return Self.page("overview", body)
+        var body: HTML = "<h1>Overview</h1><p>Production generation <b id=\"generation\">\(generation)</b>: \(Self.short(production))"
+        if let production, let model = models.first(where: { $0.id == production }) { body += " (\(model.name), \(model.kind))" }
+        body += "</p><p>\(models.count) models, \(experiments.filter { $0.spec.status == .running }.count) running experiments, \(experiments.count) in all.</p>"
+        body += viewer.canAct ? "<p>Signed in: actions are enabled and each one records its reason.</p>"
+            : "<p>Read-only. Start the dashboard with $DUET_ADMIN_TOKEN (or --admin-token-file) and sign in to act.</p>"
+        return Self.page("overview", viewer, body)
     }
 
-    public func models(admin: Bool, token: String?) async throws -> String {
+    public func models(_ viewer: Viewer) async throws -> HTML {
         let models = try await lab.registry.models()
-        var body = "<h1>Models and lineage</h1><table><tr><th>id</th><th>name</th><th>kind</th><th>status</th><th>snapshot</th><th>parent</th><th>created</th><th>evaluations</th>\(admin ? "<th>action</th>" : "")</tr>"
+        var body: HTML = """
+            <h1>Models and lineage</h1><table><tr><th>id</th><th>name</th><th>kind</th><th>status</th><th>snapshot</th><th>parent</th>\
+            <th>created</th><th>evaluations</th>\(viewer.canAct ? "<th>action</th>" : HTML.empty)</tr>
+            """
         for model in models {
             let evaluations = try await lab.registry.evaluations(candidate: model.id)
-            body += "<tr><td>\(Self.short(model.id))</td><td>\(H.escape(model.name))</td><td>\(model.kind)</td><td>\(model.status.rawValue)</td>"
-            body += "<td>\(Self.short(model.snapshot))</td><td>\(Self.short(model.parent))</td><td>\(Self.time(model.createdAt))</td>"
-            body += "<td>\(evaluations.map { "#\($0.id ?? 0) vs \($0.baseline.map { String($0.prefix(8)) } ?? "popularity")" }.joined(separator: ", "))</td>"
-            if admin, model.status != .production {
-                body += "<td>" + Self.actionForm("/actions/promote?token=\(token ?? "")", "<input type=\"hidden\" name=\"model\" value=\"\(model.id)\">", "promote") + "</td>"
-            } else if admin { body += "<td></td>" }
+            let listed = evaluations.map { "#\($0.id ?? 0) vs \($0.baseline.map { String($0.prefix(8)) } ?? "popularity")" }.joined(separator: ", ")
+            body += """
+                <tr><td>\(Self.short(model.id))</td><td>\(model.name)</td><td>\(model.kind)</td><td>\(model.status.rawValue)</td>\
+                <td>\(Self.short(model.snapshot))</td><td>\(Self.short(model.parent))</td><td>\(Self.time(model.createdAt))</td><td>\(listed)</td>
+                """
+            if viewer.canAct {
+                body += model.status != .production
+                    ? "<td>\(Self.actionForm("promote", viewer, "<input type=\"hidden\" name=\"model\" value=\"\(model.id)\">", "promote"))</td>" : "<td></td>"
+            }
             body += "</tr>"
         }
-        return Self.page("models", body + "</table>")
+        return Self.page("models", viewer, body + "</table>")
     }
 
-    public func history(admin: Bool, token: String?) async throws -> String {
+    public func history(_ viewer: Viewer) async throws -> HTML {
         let history = try await lab.registry.history()
-        var body = "<h1>Production history</h1><p>What served when, and why.</p>"
-        body += "<table><tr><th>generation</th><th>when</th><th>action</th><th>from</th><th>to</th><th>who</th><th>why</th><th>rests on</th></tr>"
+        var body: HTML = """
+            <h1>Production history</h1><p>What served when, and why.</p><table><tr><th>generation</th><th>when</th><th>action</th>\
+            <th>from</th><th>to</th><th>who</th><th>why</th><th>rests on</th></tr>
+            """
         for change in history.reversed() {
-            var evidence: [String] = []
+            var evidence: [HTML] = []
             if let evaluation = change.evaluationID { evidence.append("evaluation #\(evaluation)") }
             if let decision = change.decisionID { evidence.append("decision #\(decision)") }
-            if let override = change.overrideReason { evidence.append("<b>override</b>: \(H.escape(override))") }
-            body += "<tr><td>\(change.generation)</td><td>\(Self.time(change.changedAt))</td><td>\(change.action.rawValue)</td><td>\(Self.short(change.from))</td>"
-            body += "<td>\(Self.short(change.to))</td><td>\(H.escape(change.actor))</td><td>\(H.escape(change.reason))</td><td>\(evidence.joined(separator: ", "))</td></tr>"
+            if let override = change.overrideReason { evidence.append("<b>override</b>: \(override)") }
+            body += """
+                <tr><td>\(change.generation)</td><td>\(Self.time(change.changedAt))</td><td>\(change.action.rawValue)</td><td>\(Self.short(change.from))</td>\
+                <td>\(Self.short(change.to))</td><td>\(change.actor)</td><td>\(change.reason)</td><td>\(evidence.joined(separator: ", "))</td></tr>
+                """
         }
         body += "</table>"
-        if admin, !history.isEmpty { body += Self.actionForm("/actions/rollback?token=\(token ?? "")", "", "roll back one step") }
-        return Self.page("history", body)
+        if viewer.canAct, !history.isEmpty { body += Self.actionForm("rollback", viewer, .empty, "roll back one step") }
+        return Self.page("history", viewer, body)
     }
 
-    public func evaluations() async throws -> String {
-        var body = "<h1>Offline evaluations</h1>"
+    public func evaluations(_ viewer: Viewer) async throws -> HTML {
+        var body: HTML = "<h1>Offline evaluations</h1>"
         for evaluation in try await lab.registry.evaluations(candidate: nil).reversed() {
-            body += "<h2>#\(evaluation.id ?? 0): \(Self.short(evaluation.candidate)) vs \(evaluation.baseline.map { Self.short($0) } ?? "popularity")</h2>"
-            body += "<p>snapshot \(Self.short(evaluation.snapshot)), split <code>\(H.escape(evaluation.split))</code>, k = \(evaluation.k), \(Self.time(evaluation.createdAt))</p>"
-            guard let comparison = try? JSONDecoder().decode(OfflineComparison.self, from: Data(evaluation.metricsJSON.utf8)) else { continue }
+            body += """
+                <h2>#\(evaluation.id ?? 0): \(Self.short(evaluation.candidate)) vs \(evaluation.baseline.map { Self.short($0) } ?? "popularity")</h2>\
+                <p>snapshot \(Self.short(evaluation.snapshot)), split <code>\(evaluation.split)</code>, k = \(evaluation.k), \(Self.time(evaluation.createdAt))</p>
+                """
+            guard let comparison = try? JSONDecoder().decode(OfflineComparison.self, from: Data(evaluation.metricsJSON.utf8)) else {
+                body += "<p>(its metrics could not be read)</p>"
+                continue
+            }
             body += H.intervalChart(comparison.differences.map { ($0.metric, $0.difference, $0.lower, $0.upper) })
             body += "<table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>difference [95% CI]</th></tr>"
             for difference in comparison.differences {
-                body += String(format: "<tr><td>%@</td><td>%.4f</td><td>%.4f</td><td>%+.4f [%+.4f, %+.4f]</td></tr>", H.escape(difference.metric) as NSString,
-                               difference.baseline, difference.candidate, difference.difference, difference.lower, difference.upper)
+                body += """
+                    <tr><td>\(difference.metric)</td><td>\(H.number("%.4f", difference.baseline))</td><td>\(H.number("%.4f", difference.candidate))</td>\
+                    <td>\(H.number("%+.4f [%+.4f, %+.4f]", difference.difference, difference.lower, difference.upper))</td></tr>
+                    """
             }
             body += "</table>"
-            for warning in comparison.warnings { body += "<p>warning: \(H.escape(warning))</p>" }
+            for warning in comparison.warnings { body += "<p>warning: \(warning)</p>" }
         }
-        return Self.page("offline evaluations", body)
+        return Self.page("offline evaluations", viewer, body)
     }
 
-    public func experiments() async throws -> String {
-        var body = "<h1>Experiments</h1><table><tr><th>id</th><th>status</th><th>phase</th><th>arms</th><th>hypothesis</th></tr>"
+    public func experiments(_ viewer: Viewer) async throws -> HTML {
+        var body: HTML = "<h1>Experiments</h1><table><tr><th>id</th><th>status</th><th>phase</th><th>arms</th><th>hypothesis</th></tr>"
         for record in try await lab.registry.experiments() {
-            let arms = record.spec.arms.map { "\(H.escape($0.name)) \(Int(($0.weight * 100).rounded()))% \(Self.short($0.bundleID))" }.joined(separator: "<br>")
-            body += "<tr><td><a href=\"/experiments/\(H.escape(record.spec.id))\">\(H.escape(record.spec.id))</a></td><td>\(record.spec.status.rawValue)</td>"
-            body += "<td>\(record.phase)</td><td>\(arms)</td><td>\(H.escape(record.spec.hypothesis))</td></tr>"
+            let arms = record.spec.arms.map { "\($0.name) \(Int(($0.weight * 100).rounded()))% \(Self.short($0.bundleID))" as HTML }.joined(separator: "<br>")
+            body += """
+                <tr><td><a href="\(path: "experiments", record.spec.id)">\(record.spec.id)</a></td><td>\(record.spec.status.rawValue)</td>\
+                <td>\(record.phase)</td><td>\(arms)</td><td>\(record.spec.hypothesis)</td></tr>
+                """
         }
-        return Self.page("experiments", body + "</table>")
+        return Self.page("experiments", viewer, body + "</table>")
     }
 
-    /// A live analysis: computed from the event log at request time.
-    public func experiment(_ id: String, admin: Bool, token: String?) async throws -> String {
+    /// The newest stored analysis of the experiment; a GET never computes or writes one.
+    public func experiment(_ id: String, _ viewer: Viewer) async throws -> HTML {
+        try Identifier.validateFileSafe(id, field: "experiment id")
         guard let record = try await lab.registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
-        guard record.spec.status != .draft else { return Self.page(id, "<h1>\(H.escape(id))</h1><p>Draft: not started yet.</p>") }
-        let stored = try await lab.analyze(experiment: id, eventLog: eventLog)
-        var body = H.body(stored.report, hash: stored.hash)
-        if admin, record.spec.status != .decided {
-            let outcomes = DecisionOutcome.allCases.map { "<option\($0 == stored.report.recommendation.outcome ? " selected" : "")>\($0.rawValue)</option>" }.joined()
-            body += "<h2>Decide</h2>" + Self.actionForm("/actions/decide?token=\(token ?? "")",
-                "<input type=\"hidden\" name=\"experiment\" value=\"\(H.escape(id))\"><select name=\"outcome\">\(outcomes)</select> <input name=\"reviewer\" placeholder=\"reviewer\" required> <input name=\"override\" placeholder=\"override reason (if against the recommendation)\">", "record decision")
+        guard record.spec.status != .draft else { return Self.page(id, viewer, "<h1>\(id)</h1><p>Draft: not started yet.</p>") }
+        let analyze = viewer.canAct
+            ? Self.actionForm("analyze", viewer, "<input type=\"hidden\" name=\"experiment\" value=\"\(id)\">", "analyze now", reason: false) : .empty
+        guard let (report, hash) = try lab.latestAnalysis(of: id) else {
+            return Self.page(id, viewer, "<h1>\(id)</h1><p>No stored analysis yet: run <code>duet lab analyze \(id)</code>\(viewer.canAct ? " or:" : ".")</p>\(analyze)")
         }
-        return Self.page(id, body)
+        var body = H.body(report, hash: hash)
+        body += "<p>This is the newest stored analysis; the event log may have grown since.</p>\(analyze)"
+        if viewer.canAct, record.spec.status != .decided {
+            let outcomes = DecisionOutcome.allCases.map { "<option\($0 == report.recommendation.outcome ? " selected" : "")>\($0.rawValue)</option>" as HTML }
+            // The form names the analysis on this page: a decision never rests on one the reviewer did not see.
+            body += "<h2>Decide</h2>" + Self.actionForm("decide", viewer, """
+                <input type="hidden" name="experiment" value="\(id)"><input type="hidden" name="analysis" value="\(hash)">\
+                <select name="outcome">\(outcomes)</select> <input name="reviewer" placeholder="reviewer" required> \
+                <input name="override" placeholder="override reason (if against the recommendation)">
+                """, "record decision")
+        }
+        return Self.page(id, viewer, body)
     }
 
-    public func decisions() async throws -> String {
-        var body = "<h1>Decisions</h1><table><tr><th>#</th><th>experiment</th><th>outcome</th><th>arm</th><th>reviewer</th><th>reason</th><th>analysis</th><th>override</th><th>promoted as</th><th>when</th></tr>"
+    public func decisions(_ viewer: Viewer) async throws -> HTML {
+        var body: HTML = """
+            <h1>Decisions</h1><table><tr><th>#</th><th>experiment</th><th>outcome</th><th>arm</th><th>reviewer</th><th>reason</th>\
+            <th>analysis</th><th>override</th><th>promoted as</th><th>when</th></tr>
+            """
         for stored in try await lab.registry.decisions(experiment: nil).reversed() {
             let decision = stored.decision
-            body += "<tr><td>\(stored.id)</td><td><a href=\"/experiments/\(H.escape(decision.experimentID))\">\(H.escape(decision.experimentID))</a></td>"
-            body += "<td>\(decision.outcome.rawValue)</td><td>\(H.escape(decision.arm ?? "—"))</td><td>\(H.escape(decision.reviewer))</td><td>\(H.escape(decision.reason))</td>"
-            body += "<td>\(Self.short(decision.analysisHash))</td><td>\(H.escape(decision.overrideReason ?? "—"))</td>"
-            body += "<td>\(decision.registryGeneration.map { "generation \($0)" } ?? "—")</td><td>\(Self.time(decision.decidedAt))</td></tr>"
+            body += """
+                <tr><td>\(stored.id)</td><td><a href="\(path: "experiments", decision.experimentID)">\(decision.experimentID)</a></td>\
+                <td>\(decision.outcome.rawValue)</td><td>\(decision.arm ?? "—")</td><td>\(decision.reviewer)</td><td>\(decision.reason)</td>\
+                <td>\(Self.short(decision.analysisHash))</td><td>\(decision.overrideReason ?? "—")</td>\
+                <td>\(decision.registryGeneration.map { "generation \($0)" } ?? "—")</td><td>\(Self.time(decision.decidedAt))</td></tr>
+                """
         }
-        return Self.page("decisions", body + "</table>")
+        return Self.page("decisions", viewer, body + "</table>")
     }
 
-    public func incidents() async throws -> String {
-        var body = "<h1>Incidents</h1><table><tr><th>#</th><th>from</th><th>to</th><th>source</th><th>reason</th></tr>"
+    public func incidents(_ viewer: Viewer) async throws -> HTML {
+        var body: HTML = "<h1>Incidents</h1><table><tr><th>#</th><th>from</th><th>to</th><th>source</th><th>reason</th></tr>"
         for incident in try await lab.registry.incidents() {
-            body += "<tr><td>\(incident.id ?? 0)</td><td>\(Self.time(incident.from))</td><td>\(Self.time(incident.until))</td><td>\(incident.source)</td><td>\(H.escape(incident.reason))</td></tr>"
+            body += """
+                <tr><td>\(incident.id ?? 0)</td><td>\(Self.time(incident.from))</td><td>\(Self.time(incident.until))</td>\
+                <td>\(incident.source)</td><td>\(incident.reason)</td></tr>
+                """
         }
-        return Self.page("incidents", body + "</table><p>Fallback bursts found in the exposure log are listed on each experiment's analysis.</p>")
+        return Self.page("incidents", viewer, body + "</table><p>Fallback bursts found in the exposure log are listed on each experiment's analysis.</p>")
+    }
+
+    public func login(failed: Bool) -> HTML {
+        Self.page("sign in", .readOnly, """
+            <h1>Sign in</h1>\(failed ? "<p class=\"no-ship\">That token is not the admin token.</p>" : HTML.empty)\
+            <form method="post" action="/login"><input type="password" name="token" placeholder="admin token" autocomplete="current-password" required> \
+            <button>sign in</button></form>
+            """)
     }
 }

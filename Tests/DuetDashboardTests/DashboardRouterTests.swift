@@ -1,5 +1,5 @@
 import DuetCore
-import DuetDashboard
+@testable import DuetDashboard
 import DuetLab
 import DuetStore
 import DuetLabTestSupport
@@ -9,62 +9,91 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// The dashboard's routes in-process: its promote and rollback are the Lab's operations, so they
-/// refuse what the CLI refuses, with the same words, and record the dashboard as the actor.
+/// A signed-in browser: the session cookie, the page's CSRF token and its own origin.
+struct BrowserSession {
+    var cookie: String
+    var csrf: String
+
+    var headers: HTTPFields {
+        var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded", .cookie: cookie]
+        headers[.origin] = "http://localhost"
+        return headers
+    }
+}
+
+/// The dashboard's routes in-process: sign-in, sessions, CSRF and origin checks, and actions that
+/// are the Lab's own operations, refusing what the CLI refuses, with the same words.
 @Suite struct DashboardRouterTests {
+    static let token = "admin-token-0123456789abcdef"
+
     static func form(_ fields: [String: String]) -> ByteBuffer {
         ByteBuffer(string: fields.sorted { $0.key < $1.key }
             .map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0.value)" }
             .joined(separator: "&"))
     }
 
-    static let formHeaders: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+    static func app(_ lab: Lab, token: String? = Self.token) throws -> some ApplicationProtocol {
+        let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
+        return Application(router: buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), security: DashboardSecurity(adminToken: token)))
+    }
+
+    static func signIn(_ client: some TestClientProtocol) async throws -> BrowserSession {
+        let cookie = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
+                                              body: form(["token": token])) { response in
+            #expect(response.status == .seeOther && response.headers[.location] == "/")
+            let setCookie = try #require(response.headers[.setCookie])
+            #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict") && setCookie.contains("Max-Age="))
+            return String(try #require(setCookie.split(separator: ";").first))
+        }
+        let csrf = try await client.execute(uri: "/", method: .get, headers: [.cookie: cookie]) { response in
+            let body = String(buffer: response.body)
+            return try #require(body.firstMatch(of: /name="csrf" value="([0-9a-f]{64})"/)).1
+        }
+        return BrowserSession(cookie: cookie, csrf: String(csrf))
+    }
 
     @Test func promoteAndRollbackGoThroughTheLabsOperation() async throws {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
             let lab = fixture.lab
-            let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
-            let app = Application(router: buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), adminToken: "s3cret"))
-            try await app.test(.router) { client in
-                try await client.execute(uri: "/", method: .get) { response in
+            try await Self.app(lab).test(.router) { client in
+                let session = try await Self.signIn(client)
+                try await client.execute(uri: "/", method: .get, headers: [.cookie: session.cookie]) { response in
                     #expect(response.status == .ok)
                     #expect(String(buffer: response.body).contains("Overview"))
                 }
-                let promote = Self.form(["model": fixture.first, "reason": "beats popularity"])
-                try await client.execute(uri: "/actions/promote?token=wrong", method: .post, headers: Self.formHeaders, body: promote) { response in
-                    #expect(response.status == .forbidden)
-                }
-                try await client.execute(uri: "/actions/promote?token=s3cret", method: .post, headers: Self.formHeaders,
-                                         body: Self.form(["model": fixture.first])) { response in
+                let promote = ["model": fixture.first, "reason": "beats popularity", "csrf": session.csrf]
+                var noReason = promote
+                noReason["reason"] = nil
+                try await client.execute(uri: "/actions/promote", method: .post, headers: session.headers, body: Self.form(noReason)) { response in
                     #expect(response.status == .badRequest)
                 }
                 // No evidence yet: the Lab's refusal, word for word.
-                try await client.execute(uri: "/actions/promote?token=s3cret", method: .post, headers: Self.formHeaders, body: promote) { response in
+                try await client.execute(uri: "/actions/promote", method: .post, headers: session.headers, body: Self.form(promote)) { response in
                     #expect(response.status == .conflict)
                     #expect(String(buffer: response.body).contains("has no offline evaluation"))
                 }
                 #expect(try await lab.registry.history().isEmpty)
 
                 _ = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 200)
-                try await client.execute(uri: "/actions/promote?token=s3cret", method: .post, headers: Self.formHeaders, body: promote) { response in
+                try await client.execute(uri: "/actions/promote", method: .post, headers: session.headers, body: Self.form(promote)) { response in
                     #expect(response.status == .ok)
                     #expect(String(buffer: response.body).contains("generation 1"))
                 }
                 // A second model needs a ship decision against production, from the dashboard as from the CLI.
                 _ = try await lab.evaluate(candidate: fixture.second, baseline: "production", resamples: 200)
-                try await client.execute(uri: "/actions/promote?token=s3cret", method: .post, headers: Self.formHeaders,
-                                         body: Self.form(["model": fixture.second, "reason": "looks good"])) { response in
+                try await client.execute(uri: "/actions/promote", method: .post, headers: session.headers,
+                                         body: Self.form(["model": fixture.second, "reason": "looks good", "csrf": session.csrf])) { response in
                     #expect(response.status == .conflict)
                     #expect(String(buffer: response.body).contains("no recorded decision ships model"))
                 }
                 try await lab.promote(fixture.second, actor: "ana", reason: "hotfix", override: "urgent")
-                try await client.execute(uri: "/actions/rollback?token=s3cret", method: .post, headers: Self.formHeaders,
-                                         body: Self.form(["reason": "regression"])) { response in
+                try await client.execute(uri: "/actions/rollback", method: .post, headers: session.headers,
+                                         body: Self.form(["reason": "regression", "csrf": session.csrf])) { response in
                     #expect(response.status == .ok)
                     #expect(String(buffer: response.body).contains("rolled back to \(fixture.first.prefix(12))"))
                 }
-                try await client.execute(uri: "/history?token=s3cret", method: .get) { response in
+                try await client.execute(uri: "/history", method: .get, headers: [.cookie: session.cookie]) { response in
                     #expect(String(buffer: response.body).contains("regression"))
                 }
             }
@@ -75,25 +104,228 @@ import Testing
         }
     }
 
+    /// Every page needs a session once there is a token; the token goes in only through the form
+    /// and never comes back out, in a page, a link or a header.
+    @Test func signInIsAFormAndTheTokenNeverAppearsInAnyPageOrURL() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            _ = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 100)
+            try await lab.promote(fixture.first, actor: "t", reason: "setup")
+            try await Self.app(lab).test(.router) { client in
+                for uri in ["/", "/models", "/experiments", "/?token=\(Self.token)"] {
+                    try await client.execute(uri: uri, method: .get) { response in
+                        #expect(response.status == .seeOther && response.headers[.location] == "/login", "\(uri) without a session")
+                    }
+                }
+                try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
+                                         body: Self.form(["token": "wrong-token-0123456789"])) { response in
+                    #expect(response.status == .unauthorized)
+                    #expect(response.headers[.setCookie] == nil)
+                }
+                try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://evil.example"],
+                                         body: Self.form(["token": Self.token])) { response in
+                    #expect(response.status == .forbidden, "a cross-site sign-in is refused")
+                }
+                let session = try await Self.signIn(client)
+                for uri in ["/", "/models", "/history", "/evaluations", "/experiments", "/decisions", "/incidents", "/login"] {
+                    try await client.execute(uri: uri, method: .get, headers: [.cookie: session.cookie]) { response in
+                        #expect(response.status == .ok, "\(uri)")
+                        let everything = String(buffer: response.body) + response.headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n")
+                        #expect(!everything.contains(Self.token), "\(uri) shows the admin token")
+                        #expect(response.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+                        #expect(!String(buffer: response.body).contains("token="), "\(uri) links carry a token")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func forgedOrStaleRequestsAreRefusedBeforeAnythingChanges() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            _ = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 100)
+            try await Self.app(lab).test(.router) { client in
+                let session = try await Self.signIn(client)
+                let fields = ["model": fixture.first, "reason": "forged", "csrf": session.csrf]
+                var noCSRF = fields
+                noCSRF["csrf"] = nil
+                var wrongCSRF = fields
+                wrongCSRF["csrf"] = String(repeating: "0", count: 64)
+                var crossSite = session.headers
+                crossSite[.origin] = "http://evil.example"
+                var noOrigin = session.headers
+                noOrigin[.origin] = nil
+                var refererCrossSite = noOrigin
+                refererCrossSite[.referer] = "http://evil.example/page"
+                var noCookie = session.headers
+                noCookie[.cookie] = nil
+                let attempts: [(String, HTTPFields, [String: String])] = [
+                    ("no CSRF token", session.headers, noCSRF), ("a wrong CSRF token", session.headers, wrongCSRF),
+                    ("another site's Origin", crossSite, fields), ("neither Origin nor Referer", noOrigin, fields),
+                    ("another site's Referer", refererCrossSite, fields), ("no session", noCookie, fields),
+                ]
+                for (what, headers, body) in attempts {
+                    try await client.execute(uri: "/actions/promote", method: .post, headers: headers, body: Self.form(body)) { response in
+                        #expect(response.status == .forbidden, "\(what)")
+                    }
+                }
+                #expect(try await lab.registry.history().isEmpty, "a forged request changed production")
+                // A same-origin Referer (a browser that strips Origin) passes the check.
+                var sameReferer = noOrigin
+                sameReferer[.referer] = "http://localhost/models"
+                try await client.execute(uri: "/actions/promote", method: .post, headers: sameReferer, body: Self.form(fields)) { response in
+                    #expect(response.status == .ok)
+                }
+
+                // Signing out ends the session: its cookie no longer opens a page or acts.
+                try await client.execute(uri: "/logout", method: .post, headers: session.headers, body: Self.form(["csrf": session.csrf])) { response in
+                    #expect(response.status == .seeOther)
+                    #expect(response.headers[.setCookie]?.contains("Max-Age=0") == true)
+                }
+                try await client.execute(uri: "/", method: .get, headers: [.cookie: session.cookie]) { response in
+                    #expect(response.status == .seeOther)
+                }
+                try await client.execute(uri: "/actions/rollback", method: .post, headers: session.headers,
+                                         body: Self.form(["reason": "r", "csrf": session.csrf])) { response in
+                    #expect(response.status == .forbidden)
+                }
+            }
+            #expect(try await lab.registry.history().count == 1)
+        }
+    }
+
+    @Test func sessionsExpire() {
+        let sessions = DashboardSessions(lifetime: .seconds(60))
+        let start = ContinuousClock.now
+        let opened = sessions.open(now: start)
+        #expect(sessions.session(opened.id, now: start + .seconds(59))?.csrf == opened.csrf)
+        #expect(sessions.session(opened.id, now: start + .seconds(61)) == nil)
+        #expect(sessions.session(opened.id, now: start) == nil, "an expired session is gone, not only hidden")
+        #expect(sessions.session("guess", now: start) == nil)
+    }
+
+    /// Pages only read: viewing an experiment writes no file, and a decision names the analysis
+    /// the page showed, refused if a newer one exists.
+    @Test func viewingWritesNothingAndADecisionRestsOnTheAnalysisShown() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
+            let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: fixture.first, weight: 0.5),
+                                                                         ExperimentArm(name: "treatment", bundleID: fixture.second, weight: 0.5)],
+                                      seed: "exp", successMetrics: ["plays_per_user"])
+            try await lab.createExperiment(spec)
+            try await lab.start(experiment: "exp")
+            try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<200, at: Date().epochMillis + 5)
+            try await Self.app(lab).test(.router) { client in
+                let session = try await Self.signIn(client)
+                let before = try Self.files(under: lab.home.root)
+                try await client.execute(uri: "/experiments/exp", method: .get, headers: [.cookie: session.cookie]) { response in
+                    #expect(String(buffer: response.body).contains("No stored analysis yet"))
+                }
+                #expect(try Self.files(under: lab.home.root) == before, "a GET wrote a file")
+
+                try await client.execute(uri: "/actions/analyze", method: .post, headers: session.headers,
+                                         body: Self.form(["experiment": "exp", "csrf": session.csrf])) { response in
+                    #expect(response.status == .ok)
+                }
+                let shown = try await client.execute(uri: "/experiments/exp", method: .get, headers: [.cookie: session.cookie]) { response in
+                    let body = String(buffer: response.body)
+                    return String(try #require(body.firstMatch(of: /name="analysis" value="([0-9a-f]{64})"/)).1)
+                }
+                let afterAnalysis = try Self.files(under: lab.home.root)
+                for _ in 0..<3 {
+                    try await client.execute(uri: "/experiments/exp", method: .get, headers: [.cookie: session.cookie]) { response in
+                        #expect(response.status == .ok)
+                    }
+                }
+                #expect(try Self.files(under: lab.home.root) == afterAnalysis, "viewing an analysis wrote a file")
+
+                // More traffic and a newer analysis: the page the reviewer saw is stale.
+                try await LabFixture.traffic(log, spec: spec, phase: 1, users: 200..<260, at: Date().epochMillis + 5)
+                try await Task.sleep(for: .milliseconds(20))
+                let newer = try await lab.analyze(experiment: "exp", eventLog: log).hash
+                #expect(newer != shown)
+                let decide = ["experiment": "exp", "outcome": "ship", "reviewer": "ana", "reason": "plays up", "csrf": session.csrf]
+                var stale = decide
+                stale["analysis"] = shown
+                try await client.execute(uri: "/actions/decide", method: .post, headers: session.headers, body: Self.form(stale)) { response in
+                    #expect(response.status == .conflict)
+                    #expect(String(buffer: response.body).contains("review it before deciding"))
+                }
+                var current = decide
+                current["analysis"] = newer
+                try await client.execute(uri: "/actions/decide", method: .post, headers: session.headers, body: Self.form(current)) { response in
+                    #expect(response.status == .ok)
+                }
+                // Traversal through the routes that take an experiment id.
+                for id in ["..%2F..%2Fetc", "..", "a%2Fb", ".hidden"] {
+                    try await client.execute(uri: "/experiments/\(id)", method: .get, headers: [.cookie: session.cookie]) { response in
+                        #expect(response.status == .badRequest || response.status == .notFound, "\(id)")
+                    }
+                }
+                for id in ["../escape", "a/b", ".hidden"] {
+                    try await client.execute(uri: "/actions/analyze", method: .post, headers: session.headers,
+                                             body: Self.form(["experiment": id, "csrf": session.csrf])) { response in
+                        #expect(response.status == .conflict)
+                        #expect(String(buffer: response.body).contains("experiment id"))
+                    }
+                }
+            }
+            let decisions = try await lab.registry.decisions(experiment: "exp")
+            #expect(decisions.count == 1)
+            #expect(decisions.first?.decision.analysisHash == (try lab.latestAnalysis(of: "exp")?.1))
+        }
+    }
+
     @Test func promoteRefusesABundleThatNoLongerVerifies() async throws {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
             let lab = fixture.lab
             _ = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 200)
-            let factors = lab.bundleFolder(fixture.first).appendingPathComponent(BundleFiles.itemFactors)
+            let factors = try lab.bundleFolder(fixture.first).appendingPathComponent(BundleFiles.itemFactors)
             var bytes = try Data(contentsOf: factors)
             bytes[bytes.count / 2] ^= 0x01
             try bytes.write(to: factors)
-            let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
-            let app = Application(router: buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), adminToken: "t"))
-            try await app.test(.router) { client in
-                try await client.execute(uri: "/actions/promote?token=t", method: .post, headers: Self.formHeaders,
-                                         body: Self.form(["model": fixture.first, "reason": "r"])) { response in
+            try await Self.app(lab).test(.router) { client in
+                let session = try await Self.signIn(client)
+                try await client.execute(uri: "/actions/promote", method: .post, headers: session.headers,
+                                         body: Self.form(["model": fixture.first, "reason": "r", "csrf": session.csrf])) { response in
                     #expect(response.status == .conflict)
                     #expect(String(buffer: response.body).contains(BundleFiles.itemFactors))
                 }
             }
             #expect(try await lab.registry.history().isEmpty)
         }
+    }
+
+    @Test func withoutATokenTheDashboardIsReadOnly() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            try await Self.app(fixture.lab, token: nil).test(.router) { client in
+                try await client.execute(uri: "/models", method: .get) { response in
+                    #expect(response.status == .ok)
+                    #expect(!String(buffer: response.body).contains("<form"), "a read-only dashboard offers no actions")
+                }
+                try await client.execute(uri: "/actions/promote", method: .post, headers: [.origin: "http://localhost"],
+                                         body: Self.form(["model": fixture.first, "reason": "r"])) { response in
+                    #expect(response.status == .forbidden)
+                }
+            }
+        }
+    }
+
+    static func files(under folder: URL) throws -> [String: Date] {
+        let enumerator = FileManager.default.enumerator(atPath: folder.path)
+        var files: [String: Date] = [:]
+        while let path = enumerator?.nextObject() as? String {
+            // SQLite's WAL and shared-memory files change on any read.
+            guard !path.hasSuffix("-wal"), !path.hasSuffix("-shm") else { continue }
+            let attributes = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(path).path)
+            files[path] = attributes[.modificationDate] as? Date
+        }
+        return files
     }
 }
