@@ -28,12 +28,12 @@ package struct HomeOptions: ParsableArguments {
 
     /// The Lab's writing registry; it creates and migrates the schema.
     package func openRegistry() async throws -> any LabRegistry {
-        if let url = registryURL { return try await PostgresRegistry(database: try SharedPostgres.database(url)) }
+        if let url = registryURL { return try await PostgresRegistry(database: try await SharedPostgres.database(url)) }
         return try SQLiteRegistry(path: resolved.registryPath.path)
     }
 
     package func openEventLog() async throws -> any EventLog {
-        if let url = registryURL { return try await PostgresEventLog(database: try SharedPostgres.database(url)) }
+        if let url = registryURL { return try await PostgresEventLog(database: try await SharedPostgres.database(url)) }
         try resolved.prepare()
         return try SQLiteEventLog(path: resolved.eventLogPath.path)
     }
@@ -42,7 +42,7 @@ package struct HomeOptions: ParsableArguments {
     /// use `serveURL` (Serve's own role), never migrate, and refuse a schema they do not know.
     package func openForServe(serveURL: String?, ingestTimeout: Duration) async throws -> (source: any ServingSource, log: any EventSink & EventTail) {
         if let url = serveURL ?? registryURL {
-            let database = try SharedPostgres.database(url)
+            let database = try await SharedPostgres.database(url)
             return (try await PostgresServingSource(database: database), try await PostgresEventLog(servingDatabase: database))
         }
         return (try SQLiteServingSource(path: resolved.registryPath.path),
@@ -56,12 +56,16 @@ package struct HomeOptions: ParsableArguments {
 package enum SharedPostgres {
     private static let pools = Mutex<[String: PostgresDatabase]>([:])
 
-    package static func database(_ url: String) throws -> PostgresDatabase {
-        try pools.withLock { pools in
+    /// The URL's pool; the first call checks one connection, so a wrong password, CA or host name
+    /// fails at once with the server's or the handshake's words.
+    package static func database(_ url: String) async throws -> PostgresDatabase {
+        if let existing = pools.withLock({ $0[url] }) { return existing }
+        var logger = Logger(label: "duet-postgres")
+        logger.logLevel = .error
+        let database = try PostgresDatabase(url: url, logger: logger)
+        try await database.checkConnection()
+        return pools.withLock { pools in
             if let existing = pools[url] { return existing }
-            var logger = Logger(label: "duet-postgres")
-            logger.logLevel = .error
-            let database = try PostgresDatabase(url: url, logger: logger)
             Task.detached { await database.run() }
             pools[url] = database
             return database

@@ -45,6 +45,9 @@ struct DashboardCommand: AsyncParsableCommand {
         let router = buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), security: security)
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "duet-dashboard"),
                               logger: Logger(label: "duet-dashboard"))
+        if token == nil, !["127.0.0.1", "::1", "localhost"].contains(host) {
+            print("warning: a read-only dashboard on \(host) shows every experiment to anyone who reaches it; set DUET_ADMIN_TOKEN to require sign-in")
+        }
         print("dashboard on http://\(host):\(port)/ (\(token == nil ? "read-only" : "sign in at /login to act"))")
         try await app.runService()
     }

@@ -113,6 +113,7 @@ struct ExperimentCommand: AsyncParsableCommand {
             print("experiment \(spec.id): \(spec.status.rawValue), phase \(record.phase)")
             print("  hypothesis: \(spec.hypothesis)")
             for arm in spec.arms { print("  arm \(arm.name): \(Int((arm.weight * 100).rounded()))% → \(arm.bundleID.prefix(12))") }
+            print("  assignment seed \(spec.seed) (secret: with it, clients could choose their arm)")
             print("  coverage \(spec.coverage), success \(spec.successMetrics.joined(separator: ", ")), guardrails \(spec.guardrails.map { "\($0.metric) ±\($0.margin)" }.joined(separator: ", "))")
             for phase in result.phases { print("  phase \(phase.phase) from \(TimestampParser.iso8601String(phase.startedAt)): \(phase.reason)") }
             for stored in result.decisions {

@@ -13,7 +13,7 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         if let url = home.registryURL {
-            let database = try SharedPostgres.database(url)
+            let database = try await SharedPostgres.database(url)
             try await PostgresSchema.migrate(database)
             print("schema at \(database.redactedURL) is current: \(PostgresSchema.migrations.joined(separator: ", "))")
         } else {
@@ -48,7 +48,7 @@ struct GrantsCommand: AsyncParsableCommand {
             return
         }
         guard let url = home.registryURL else { throw ValidationError("--apply needs --registry postgres://… (or $DUET_REGISTRY)") }
-        let database = try SharedPostgres.database(url)
+        let database = try await SharedPostgres.database(url)
         try await PostgresSchema.migrate(database)
         try await PostgresServeRole.apply(role: role, password: secret, on: database)
         print("role \(role) may read \(PostgresServeRole.readable.joined(separator: ", ")) and insert into \((PostgresServeRole.appendable + PostgresServeRole.keyed).joined(separator: ", ")) at \(database.redactedURL)")

@@ -97,6 +97,9 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level) }
         let serveURL = serveRegistry ?? environment["DUET_SERVE_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
         let (source, log) = try await home.openForServe(serveURL: serveURL, ingestTimeout: configuration.ingestTimeout)
+        if configuration.access.isOpen, !["127.0.0.1", "::1", "localhost"].contains(configuration.host) {
+            logger.warning("listening on \(configuration.host) with no keys: anyone who reaches this port can write exposures and events (see --keys-file)")
+        }
         logger.info("access: \(configuration.access.isOpen ? "open (no keys configured)" : configuration.access.keys.map { "\($0.name) [\($0.roles.map(\.rawValue).sorted().joined(separator: ","))]" }.joined(separator: ", "))")
         let app = try await buildApplication(configuration: configuration, source: source, eventSink: log, eventTail: log,
                                              prometheus: prometheus, logger: logger)

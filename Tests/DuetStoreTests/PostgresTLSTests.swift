@@ -1,0 +1,84 @@
+import DuetCore
+import DuetStore
+import DuetStoreTestSupport
+import Foundation
+import PostgresNIO
+import Testing
+
+/// TLS to PostgreSQL as the URL asks, with libpq's sslmode: verify-full connects over TLS to a
+/// server whose certificate chains to the given CA and names the host, and refuses anything less.
+@Suite struct PostgresTLSTests {
+    /// A server from `scripts/start-postgres.sh --tls`: verify-full against its throwaway CA.
+    static var tlsURL: String? { ProcessInfo.processInfo.environment["DUET_TEST_POSTGRES_TLS_URL"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    static func url(_ base: String, host: String? = nil, mode: String? = nil, rootCertificate: String? = nil) -> String {
+        var components = URLComponents(string: base)!
+        if let host { components.host = host }
+        var items = components.queryItems ?? []
+        if let mode { items = items.filter { $0.name != "sslmode" } + [URLQueryItem(name: "sslmode", value: mode)] }
+        if let rootCertificate { items = items.filter { $0.name != "sslrootcert" } + [URLQueryItem(name: "sslrootcert", value: rootCertificate)] }
+        components.queryItems = items
+        return components.string!
+    }
+
+    /// Whether the session is encrypted, as the server itself reports it.
+    static func sessionUsesTLS(_ url: String) async throws -> Bool {
+        let database = try PostgresDatabase(url: url)
+        let task = Task { await database.run() }
+        defer { task.cancel() }
+        return try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                let rows = try await database.client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: database.logger)
+                for try await ssl in rows.decode(Bool.self) { return ssl }
+                return false
+            }
+            // A refused handshake may surface as a lease that never comes: bound it.
+            group.addTask {
+                try await Task.sleep(for: .seconds(6))
+                throw DuetError.refused("no connection within 6 s")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    @Test func ciRunsTheTLSChecks() {
+        if ProcessInfo.processInfo.environment["CI"] == "true" {
+            #expect(Self.tlsURL != nil, "CI must set DUET_TEST_POSTGRES_TLS_URL (see .ci/run)")
+        }
+    }
+
+    @Test(.enabled(if: tlsURL != nil, "needs DUET_TEST_POSTGRES_TLS_URL from scripts/start-postgres.sh --tls"))
+    func verifyFullConnectsOverTLSAndRefusesAWrongCAOrName() async throws {
+        let url = try #require(Self.tlsURL)
+        let rootCertificate = try #require(URLComponents(string: url)?.queryItems?.first { $0.name == "sslrootcert" }?.value)
+        let wrongCA = URL(fileURLWithPath: rootCertificate).deletingLastPathComponent().appendingPathComponent("wrong-ca.pem").path
+
+        #expect(try await Self.sessionUsesTLS(url), "verify-full must give an encrypted session")
+        try await PostgresDatabase(url: url).checkConnection()
+        // Refusals come from the handshake at once, in its words, not from a pool that never connects.
+        // The certificate names localhost, not 127.0.0.1: verify-full refuses the address, verify-ca takes it.
+        for (refused, expected) in [(Self.url(url, rootCertificate: wrongCA), "CERTIFICATE_VERIFY_FAILED"), (Self.url(url, host: "127.0.0.1"), "failedToValidateHostname")] {
+            let started = ContinuousClock.now
+            await #expect { try await PostgresDatabase(url: refused).checkConnection() } throws: { error in
+                "\(error)".contains(expected) && "\(error)".contains("check sslrootcert")
+            }
+            #expect(ContinuousClock.now - started < .seconds(5))
+            await #expect(throws: (any Error).self, "the pool must not connect either") { _ = try await Self.sessionUsesTLS(refused) }
+        }
+        #expect(try await Self.sessionUsesTLS(Self.url(url, host: "127.0.0.1", mode: "verify-ca")))
+        #expect(try await Self.sessionUsesTLS(Self.url(url, mode: "require")))
+        #expect(try await Self.sessionUsesTLS(Self.url(url, mode: "disable")) == false, "disable means plaintext")
+    }
+
+    @Test func badTLSParametersAreRefusedByName() {
+        let cases = [("postgres://u@localhost/db?sslmode=verify_full", "sslmode"), ("postgres://u@localhost/db?sslmode=", "sslmode"),
+                     ("postgres://u@localhost/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
+                     ("postgres://u@localhost/db?ssl=true", "unknown parameter 'ssl'")]
+        for (url, named) in cases {
+            #expect(throws: DuetError.self, "\(url)") { _ = try PostgresDatabase(url: url) }
+            do { _ = try PostgresDatabase(url: url) } catch { #expect("\(error)".contains(named), "\(url) → \(error)") }
+        }
+        #expect(throws: Never.self) { _ = try PostgresDatabase(url: "postgres://u:secret@localhost/db?sslmode=require") }
+    }
+}
