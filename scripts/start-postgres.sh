@@ -37,7 +37,8 @@ if [ "$TLS" = --tls ]; then
     -extfile "$CERTS/san.ext" -out "$CERTS/server.pem" 2>/dev/null
   chown -R postgres "$CERTS"
   chmod 600 "$CERTS/server.key"
-  OPTIONS="$OPTIONS -c ssl=on -c ssl_cert_file=$CERTS/server.pem -c ssl_key_file=$CERTS/server.key"
+  # The URL names localhost, which may resolve to ::1 first: listen on every loopback address.
+  OPTIONS="-p $PORT -k $DATA -c listen_addresses=localhost -c fsync=on -c ssl=on -c ssl_cert_file=$CERTS/server.pem -c ssl_key_file=$CERTS/server.key"
 fi
 run "$BIN/pg_ctl -D $DATA/data -o '$OPTIONS' -l $DATA/log -w start >/dev/null"
 echo "postgres data folder: $DATA/data (stop: su postgres -c '$BIN/pg_ctl -D $DATA/data stop')" >&2

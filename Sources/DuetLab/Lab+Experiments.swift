@@ -37,9 +37,14 @@ extension Lab {
     }
 
     /// Stops a running experiment: Serve drops it at its next poll, and it can then be analysed and decided.
-    public func stop(experiment id: String) async throws {
+    /// Given the event log, writes the final analysis too: the evidence as it stood when the
+    /// experiment stopped, whoever decides later.
+    @discardableResult
+    public func stop(experiment id: String, eventLog: (any EventLog)? = nil) async throws -> StoredAnalysis? {
         try Identifier.validateFileSafe(id, field: "experiment id")
         try await registry.stop(experiment: id)
+        guard let eventLog else { return nil }
+        return try await analyze(experiment: id, eventLog: eventLog)
     }
 
     /// Changes the weights or arms of a running experiment as a new phase; every arm's bundle must verify.
@@ -61,10 +66,15 @@ extension Lab {
     }
 
     /// Analyses a phase of an experiment from a frozen read of the event log, writes the JSON and
-    /// HTML reports under `analyses/`, and returns them with the JSON's hash.
+    /// HTML reports under `analyses/`, named by the analysis id (the SHA-256 of its JSON), and
+    /// returns them. The same frozen position gives the same bytes: an open phase's window ends at
+    /// its newest exposure, not at the clock. CUPED's covariate comes from the `cupedDays` before
+    /// the experiment's first start, the same for every phase.
     public func analyze(experiment id: String, phase requested: Int? = nil, excludeIncidents: Bool = true,
-                        attributionHours: Double = 24, eventLog: any EventLog) async throws -> StoredAnalysis {
+                        attributionHours: Double = 24, correction: MultipleTestingCorrection = .holm, cupedDays: Int = 14,
+                        eventLog: any EventLog) async throws -> StoredAnalysis {
         try Identifier.validateFileSafe(id, field: "experiment id")
+        guard (0...365).contains(cupedDays) else { throw DuetError.invalidValue(field: "cuped days", reason: "\(cupedDays) must be 0–365") }
         guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
         guard record.spec.status != .draft else { throw DuetError.refused("experiment '\(id)' has not started; there is nothing to analyse") }
         let phases = try await registry.phases(of: id)
@@ -73,11 +83,14 @@ extension Lab {
             throw DuetError.notFound(kind: "phase", id: "\(number) of experiment '\(id)' (it has \(phases.count))")
         }
         let incidents = try await registry.incidents()
+        let firstStart = phases.map(\.startedAt).min() ?? phase.startedAt
+        let cupedWindow = cupedDays > 0 ? (firstStart - EpochMillis(cupedDays) * 86_400_000)..<firstStart : nil
         let until = phase.endedAt ?? record.stoppedAt ?? Date().epochMillis
         let data = try await ExperimentDataReader.read(log: eventLog, experiment: id, phase: phase.phase, from: phase.startedAt, until: until + 1,
                                                        attributionWindow: EpochMillis(attributionHours * 3_600_000),
-                                                       incidents: incidents, excludeIncidents: excludeIncidents)
-        let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: incidents, excludeIncidents: excludeIncidents)
+                                                       incidents: incidents, excludeIncidents: excludeIncidents, cupedWindow: cupedWindow)
+        let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: incidents, excludeIncidents: excludeIncidents,
+                                                correction: correction)
         let json = try report.canonicalJSON()
         let hash = try report.hash()
         try FileManager.default.createDirectory(at: analysesFolder, withIntermediateDirectories: true)
@@ -105,15 +118,16 @@ extension Lab {
 
     /// Records a reviewed decision resting on the experiment's latest analysis. Deciding against the
     /// analysis' recommendation needs an override reason, which is recorded too.
-    /// `shown`, when given, is the analysis the reviewer saw (the dashboard's form carries it): a
-    /// newer one since means the decision would rest on evidence nobody reviewed, so it is refused.
+    /// `shown` is the analysis the reviewer read (the CLI's --analysis; the dashboard's form carries
+    /// the one on the page): a newer one since means the decision would rest on evidence nobody
+    /// reviewed, so it is refused.
     public func decide(experiment id: String, outcome: DecisionOutcome, arm: String?, reviewer: String, reason: String,
                        overrideReason: String?, shown: String? = nil) async throws -> (Int64, Decision) {
         guard let (report, hash) = try latestAnalysis(of: id) else {
             throw DuetError.refused("refused: experiment '\(id)' has no analysis yet; run `duet lab analyze \(id)` first, so the decision rests on evidence")
         }
-        if let shown, shown != hash {
-            throw DuetError.refused("refused: the page showed analysis \(shown.prefix(12)), but the newest is \(hash.prefix(12)); review it before deciding")
+        if let shown, !(shown.count >= 12 && hash.hasPrefix(shown.lowercased())) {
+            throw DuetError.refused("refused: the decision names analysis \(shown.prefix(16)), but the newest is \(hash.prefix(16)); review it before deciding")
         }
         if outcome != .abandon, outcome != report.recommendation.outcome, overrideReason == nil {
             throw DuetError.refused("refused: the analysis recommends \(report.recommendation.rawValue) (\(report.reasons.first ?? "")); deciding \(outcome.rawValue) needs --override \"why\"")

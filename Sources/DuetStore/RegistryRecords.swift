@@ -103,6 +103,14 @@ public struct ExperimentPhase: Codable, Sendable, Hashable {
     public var reason: String
     public var startedAt: EpochMillis
     public var endedAt: EpochMillis?
+
+    public init(phase: Int, spec: ExperimentSpec, reason: String, startedAt: EpochMillis, endedAt: EpochMillis?) {
+        self.phase = phase
+        self.spec = spec
+        self.reason = reason
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+    }
 }
 
 /// What a promotion rests on.

@@ -14,17 +14,24 @@ struct AnalyzeCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     @Argument(help: "Experiment id.") var id: String
     @Option(help: "Phase to analyse (default: the current one).") var phase: Int?
-    @Flag(inversion: .prefixedEnableDisable, help: "Exclude exposures inside recorded incident windows.") var incidentExclusion = true
+    @Flag(inversion: .prefixedEnableDisable, help: "Exclude exposures and feedback inside recorded incident windows and fallback bursts.")
+    var incidentExclusion = true
     @Option(help: "Hours after a user's last exposure during which feedback without a requestId is attributed.") var attributionHours: Double = 24
+    @Option(help: "Multiple-testing correction across success metrics × arms: holm (family-wise) or bh (false discovery rate).")
+    var correction: String = "holm"
+    @Option(help: "Days before the experiment's first start whose feedback is CUPED's covariate (0: no CUPED).") var cupedDays: Int = 14
 
     func run() async throws {
+        guard let chosen = MultipleTestingCorrection(rawValue: correction) else {
+            throw ValidationError("--correction must be one of \(MultipleTestingCorrection.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         let lab = try await home.lab()
         let log = try await home.openEventLog()
         let stored = try await lab.analyze(experiment: id, phase: phase, excludeIncidents: incidentExclusion,
-                                           attributionHours: attributionHours, eventLog: log)
+                                           attributionHours: attributionHours, correction: chosen, cupedDays: cupedDays, eventLog: log)
         if output.json { return try printJSON(stored.report) }
         stored.report.textLines.forEach { print($0) }
-        print("  analysis \(stored.hash.prefix(16))…")
+        print("  analysis \(stored.hash)")
         print("  report: \(stored.htmlPath.path)")
     }
 }
@@ -32,8 +39,8 @@ struct AnalyzeCommand: AsyncParsableCommand {
 struct DecideCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decide",
-        abstract: "Record a reviewed decision resting on the experiment's latest analysis.",
-        discussion: "Deciding against the analysis' recommendation needs --override \"why\", which is recorded."
+        abstract: "Record a reviewed decision resting on the analysis it names.",
+        discussion: "--analysis names the analysis the reviewer read (its id, or at least 12 characters of it); it must be the experiment's newest. Deciding against the analysis' recommendation needs --override \"why\", which is recorded."
     )
     @OptionGroup var home: HomeOptions
     @Argument(help: "Experiment id.") var id: String
@@ -42,6 +49,7 @@ struct DecideCommand: AsyncParsableCommand {
     @Option(help: "Who reviewed the evidence.") var reviewer: String
     @Option(help: "Why.") var reason: String
     @Option(help: "Reason for deciding against the recommendation.") var override: String?
+    @Option(help: "The analysis id the decision rests on (printed by `duet lab analyze`).") var analysis: String
 
     func run() async throws {
         guard let chosen = DecisionOutcome(rawValue: outcome) else {
@@ -49,7 +57,7 @@ struct DecideCommand: AsyncParsableCommand {
         }
         let lab = try await home.lab()
         let (id, decision) = try await lab.decide(experiment: self.id, outcome: chosen, arm: arm, reviewer: reviewer, reason: reason,
-                                                  overrideReason: override)
+                                                  overrideReason: override, shown: analysis)
         print("decision #\(id) recorded: \(decision.outcome.rawValue)\(decision.arm.map { " (arm \($0))" } ?? "") by \(decision.reviewer), resting on analysis \(decision.analysisHash.prefix(16))…")
         if decision.overrideReason != nil { print("  override recorded: \(decision.overrideReason!)") }
     }

@@ -83,12 +83,13 @@ struct ExperimentCommand: AsyncParsableCommand {
     }
 
     struct Stop: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop an experiment; it stops affecting serving at Serve's next poll.")
+        static let configuration = CommandConfiguration(abstract: "Stop an experiment; it stops affecting serving at Serve's next poll, and its final analysis is written.")
         @OptionGroup var home: HomeOptions
         @Argument(help: "Experiment id.") var id: String
         func run() async throws {
-            try await home.lab().stop(experiment: id)
+            let final = try await home.lab().stop(experiment: id, eventLog: try await home.openEventLog())
             print("experiment \(id) stopped")
+            if let final { print("  final analysis \(final.hash): \(final.report.recommendation.rawValue)\n  report: \(final.htmlPath.path)") }
         }
     }
 

@@ -52,8 +52,8 @@ public enum AnalysisReportHTML {
             <ul>\(report.reasons.map { "<li>\($0)</li>" as HTML })</ul>\
             <p>Window \(TimestampParser.iso8601String(report.window[0])) – \(TimestampParser.iso8601String(report.window[1])); \
             event log frozen at event #\(report.frozenAt[0]), exposure #\(report.frozenAt[1]). Analysis hash <code id="analysis-hash">\(hash)</code>.</p>\
-            <h2>Sample ratio</h2><p>\(report.srm.detected ? "<b class=\"no-ship\">Mismatch detected</b>" : "As planned" as HTML)\
-            : χ² = \(number("%.3f", report.srm.chiSquared)), p = \(number("%.3g", report.srm.pValue)).</p>\
+            <h2>Sample ratio</h2><p>\(report.srm.detected ? "<b class=\"no-ship\">Mismatch detected</b>" : report.srm.tooSmallToJudge == true ? "<b>Too few users to judge</b>" : "As planned" as HTML)\
+            : \(report.srm.method ?? "chi-squared"), χ² = \(number("%.3f", report.srm.chiSquared)), p = \(number("%.3g", report.srm.pValue)).</p>\
             <table><tr><th>arm</th><th>bundle</th><th>users</th><th>expected share</th><th>exposures</th><th>fallback exposures</th><th>reasons</th></tr>
             """
         for (arm, share) in zip(report.arms, report.srm.expectedShares) {
@@ -68,7 +68,14 @@ public enum AnalysisReportHTML {
             let effect = metric.decisive
             return ("\(metric.metric) (\(metric.arm))", effect.estimate, effect.lower, effect.upper)
         }, higherIsBetter: report.metrics.map(\.higherIsBetter))
-        html += "<table><tr><th>metric</th><th>role</th><th>arm</th><th>control</th><th>treatment</th><th>difference [95% CI]</th><th>relative</th><th>CUPED</th><th>p (Holm)</th><th>verdict</th></tr>"
+        let correction = (report.correction ?? .holm).label
+        html += """
+            <p>p-values adjusted by \(correction) across success metrics × arms. \
+            CUPED covariate: \(report.cupedWindow.map { "feedback from \(TimestampParser.iso8601String($0[0])) to \(TimestampParser.iso8601String($0[1])), before the experiment's first start" } ?? "none"). \
+            Non-inferiority: \(report.nonInferiorityConvention ?? ExperimentAnalysisReport.nonInferiorityConventionText)\(report.sequential ? ", judged by the always-valid bound" : "").</p>\
+            <table><tr><th>metric</th><th>role</th><th>arm</th><th>control</th><th>treatment</th><th>difference [95% CI]</th><th>relative</th>\
+            <th>CUPED</th><th>p (\(correction))</th><th>verdict</th></tr>
+            """
         for metric in report.metrics {
             let effect = metric.absolute
             var verdict = metric.verdict
@@ -84,7 +91,9 @@ public enum AnalysisReportHTML {
         }
         html += "</table><h2>Incidents</h2>"
         html += report.incidents.isEmpty ? "<p>None overlapping this phase.</p>" : "<ul>\(report.incidents.map { "<li>\($0)</li>" as HTML })</ul>"
-        if report.excludedExposures > 0 { html += "<p>\(report.excludedExposures) exposures inside incident windows were excluded.</p>" }
+        if report.excludedExposures > 0 || (report.excludedEvents ?? 0) > 0 {
+            html += "<p>\(report.excludedExposures) exposures and \(report.excludedEvents ?? 0) feedback events inside incident windows or fallback bursts were excluded.</p>"
+        }
         return html
     }
 

@@ -32,7 +32,7 @@ public struct MetricResult: Codable, Sendable {
     /// CUPED-adjusted difference, when a pre-period exists.
     public var cuped: EffectEstimate?
     public var sequential: SequentialEstimate?
-    /// Holm-adjusted p-value across success metrics × arms.
+    /// p-value adjusted across success metrics × arms (by the report's `correction`).
     public var adjustedPValue: Double?
     public var nonInferiority: NonInferiorityResult?
     public var higherIsBetter: Bool
@@ -65,6 +65,21 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     public var reasons: [String]
     public var sequential: Bool
     public var plannedSampleSize: Int?
+    /// "holm" or "bh"; absent in analyses made before the choice existed (they used Holm).
+    public var correction: MultipleTestingCorrection?
+    /// The CUPED covariate's window: the same days before the experiment's first start for every phase.
+    public var cupedWindow: [EpochMillis]?
+    /// Feedback events left out because they fell inside an incident window or a fallback burst.
+    public var excludedEvents: Int?
+    /// How non-inferiority is judged, stated so a reviewer need not guess.
+    public var nonInferiorityConvention: String?
+    /// The analysis code's version: part of what the analysis id covers.
+    public var engine: String?
+
+    /// Raised whenever the analysis' arithmetic or inputs change meaning.
+    public static let engineVersion = "2"
+
+    public static let nonInferiorityConventionText = "margin × control mean, the control mean treated as fixed (as Spotify Confidence does)"
 
     /// SHA-256 of the canonical JSON: what a decision cites as its evidence.
     public func hash() throws -> String {
@@ -92,7 +107,8 @@ public enum ExperimentAnalyzer {
     /// Analyses one phase (default: the current one). Pure arithmetic over the frozen event data;
     /// the decision rule is in `recommend`.
     public static func analyze(record: ExperimentRecord, phase: ExperimentPhase, data: ExperimentData, incidents: [Incident],
-                               excludeIncidents: Bool, alpha: Double = 0.05) -> ExperimentAnalysisReport {
+                               excludeIncidents: Bool, alpha: Double = 0.05, correction: MultipleTestingCorrection = .holm,
+                               until: EpochMillis? = nil) -> ExperimentAnalysisReport {
         let spec = phase.spec
         let control = spec.control
         let users = data.users.values
@@ -100,7 +116,7 @@ public enum ExperimentAnalyzer {
         let arms = spec.arms.map { arm in
             let tallies = byArm[arm.name] ?? []
             return ArmSummary(arm: arm.name, bundle: arm.bundleID, users: tallies.count, exposures: data.exposuresByArm[arm.name] ?? 0,
-                              fallbackExposures: tallies.reduce(0) { $0 + $1.fallbackExposures },
+                              fallbackExposures: data.fallbackExposuresByArm[arm.name] ?? 0,
                               fallbackReasons: data.fallbacksByArm[arm.name] ?? [:])
         }
         let srm = ABStatistics.sampleRatioMismatch(counts: arms.map(\.users), weights: spec.arms.map(\.weight))
@@ -114,9 +130,9 @@ public enum ExperimentAnalyzer {
                                       sequentialTuning: spec.sequentialTuning, alpha: alpha))
             }
         }
-        // Holm across success metrics × arms: shipping on any one of several metrics needs it.
+        // Adjusted across success metrics × arms: shipping on any one of several metrics needs it.
         let successIndexes = results.indices.filter { results[$0].role == "success" }
-        let adjusted = ABStatistics.holm(successIndexes.map { results[$0].decisive.pValue })
+        let adjusted = ABStatistics.adjust(successIndexes.map { results[$0].decisive.pValue }, by: correction)
         for (offset, index) in successIndexes.enumerated() {
             results[index].adjustedPValue = adjusted[offset]
             let effect = results[index].decisive
@@ -125,16 +141,21 @@ public enum ExperimentAnalyzer {
             let significant = adjusted[offset] < alpha
             results[index].verdict = significant && better ? "better" : (significant && worse ? "worse" : "no clear difference")
         }
-        let window = [phase.startedAt, phase.endedAt ?? record.stoppedAt ?? Date().epochMillis]
+        // An open phase ends at its newest exposure read, so the window follows from the frozen position.
+        let window = [phase.startedAt, phase.endedAt ?? record.stoppedAt ?? until ?? data.lastExposureAt.map { $0 + 1 } ?? phase.startedAt]
         let overlapping = incidents.filter { $0.from < window[1] && $0.until > window[0] }
         var incidentNotes = overlapping.map { "\(TimestampParser.iso8601String($0.from)) – \(TimestampParser.iso8601String($0.until)): \($0.reason) (\(excludeIncidents ? "excluded" : "included"))" }
         let unaccounted = data.fallbackBursts.filter { burst in !incidents.contains { $0.from <= burst.lowerBound && $0.until >= burst.upperBound } }
-        incidentNotes += unaccounted.map { "fallback burst \(TimestampParser.iso8601String($0.lowerBound)) not covered by a recorded incident" }
+        incidentNotes += unaccounted.map {
+            "fallback burst \(TimestampParser.iso8601String($0.lowerBound)) not covered by a recorded incident (\(excludeIncidents ? "excluded" : "included"))"
+        }
         var report = ExperimentAnalysisReport(
             experiment: spec.id, hypothesis: spec.hypothesis, phase: phase.phase, window: window,
             frozenAt: [data.frozenAt.events, data.frozenAt.exposures], arms: arms, srm: srm, metrics: results,
             incidents: incidentNotes, excludedExposures: data.excludedExposures, conflictingUsers: data.conflictingUsers,
-            recommendation: .inconclusive, reasons: [], sequential: spec.sequentialTuning != nil, plannedSampleSize: spec.plannedSampleSize)
+            recommendation: .inconclusive, reasons: [], sequential: spec.sequentialTuning != nil, plannedSampleSize: spec.plannedSampleSize,
+            correction: correction, cupedWindow: data.cupedWindow.map { [$0.lowerBound, $0.upperBound] }, excludedEvents: data.excludedEvents,
+            nonInferiorityConvention: ExperimentAnalysisReport.nonInferiorityConventionText, engine: ExperimentAnalysisReport.engineVersion)
         (report.recommendation, report.reasons) = recommend(report, unaccountedIncidents: unaccounted.count)
         return report
     }
@@ -147,7 +168,10 @@ public enum ExperimentAnalyzer {
         var blockers: [String] = []
         var harms: [String] = []
         if report.srm.detected {
-            blockers.append(String(format: "sample ratio mismatch: χ² = %.2f, p = %.2g < 0.001; assignment or logging is broken, so no effect can be trusted", report.srm.chiSquared, report.srm.pValue))
+            blockers.append(String(format: "sample ratio mismatch (%@): p = %.2g < 0.001; assignment or logging is broken, so no effect can be trusted",
+                                   report.srm.method ?? "chi-squared", report.srm.pValue))
+        } else if report.srm.tooSmallToJudge == true {
+            blockers.append("too few users to judge the sample ratio (an expected arm count is under 5); wait for more traffic")
         }
         if unaccountedIncidents > 0 { blockers.append("\(unaccountedIncidents) fallback burst(s) not covered by a recorded incident") }
         if report.conflictingUsers > 0 { blockers.append("\(report.conflictingUsers) user(s) were seen in more than one arm") }
@@ -174,7 +198,8 @@ public enum ExperimentAnalyzer {
         if !blockers.isEmpty { return (.inconclusive, blockers + harms) }
         if !harms.isEmpty { return (.noShip, harms) }
         guard !better.isEmpty else { return (.inconclusive, ["no success metric is significantly better"]) }
-        return (.ship, better.map { "\($0.metric) is significantly better in arm '\($0.arm)' (Holm-adjusted p = \(String(format: "%.2g", $0.adjustedPValue ?? 1)))" }
+        let adjustedBy = (report.correction ?? .holm).label
+        return (.ship, better.map { "\($0.metric) is significantly better in arm '\($0.arm)' (\(adjustedBy)-adjusted p = \(String(format: "%.2g", $0.adjustedPValue ?? 1)))" }
             + ["sample ratio is as planned (p = \(String(format: "%.2g", report.srm.pValue)))"])
     }
 
@@ -191,19 +216,26 @@ public enum ExperimentAnalyzer {
             }
             let c = stats(control), t = stats(treatment)
             let effect = ABStatistics.ratio(control: c, treatment: t, alpha: alpha)
+            let sequential = sequentialTuning.map { ABStatistics.sequential(control: c, treatment: t, alpha: alpha, tuning: $0) }
             var nonInferiority: NonInferiorityResult?
             if let margin {
                 // Ratio guardrails: one-sided test on the delta-method estimate against ±margin·control.
                 let bound = metric.higherIsBetter ? -margin * c.ratio : margin * c.ratio
-                let margin = metric.higherIsBetter ? effect.estimate - bound : bound - effect.estimate
-                let p = effect.standardError > 0 ? Distributions.normalSurvival(margin / effect.standardError) : (margin > 0 ? 0 : 1)
-                let z1 = Distributions.normalQuantile(1 - alpha)
-                nonInferiority = NonInferiorityResult(difference: effect.estimate, bound: bound, pValue: p,
-                                                      confidenceBound: metric.higherIsBetter ? effect.estimate - z1 * effect.standardError : effect.estimate + z1 * effect.standardError,
-                                                      nonInferior: p < alpha)
+                if let tuning = sequentialTuning {
+                    nonInferiority = ABStatistics.sequentialNonInferiority(
+                        difference: effect.estimate, varianceOfDifference: effect.standardError * effect.standardError, units: c.n + t.n,
+                        bound: bound, higherIsBetter: metric.higherIsBetter, alpha: alpha, tuning: tuning)
+                } else {
+                    let margin = metric.higherIsBetter ? effect.estimate - bound : bound - effect.estimate
+                    let p = effect.standardError > 0 ? Distributions.normalSurvival(margin / effect.standardError) : (margin > 0 ? 0 : 1)
+                    let z1 = Distributions.normalQuantile(1 - alpha)
+                    nonInferiority = NonInferiorityResult(difference: effect.estimate, bound: bound, pValue: p,
+                                                          confidenceBound: metric.higherIsBetter ? effect.estimate - z1 * effect.standardError : effect.estimate + z1 * effect.standardError,
+                                                          nonInferior: p < alpha)
+                }
             }
             return MetricResult(metric: metric.rawValue, arm: arm, role: role, controlValue: c.ratio, treatmentValue: t.ratio,
-                                absolute: effect, relative: nil, cuped: nil, sequential: nil, adjustedPValue: nil,
+                                absolute: effect, relative: nil, cuped: nil, sequential: sequential, adjustedPValue: nil,
                                 nonInferiority: nonInferiority, higherIsBetter: metric.higherIsBetter, verdict: "no clear difference")
         }
         let c = MeanStatistics(values: control.map { $0.value(metric).0 })
@@ -222,8 +254,13 @@ public enum ExperimentAnalyzer {
         let relative = c.mean != 0 ? ABStatistics.relativeLift(control: c, treatment: t, alpha: alpha) : nil
         let cuped = hasPrePeriod ? ABStatistics.cuped(control: cc, treatment: ct, alpha: alpha).effect : nil
         let sequential = sequentialTuning.map { ABStatistics.sequential(control: c, treatment: t, alpha: alpha, tuning: $0) }
-        let nonInferiority = margin.map {
-            ABStatistics.nonInferiority(control: c, treatment: t, relativeMargin: $0, higherIsBetter: metric.higherIsBetter, alpha: alpha)
+        let nonInferiority = margin.map { margin in
+            guard let tuning = sequentialTuning else {
+                return ABStatistics.nonInferiority(control: c, treatment: t, relativeMargin: margin, higherIsBetter: metric.higherIsBetter, alpha: alpha)
+            }
+            return ABStatistics.sequentialNonInferiority(
+                difference: t.mean - c.mean, varianceOfDifference: c.variance / Double(c.n) + t.variance / Double(t.n), units: c.n + t.n,
+                bound: metric.higherIsBetter ? -margin * c.mean : margin * c.mean, higherIsBetter: metric.higherIsBetter, alpha: alpha, tuning: tuning)
         }
         return MetricResult(metric: metric.rawValue, arm: arm, role: role, controlValue: c.mean, treatmentValue: t.mean,
                             absolute: welch, relative: relative, cuped: cuped, sequential: sequential, adjustedPValue: nil,

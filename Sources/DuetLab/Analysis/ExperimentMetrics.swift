@@ -39,6 +39,8 @@ public struct UserTally: Sendable {
     public var preSaves = 0.0
     public var preListening = 0.0
 
+    public init(arm: String) { self.arm = arm }
+
     /// (numerator, denominator) for ratio metrics, value for the others.
     public func value(_ metric: ExperimentMetric, pre: Bool = false) -> (Double, Double) {
         let plays = pre ? prePlays : self.plays, skips = pre ? preSkips : self.skips
@@ -55,76 +57,108 @@ public struct UserTally: Sendable {
 /// What the event log says about one phase of one experiment, frozen at a high-water mark.
 public struct ExperimentData: Sendable {
     public var users: [String: UserTally] = [:]
-    /// Exposures left out because they fell in an incident window.
+    /// Exposures left out because they fell in an incident window or a fallback burst.
     public var excludedExposures = 0
+    /// Feedback left out for the same reason.
+    public var excludedEvents = 0
     /// Users seen in more than one arm within the phase (an assignment bug if it happens).
     public var conflictingUsers = 0
+    /// Every exposure of the phase by assigned arm, excluded ones too: what was served is reported whole.
     public var exposuresByArm: [String: Int] = [:]
+    public var fallbackExposuresByArm: [String: Int] = [:]
     public var fallbacksByArm: [String: [String: Int]] = [:]
     public var frozenAt: (events: Int64, exposures: Int64) = (0, 0)
-    /// Minutes with a burst of fallback exposures, found in the log: candidate incident windows.
+    /// Minutes with a burst of fallback exposures, found in the log: excluded like incidents.
     public var fallbackBursts: [ClosedRange<EpochMillis>] = []
+    /// The window the CUPED covariate comes from.
+    public var cupedWindow: Range<EpochMillis>?
+    /// The newest exposure read: where an open phase's window ends, so the same frozen position
+    /// gives the same analysis whenever it is computed.
+    public var lastExposureAt: EpochMillis?
+
+    public init() {}
 }
 
 public enum ExperimentDataReader {
+    /// A minute with this many fallback exposures is a burst: excluded like an incident, and reported.
+    public static let burstThreshold = 20
+
     /// Reads exposures of `experiment`/`phase` in [from, until) and attributes feedback to them:
     /// by `requestId` when the event carries one, else by user within `attributionWindow` after the
-    /// user's last exposure. Events before `from` feed the pre-period values used by CUPED.
+    /// user's last exposure. Feedback inside `cupedWindow` (before the experiment's first start, the
+    /// same for every phase) feeds the CUPED covariate; nothing between that window and the phase
+    /// does, so an earlier phase's treatment cannot leak into it. With `excludeIncidents`,
+    /// exposures and feedback inside incident windows and fallback bursts are left out.
     public static func read(log: any EventLog, experiment: String, phase: Int, from: EpochMillis, until: EpochMillis,
-                            attributionWindow: EpochMillis, incidents: [Incident], excludeIncidents: Bool) async throws -> ExperimentData {
+                            attributionWindow: EpochMillis, incidents: [Incident], excludeIncidents: Bool,
+                            cupedWindow: Range<EpochMillis>? = nil) async throws -> ExperimentData {
         var data = ExperimentData()
+        data.cupedWindow = cupedWindow
         data.frozenAt = try await log.highWaterMark()
-        let frozenExposures = data.frozenAt.exposures
+        let exposures = EventFilter(from: from, until: until, maxSequence: data.frozenAt.exposures)
+
+        // Pass 1: what was served, every exposure counted, and the minutes with fallback bursts.
+        var fallbackMinutes: [EpochMillis: Int] = [:]
+        try await forEachExposure(log, matching: exposures, experiment: experiment, phase: phase) { exposure, arm in
+            data.exposuresByArm[arm.assigned, default: 0] += 1
+            if arm.served != arm.assigned || arm.fallbackReason != nil {
+                data.fallbackExposuresByArm[arm.assigned, default: 0] += 1
+                data.fallbacksByArm[arm.assigned, default: [:]][arm.fallbackReason ?? "unknown", default: 0] += 1
+                fallbackMinutes[exposure.timestamp / 60_000, default: 0] += 1
+            }
+            data.lastExposureAt = max(data.lastExposureAt ?? .min, exposure.timestamp)
+        }
+        data.fallbackBursts = fallbackMinutes.filter { $0.value >= burstThreshold }.keys.sorted().map { ($0 * 60_000)...(($0 + 1) * 60_000 - 1) }
+        let bursts = data.fallbackBursts
+        func excluded(_ time: EpochMillis) -> Bool {
+            excludeIncidents && (incidents.contains { $0.from <= time && time < $0.until } || bursts.contains { $0.contains(time) })
+        }
+
+        // Pass 2: the users and their exposures that count.
         var requestUsers: [String: String] = [:]
         var firstSeen: [String: EpochMillis] = [:]
         var lastSeen: [String: EpochMillis] = [:]
-        var fallbackMinutes: [EpochMillis: Int] = [:]
-        var cursor: Int64 = 0
-        while true {
-            let page = try await log.exposures(after: cursor, matching: EventFilter(from: from, until: until, maxSequence: frozenExposures), limit: 20_000)
-            guard let last = page.last else { break }
-            cursor = last.sequence
-            for stored in page {
-                let exposure = stored.exposure
-                guard let arm = exposure.experiments.first(where: { $0.experimentID == experiment && $0.phase == phase }) else { continue }
-                if excludeIncidents, incidents.contains(where: { $0.from <= exposure.timestamp && exposure.timestamp < $0.until }) {
-                    data.excludedExposures += 1
-                    continue
-                }
-                var tally = data.users[exposure.user] ?? UserTally(arm: arm.assigned)
-                if tally.arm != arm.assigned {
-                    data.conflictingUsers += 1
-                    continue
-                }
-                tally.exposures += 1
-                data.exposuresByArm[arm.assigned, default: 0] += 1
-                if arm.served != arm.assigned || arm.fallbackReason != nil {
-                    tally.fallbackExposures += 1
-                    data.fallbacksByArm[arm.assigned, default: [:]][arm.fallbackReason ?? "unknown", default: 0] += 1
-                    fallbackMinutes[exposure.timestamp / 60_000, default: 0] += 1
-                }
-                data.users[exposure.user] = tally
-                requestUsers[exposure.requestID] = exposure.user
-                firstSeen[exposure.user] = min(firstSeen[exposure.user] ?? .max, exposure.timestamp)
-                lastSeen[exposure.user] = max(lastSeen[exposure.user] ?? .min, exposure.timestamp)
+        try await forEachExposure(log, matching: exposures, experiment: experiment, phase: phase) { exposure, arm in
+            if excluded(exposure.timestamp) {
+                data.excludedExposures += 1
+                return
             }
+            var tally = data.users[exposure.user] ?? UserTally(arm: arm.assigned)
+            if tally.arm != arm.assigned {
+                data.conflictingUsers += 1
+                return
+            }
+            tally.exposures += 1
+            if arm.served != arm.assigned || arm.fallbackReason != nil { tally.fallbackExposures += 1 }
+            data.users[exposure.user] = tally
+            requestUsers[exposure.requestID] = exposure.user
+            firstSeen[exposure.user] = min(firstSeen[exposure.user] ?? .max, exposure.timestamp)
+            lastSeen[exposure.user] = max(lastSeen[exposure.user] ?? .min, exposure.timestamp)
         }
-        // Feedback: everything for exposed users, up to the attribution window after the phase.
-        let filter = EventFilter(until: until + attributionWindow, maxSequence: data.frozenAt.events)
+
+        // Feedback: the CUPED window, then the phase up to the attribution window after it.
+        let filter = EventFilter(from: min(cupedWindow?.lowerBound ?? from, from), until: until + attributionWindow, maxSequence: data.frozenAt.events)
         try await log.forEachEvent(matching: filter) { page in
             for stored in page {
                 let event = stored.event
                 guard var tally = data.users[event.user] else { continue }
-                let attributed: Bool
-                if let requestID = event.requestID, let owner = requestUsers[requestID] {
-                    attributed = owner == event.user
-                } else if let first = firstSeen[event.user], let last = lastSeen[event.user] {
-                    attributed = event.timestamp >= first && event.timestamp <= last + attributionWindow
-                } else {
-                    attributed = false
+                let isPre = cupedWindow?.contains(event.timestamp) ?? false
+                if !isPre {
+                    guard event.timestamp >= from else { continue }
+                    let attributed: Bool
+                    if let requestID = event.requestID, let owner = requestUsers[requestID] {
+                        attributed = owner == event.user
+                    } else if let first = firstSeen[event.user], let last = lastSeen[event.user] {
+                        attributed = event.timestamp >= first && event.timestamp <= last + attributionWindow
+                    } else {
+                        attributed = false
+                    }
+                    guard attributed else { continue }
+                    if excluded(event.timestamp) {
+                        data.excludedEvents += 1
+                        continue
+                    }
                 }
-                let isPre = event.timestamp < from
-                guard attributed || isPre else { continue }
                 switch event.kind {
                 case .play:
                     if isPre { tally.prePlays += 1; tally.preListening += Double(event.weight) } else { tally.plays += 1; tally.listening += Double(event.weight) }
@@ -138,8 +172,20 @@ public enum ExperimentDataReader {
                 data.users[event.user] = tally
             }
         }
-        // A minute with 20+ fallback exposures is a burst worth a look.
-        data.fallbackBursts = fallbackMinutes.filter { $0.value >= 20 }.keys.sorted().map { ($0 * 60_000)...(($0 + 1) * 60_000) }
         return data
+    }
+
+    private static func forEachExposure(_ log: any EventLog, matching filter: EventFilter, experiment: String, phase: Int,
+                                        _ body: (Exposure, ExperimentArmExposure) -> Void) async throws {
+        var cursor: Int64 = 0
+        while true {
+            let page = try await log.exposures(after: cursor, matching: filter, limit: 20_000)
+            guard let last = page.last else { return }
+            cursor = last.sequence
+            for stored in page {
+                guard let arm = stored.exposure.experiments.first(where: { $0.experimentID == experiment && $0.phase == phase }) else { continue }
+                body(stored.exposure, arm)
+            }
+        }
     }
 }

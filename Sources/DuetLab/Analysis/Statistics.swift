@@ -82,6 +82,10 @@ public struct SampleRatioCheck: Codable, Sendable, Hashable {
     public var detected: Bool
     public var counts: [Int]
     public var expectedShares: [Double]
+    /// "chi-squared", "exact binomial" (two arms, an expected count under 5), or "too small" (more
+    /// arms with an expected count under 5: no test is trustworthy, and shipping waits).
+    public var method: String?
+    public var tooSmallToJudge: Bool?
 }
 
 public struct SequentialEstimate: Codable, Sendable, Hashable {
@@ -101,6 +105,17 @@ public struct NonInferiorityResult: Codable, Sendable, Hashable {
     /// One-sided (1 − α) bound on the difference: lower when higher is better, upper otherwise.
     public var confidenceBound: Double
     public var nonInferior: Bool
+    /// True when the bound comes from the confidence sequence (sequential mode).
+    public var alwaysValid: Bool?
+}
+
+/// How p-values across success metrics × arms are adjusted: Holm controls the chance of any false
+/// "better" (the default, for shipping decisions); Benjamini–Hochberg the share of false ones.
+public enum MultipleTestingCorrection: String, Codable, Sendable, CaseIterable {
+    case holm
+    case benjaminiHochberg = "bh"
+
+    public var label: String { self == .holm ? "Holm" : "Benjamini–Hochberg" }
 }
 
 /// The analysis engine: pure functions of per-arm sufficient statistics, as GrowthBook's gbstats
@@ -134,21 +149,49 @@ public enum ABStatistics {
         return normalEstimate(lift, se: variance.squareRoot(), alpha: alpha)
     }
 
-    /// Pearson's χ² goodness of fit of observed arm counts to the planned weights. A mismatch is
-    /// flagged when p < `threshold` (0.001) and every arm has at least `minimumPerArm` (8) users.
-    public static func sampleRatioMismatch(counts: [Int], weights: [Double], threshold: Double = 0.001,
-                                           minimumPerArm: Int = 8) -> SampleRatioCheck {
+    /// The sample-ratio check, always made: Pearson's χ² goodness of fit of arm counts to the
+    /// planned weights when every expected count is at least 5. Below that the sample is too small to
+    /// judge (and shipping waits); with two arms the exact two-sided binomial test still flags a
+    /// mismatch it can see. A mismatch is flagged when p < `threshold` (0.001).
+    public static func sampleRatioMismatch(counts: [Int], weights: [Double], threshold: Double = 0.001) -> SampleRatioCheck {
         let total = Double(counts.reduce(0, +))
         let weightSum = weights.reduce(0, +)
+        let shares = weights.map { $0 / weightSum }
         var chi2 = 0.0
-        for (count, weight) in zip(counts, weights) {
-            let expected = total * weight / weightSum
+        for (count, share) in zip(counts, shares) {
+            let expected = total * share
             if expected > 0 { chi2 += (Double(count) - expected) * (Double(count) - expected) / expected }
         }
-        let p = Distributions.chiSquaredSurvival(chi2, df: Double(counts.count - 1))
-        let enough = counts.allSatisfy { $0 >= minimumPerArm }
-        return SampleRatioCheck(chiSquared: chi2, pValue: p, detected: enough && p < threshold, counts: counts,
-                                expectedShares: weights.map { $0 / weightSum })
+        let smallestExpected = shares.map { total * $0 }.min() ?? 0
+        if total > 0, smallestExpected >= 5 {
+            let p = Distributions.chiSquaredSurvival(chi2, df: Double(counts.count - 1))
+            return SampleRatioCheck(chiSquared: chi2, pValue: p, detected: p < threshold, counts: counts, expectedShares: shares,
+                                    method: "chi-squared", tooSmallToJudge: false)
+        }
+        // Small counts: a mismatch the exact test finds is still reported, but a sample this small
+        // cannot show the ratio is right, so it is too small to judge and shipping waits.
+        if total > 0, counts.count == 2 {
+            let p = exactBinomialTwoSided(successes: counts[1], trials: counts[0] + counts[1], probability: shares[1])
+            return SampleRatioCheck(chiSquared: chi2, pValue: p, detected: p < threshold, counts: counts, expectedShares: shares,
+                                    method: "exact binomial", tooSmallToJudge: true)
+        }
+        return SampleRatioCheck(chiSquared: chi2, pValue: 1, detected: false, counts: counts, expectedShares: shares,
+                                method: "too small", tooSmallToJudge: true)
+    }
+
+    /// P(X as or less likely than `successes`) for X ~ Binomial(trials, probability), as scipy's binomtest.
+    static func exactBinomialTwoSided(successes: Int, trials: Int, probability: Double) -> Double {
+        guard probability > 0, probability < 1 else { return successes == Int((Double(trials) * probability).rounded()) ? 1 : 0 }
+        func logPMF(_ k: Int) -> Double {
+            lgamma(Double(trials + 1)) - lgamma(Double(k + 1)) - lgamma(Double(trials - k + 1))
+                + Double(k) * log(probability) + Double(trials - k) * log1p(-probability)
+        }
+        let observed = logPMF(successes)
+        // The relative tolerance scipy uses, so ties count as "as likely".
+        let cutoff = observed + log1p(1e-7)
+        var p = 0.0
+        for k in 0...trials where logPMF(k) <= cutoff { p += exp(logPMF(k)) }
+        return min(1, p)
     }
 
     /// CUPED (Deng et al., WSDM 2013): θ = cov(Y, X)/var(X) pooled over both arms; each arm's
@@ -174,18 +217,19 @@ public enum ABStatistics {
 
     /// Difference of ratio metrics by the delta method: Var(R) ≈ (s²m − 2R·smd + R²s²d)/(n·d̄²).
     public static func ratio(control: RatioStatistics, treatment: RatioStatistics, alpha: Double = 0.05) -> EffectEstimate {
-        func variance(_ s: RatioStatistics) -> Double {
-            let k = Double(s.n)
-            let r = s.ratio
-            let vm = (s.sumM2 - s.sumM * s.sumM / k) / (k - 1)
-            let vd = (s.sumD2 - s.sumD * s.sumD / k) / (k - 1)
-            let cmd = (s.sumMD - s.sumM * s.sumD / k) / (k - 1)
-            let meanD = s.sumD / k
-            // No denominator at all (e.g. no plays or skips): the ratio is undefined, so no evidence either way.
-            guard meanD != 0, k > 1 else { return .infinity }
-            return max(0, (vm - 2 * r * cmd + r * r * vd) / (k * meanD * meanD))
-        }
-        return normalEstimate(treatment.ratio - control.ratio, se: (variance(control) + variance(treatment)).squareRoot(), alpha: alpha)
+        normalEstimate(treatment.ratio - control.ratio, se: (ratioVariance(control) + ratioVariance(treatment)).squareRoot(), alpha: alpha)
+    }
+
+    /// The delta-method variance of one arm's ratio estimate; infinite when no user has a denominator.
+    public static func ratioVariance(_ s: RatioStatistics) -> Double {
+        let k = Double(s.n)
+        let r = s.ratio
+        let meanD = s.sumD / k
+        guard meanD != 0, k > 1 else { return .infinity }
+        let vm = (s.sumM2 - s.sumM * s.sumM / k) / (k - 1)
+        let vd = (s.sumD2 - s.sumD * s.sumD / k) / (k - 1)
+        let cmd = (s.sumMD - s.sumM * s.sumD / k) / (k - 1)
+        return max(0, (vm - 2 * r * cmd + r * r * vd) / (k * meanD * meanD))
     }
 
     /// An always-valid confidence sequence (Waudby-Smith et al., "Time-uniform central limit theory
@@ -194,19 +238,47 @@ public enum ABStatistics {
     /// σ̂² = N·Var(difference); p = min(1, 1/E) for the matching mixture e-value.
     public static func sequential(control: MeanStatistics, treatment: MeanStatistics, alpha: Double = 0.05,
                                   tuning: Int = 5_000) -> SequentialEstimate {
-        let difference = treatment.mean - control.mean
-        let n = Double(control.n + treatment.n)
+        sequential(difference: treatment.mean - control.mean,
+                   varianceOfDifference: control.variance / Double(control.n) + treatment.variance / Double(treatment.n),
+                   units: control.n + treatment.n, alpha: alpha, tuning: tuning)
+    }
+
+    /// The same confidence sequence for a ratio metric, with the delta-method variance of each arm's ratio.
+    public static func sequential(control: RatioStatistics, treatment: RatioStatistics, alpha: Double = 0.05,
+                                  tuning: Int = 5_000) -> SequentialEstimate {
+        sequential(difference: treatment.ratio - control.ratio, varianceOfDifference: ratioVariance(control) + ratioVariance(treatment),
+                   units: control.n + treatment.n, alpha: alpha, tuning: tuning)
+    }
+
+    /// The confidence sequence for any asymptotically normal difference.
+    public static func sequential(difference: Double, varianceOfDifference: Double, units: Int, alpha: Double, tuning: Int) -> SequentialEstimate {
+        let n = Double(units)
         let rho = ((-2 * log(alpha) + log(-2 * log(alpha) + 1)) / Double(tuning)).squareRoot()
-        let s2 = (control.variance / Double(control.n) + treatment.variance / Double(treatment.n)) * n
+        let s2 = varianceOfDifference * n
         let nr2 = n * rho * rho
         guard s2 > 0, s2.isFinite else {
-            return SequentialEstimate(difference: difference, rho: rho, halfWidth: 0, lower: difference, upper: difference, pValue: difference == 0 ? 1 : 0)
+            let unknown = !s2.isFinite
+            return SequentialEstimate(difference: difference, rho: rho, halfWidth: unknown ? .infinity : 0, lower: unknown ? -.infinity : difference,
+                                      upper: unknown ? .infinity : difference, pValue: unknown || difference == 0 ? 1 : 0)
         }
         let halfWidth = s2.squareRoot() * (2 * (nr2 + 1) / (nr2 * n) * log((nr2 + 1).squareRoot() / alpha)).squareRoot()
         let logE = n * nr2 * difference * difference / (2 * s2 * (nr2 + 1)) - 0.5 * log(nr2 + 1)
-        let p = s2 > 0 ? min(1, exp(-logE)) : 1
         return SequentialEstimate(difference: difference, rho: rho, halfWidth: halfWidth, lower: difference - halfWidth,
-                                  upper: difference + halfWidth, pValue: p)
+                                  upper: difference + halfWidth, pValue: min(1, exp(-logE)))
+    }
+
+    /// An always-valid non-inferiority test: the one-sided (1 − α) bound of the confidence sequence
+    /// at 2α must clear the margin, so looking every day does not inflate false "non-inferior" calls.
+    public static func sequentialNonInferiority(difference: Double, varianceOfDifference: Double, units: Int, bound: Double,
+                                                higherIsBetter: Bool, alpha: Double, tuning: Int) -> NonInferiorityResult {
+        let sequence = sequential(difference: difference, varianceOfDifference: varianceOfDifference, units: units, alpha: 2 * alpha, tuning: tuning)
+        let confidenceBound = higherIsBetter ? sequence.lower : sequence.upper
+        let clears = higherIsBetter ? confidenceBound > bound : confidenceBound < bound
+        // The e-value against the boundary, halved for one side.
+        let shifted = sequential(difference: difference - bound, varianceOfDifference: varianceOfDifference, units: units, alpha: 2 * alpha, tuning: tuning)
+        let onTheGoodSide = higherIsBetter ? difference > bound : difference < bound
+        return NonInferiorityResult(difference: difference, bound: bound, pValue: onTheGoodSide ? shifted.pValue / 2 : 1,
+                                    confidenceBound: confidenceBound, nonInferior: clears, alwaysValid: true)
     }
 
     /// One-sided non-inferiority test of a guardrail. Higher is better: H0 is difference ≤ −margin·μc;
@@ -219,11 +291,13 @@ public enum ABStatistics {
         if higherIsBetter {
             let bound = -relativeMargin * control.mean
             let p = Distributions.normalSurvival((difference - bound) / se)
-            return NonInferiorityResult(difference: difference, bound: bound, pValue: p, confidenceBound: difference - z1 * se, nonInferior: p < alpha)
+            return NonInferiorityResult(difference: difference, bound: bound, pValue: p, confidenceBound: difference - z1 * se, nonInferior: p < alpha,
+                                        alwaysValid: nil)
         }
         let bound = relativeMargin * control.mean
         let p = Distributions.normalSurvival((bound - difference) / se)
-        return NonInferiorityResult(difference: difference, bound: bound, pValue: p, confidenceBound: difference + z1 * se, nonInferior: p < alpha)
+        return NonInferiorityResult(difference: difference, bound: bound, pValue: p, confidenceBound: difference + z1 * se, nonInferior: p < alpha,
+                                    alwaysValid: nil)
     }
 
     static func normalEstimate(_ estimate: Double, se rawSE: Double, alpha: Double) -> EffectEstimate {
@@ -239,6 +313,13 @@ public enum ABStatistics {
     }
 
     // MARK: Multiple comparisons
+
+    public static func adjust(_ pValues: [Double], by correction: MultipleTestingCorrection) -> [Double] {
+        switch correction {
+        case .holm: holm(pValues)
+        case .benjaminiHochberg: benjaminiHochberg(pValues)
+        }
+    }
 
     /// Holm's step-down adjustment (controls the family-wise error rate).
     public static func holm(_ pValues: [Double]) -> [Double] {

@@ -45,7 +45,9 @@ public final class DemoStory {
     public func run() async throws {
         print("Duet demo in \(root.path)")
         step(1, "Generate a synthetic music world, ingest it into the event log, freeze a snapshot")
-        world = try World(spec: WorldSpec(users: users, tracks: tracks, events: events))
+        // The history ends today (at midnight UTC), so the days before the experiment feed CUPED's covariate.
+        let today = Date().epochMillis / 86_400_000 * 86_400_000
+        world = try World(spec: WorldSpec(users: users, tracks: tracks, events: events, start: today - 28 * 86_400_000))
         let summary = try WorldGenerator(world: world).generate(into: worldFolder)
         print("   \(users) listeners, \(tracks) tracks by \(world.spec.artists) artists in \(world.spec.genres) genres; \(summary.events) events over \(world.spec.days) days")
         let log = try SQLiteEventLog(path: duetHome.eventLogPath.path)
@@ -105,11 +107,13 @@ public final class DemoStory {
         try await lab.start(experiment: experiment.id)
         try await waitForExperiments(1)
         let traffic = try await simulate(firstUser: 0)
-        try await lab.stop(experiment: experiment.id)
+        // Stopping writes the final analysis: the evidence as it stood at the stop.
+        let final = try await lab.stop(experiment: experiment.id, eventLog: log)
 
         step(6, "Analyse it: sample ratio, effects with CIs, guardrails, recommendation")
         let analysis = try await lab.analyze(experiment: experiment.id, eventLog: log)
         analysis.report.textLines.forEach { print("   " + $0) }
+        print("   analysis \(analysis.hash.prefix(16))… (the same id as the final one written at the stop: \(final?.hash == analysis.hash ? "yes" : "NO"))")
         print("   report: \(analysis.htmlPath.path)")
         _ = traffic
 
@@ -173,7 +177,7 @@ public final class DemoStory {
         // Listeners the first test did not reach, where the world has them.
         let firstFresh = min(2_000, users / 2)
         let brokenTraffic = try await simulate(firstUser: firstFresh, users: min(listeners, 1_500, users - firstFresh))
-        try await lab.stop(experiment: brokenExperiment.id)
+        try await lab.stop(experiment: brokenExperiment.id, eventLog: log)
         print("   serving never failed: \(brokenTraffic.requests) requests, \(brokenTraffic.non2xx + brokenTraffic.transportErrors) non-2xx")
         let brokenAnalysis = try await lab.analyze(experiment: brokenExperiment.id, eventLog: log)
         brokenAnalysis.report.textLines.forEach { print("   " + $0) }

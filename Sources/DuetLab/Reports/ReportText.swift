@@ -25,7 +25,8 @@ extension ExperimentAnalysisReport {
     public var textLines: [String] {
         var lines = ["experiment \(experiment), phase \(phase): recommendation \(recommendation.rawValue.uppercased())"]
         lines += reasons.map { "  - \($0)" }
-        lines.append(String(format: "  SRM: χ² = %.3f, p = %.3g%@", srm.chiSquared, srm.pValue, srm.detected ? "  MISMATCH" : " (ok)"))
+        let srmState = srm.detected ? "  MISMATCH" : srm.tooSmallToJudge == true ? "  too few users to judge" : " (ok)"
+        lines.append(String(format: "  SRM (%@): χ² = %.3f, p = %.3g%@", srm.method ?? "chi-squared", srm.chiSquared, srm.pValue, srmState))
         for arm in arms {
             lines.append("  arm \(arm.arm): \(arm.users) users, \(arm.exposures) exposures, \(arm.fallbackExposures) served by fallback")
         }

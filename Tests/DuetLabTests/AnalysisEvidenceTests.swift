@@ -1,0 +1,176 @@
+import DuetCore
+import DuetLab
+import DuetLabTestSupport
+import DuetStore
+import DuetTestSupport
+import Foundation
+import Testing
+
+/// Analyses as evidence: computed from a frozen position into the same bytes every time, with the
+/// statistics used as documented (CUPED's fixed pre-window, SRM always judged, incidents and
+/// fallback bursts excluded, the chosen correction recorded).
+@Suite struct AnalysisEvidenceTests {
+    static func spec(_ fixture: LabFixture, weights: [Double] = [0.5, 0.5]) -> ExperimentSpec {
+        ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: fixture.first, weight: weights[0]),
+                                                          ExperimentArm(name: "treatment", bundleID: fixture.second, weight: weights[1])],
+                       seed: "exp", successMetrics: ["plays_per_user"])
+    }
+
+    @Test func aSampleRatioOf10000To5BlocksShippingAndSmallCountsAreJudgedExactly() {
+        let spec = ExperimentSpec(id: "srm", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                     ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                  seed: "srm", successMetrics: ["plays_per_user"], status: .stopped)
+        let record = ExperimentRecord(spec: spec, phase: 1, createdAt: 0, startedAt: 0, stoppedAt: 1_000)
+        let phase = ExperimentPhase(phase: 1, spec: spec, reason: "r", startedAt: 0, endedAt: 1_000)
+        var data = ExperimentData()
+        for index in 0..<10_000 { data.users["c\(index)"] = { var t = UserTally(arm: "control"); t.exposures = 1; t.plays = Double(index % 3); return t }() }
+        // Five treatment users who play far more: without the SRM check this would ship.
+        for index in 0..<5 { data.users["t\(index)"] = { var t = UserTally(arm: "treatment"); t.exposures = 1; t.plays = 50 + Double(index); return t }() }
+        let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: [], excludeIncidents: true)
+        #expect(report.srm.detected && report.srm.method == "chi-squared")
+        #expect(report.recommendation != .ship)
+        #expect(report.reasons.contains { $0.contains("sample ratio mismatch") })
+
+        let exact = ABStatistics.sampleRatioMismatch(counts: [9, 0], weights: [0.5, 0.5])
+        #expect(exact.method == "exact binomial" && exact.pValue < 0.01 && !exact.detected && exact.tooSmallToJudge == true,
+                "p = 2/512 is small, not below 0.001")
+        let lopsided = ABStatistics.sampleRatioMismatch(counts: [0, 40], weights: [0.9, 0.1])
+        #expect(lopsided.method == "exact binomial" && lopsided.detected, "0 of 40 where 36 were expected")
+        let tooSmall = ABStatistics.sampleRatioMismatch(counts: [2, 0, 1], weights: [0.4, 0.3, 0.3])
+        #expect(tooSmall.tooSmallToJudge == true && !tooSmall.detected)
+        var few = ExperimentData()
+        for (user, arm) in [("a", "control"), ("b", "control"), ("c", "treatment"), ("d", "treatment")] {
+            few.users[user] = { var t = UserTally(arm: arm); t.exposures = 1; t.plays = arm == "treatment" ? 9 : 1; return t }()
+        }
+        let small = ExperimentAnalyzer.analyze(record: record, phase: phase, data: few, incidents: [], excludeIncidents: true)
+        #expect(small.srm.method == "exact binomial")
+        #expect(small.recommendation != .ship)
+        #expect(small.reasons.contains { $0.contains("too few users to judge the sample ratio") })
+    }
+
+    /// Phase 2's covariate comes from before the experiment's first start, never from phase 1,
+    /// where the treatment already changed what users did.
+    @Test func phaseTwoCUPEDIgnoresPhaseOneBehaviour() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
+            let spec = Self.spec(fixture)
+            try await lab.createExperiment(spec)
+            try await lab.start(experiment: "exp")
+            let firstStart = try #require(try await lab.registry.phases(of: "exp").first?.startedAt)
+            // Before the experiment: user i plays i % 4 times, a day before it starts.
+            var pre: [FeedbackEvent] = []
+            for user in 0..<60 { for _ in 0..<(user % 4) { pre.append(FeedbackEvent(user: "u\(user)", item: "t1", kind: .play, weight: 1, timestamp: firstStart - 86_400_000)) } }
+            _ = try await log.append(events: pre)
+            // Phase 1: treatment users play 40 times each.
+            var phaseOne: [FeedbackEvent] = []
+            var exposures: [Exposure] = []
+            for user in 0..<60 {
+                let id = "u\(user)", arm = try #require(spec.assignedArm(for: id))
+                exposures.append(Exposure(requestID: "p1-\(user)", user: id, timestamp: firstStart + 5, items: ["t1"], bundleID: arm.bundleID,
+                                          experiments: [ExperimentArmExposure(experimentID: "exp", phase: 1, assigned: arm.name, served: arm.name)]))
+                for _ in 0..<(arm.name == "treatment" ? 40 : 1) {
+                    phaseOne.append(FeedbackEvent(user: id, item: "t2", kind: .play, weight: 1, timestamp: firstStart + 6, requestID: "p1-\(user)"))
+                }
+            }
+            _ = try await log.append(exposures: exposures)
+            _ = try await log.append(events: phaseOne)
+            try await Task.sleep(for: .milliseconds(20))
+            try await lab.changePhase(of: "exp", to: spec, reason: "phase 2")
+            let secondStart = try #require(try await lab.registry.phases(of: "exp").last?.startedAt)
+            try await LabFixture.traffic(log, spec: spec, phase: 2, users: 0..<60, at: secondStart + 5)
+
+            let report = try await lab.analyze(experiment: "exp", phase: 2, eventLog: log).report
+            #expect(report.cupedWindow == [firstStart - 14 * 86_400_000, firstStart], "phase 2's window is the one before the first start")
+            let window = try #require(report.cupedWindow)
+            let data = try await ExperimentDataReader.read(log: log, experiment: "exp", phase: 2, from: secondStart, until: Date().epochMillis + 1_000,
+                                                           attributionWindow: 86_400_000, incidents: [], excludeIncidents: true,
+                                                           cupedWindow: window[0]..<window[1])
+            #expect(data.users.count == 60)
+            for (user, tally) in data.users {
+                let index = try #require(Int(user.dropFirst()))
+                #expect(tally.prePlays == Double(index % 4), "\(user)'s covariate took in phase 1: \(tally.prePlays)")
+            }
+            let phaseOneReport = try await lab.analyze(experiment: "exp", phase: 1, eventLog: log).report
+            #expect(phaseOneReport.cupedWindow == report.cupedWindow, "every phase uses the same window")
+        }
+    }
+
+    @Test func twoAnalysesAtTheSameFrozenPositionAreTheSameBytes() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
+            try await lab.createExperiment(Self.spec(fixture))
+            try await lab.start(experiment: "exp")
+            try await LabFixture.traffic(log, spec: Self.spec(fixture), phase: 1, users: 0..<150, at: Date().epochMillis + 5)
+            // Still running: the window must not end at the clock.
+            let first = try await lab.analyze(experiment: "exp", eventLog: log)
+            let firstBytes = try Data(contentsOf: first.jsonPath)
+            try await Task.sleep(for: .milliseconds(1_100))
+            let second = try await lab.analyze(experiment: "exp", eventLog: log)
+            #expect(try Data(contentsOf: second.jsonPath) == firstBytes)
+            #expect(second.hash == first.hash && second.jsonPath == first.jsonPath && first.jsonPath.lastPathComponent.contains(first.hash.prefix(12)))
+            #expect(first.report.engine == ExperimentAnalysisReport.engineVersion)
+            // New events move the frozen position, and with it the analysis id.
+            try await LabFixture.traffic(log, spec: Self.spec(fixture), phase: 1, users: 150..<170, at: Date().epochMillis + 5)
+            let third = try await lab.analyze(experiment: "exp", eventLog: log)
+            #expect(third.hash != first.hash)
+
+            // A decision names the analysis it rests on, and must name the newest.
+            try await lab.stop(experiment: "exp", eventLog: log)
+            let final = try #require(try lab.latestAnalysis(of: "exp"))
+            await #expect { try await lab.decide(experiment: "exp", outcome: .abandon, arm: nil, reviewer: "ana", reason: "r", overrideReason: nil,
+                                                 shown: String(first.hash.prefix(16))) } throws: { "\($0)".contains("review it before deciding") }
+            await #expect { try await lab.decide(experiment: "exp", outcome: .abandon, arm: nil, reviewer: "ana", reason: "r", overrideReason: nil,
+                                                 shown: String(final.1.prefix(8))) } throws: { "\($0)".contains("review it before deciding") }
+            let (_, decision) = try await lab.decide(experiment: "exp", outcome: .abandon, arm: nil, reviewer: "ana", reason: "r", overrideReason: nil,
+                                                     shown: String(final.1.prefix(16)))
+            #expect(decision.analysisHash == final.1)
+        }
+    }
+
+    /// On a fixed timeline: traffic in minute 0, a burst of fallbacks in minute 2, and feedback in
+    /// minute 3 inside a recorded incident.
+    @Test func incidentsExcludeFeedbackAndFallbackBurstsAreExcludedAndReported() async throws {
+        try await withScratchFolder { folder in
+            let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
+            let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                         ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                      seed: "exp", successMetrics: ["plays_per_user"], status: .stopped)
+            let start: EpochMillis = 1_767_225_600_000, end = start + 10 * 60_000
+            try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<100, at: start + 5)
+            var burst: [Exposure] = []
+            for user in 100..<130 {
+                let id = "u\(user)", arm = try #require(spec.assignedArm(for: id))
+                burst.append(Exposure(requestID: "b-\(user)", user: id, timestamp: start + 2 * 60_000 + 10, items: ["t1"], bundleID: "a",
+                                      experiments: [ExperimentArmExposure(experimentID: "exp", phase: 1, assigned: arm.name, served: "control",
+                                                                          fallbackReason: "treatment-bundle-unavailable")]))
+            }
+            _ = try await log.append(exposures: burst)
+            let incident = Incident(from: start + 3 * 60_000, until: start + 4 * 60_000, reason: "cache outage", createdAt: start)
+            _ = try await log.append(events: (0..<10).map { FeedbackEvent(user: "u\($0)", item: "t9", kind: .play, weight: 1, timestamp: incident.from + 10) })
+
+            let record = ExperimentRecord(spec: spec, phase: 1, createdAt: start, startedAt: start, stoppedAt: end)
+            let phase = ExperimentPhase(phase: 1, spec: spec, reason: "start", startedAt: start, endedAt: end)
+            func analyze(excluding: Bool, correction: MultipleTestingCorrection) async throws -> ExperimentAnalysisReport {
+                let data = try await ExperimentDataReader.read(log: log, experiment: "exp", phase: 1, from: start, until: end, attributionWindow: 86_400_000,
+                                                               incidents: [incident], excludeIncidents: excluding)
+                return ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: [incident], excludeIncidents: excluding,
+                                                  correction: correction)
+            }
+            let report = try await analyze(excluding: true, correction: .benjaminiHochberg)
+            #expect(report.excludedExposures == 30, "the burst's exposures leave the metrics")
+            #expect(report.excludedEvents == 10, "feedback inside the incident window leaves too")
+            #expect(report.arms.reduce(0) { $0 + $1.users } == 100)
+            #expect(report.arms.reduce(0) { $0 + $1.fallbackExposures } == 30, "what was served is still reported whole")
+            #expect(report.incidents.contains { $0.contains("fallback burst") && $0.contains("excluded") })
+            #expect(report.correction == .benjaminiHochberg)
+            #expect(String(decoding: try report.canonicalJSON(), as: UTF8.self).contains(#""correction" : "bh""#))
+            let kept = try await analyze(excluding: false, correction: .holm)
+            #expect(kept.excludedExposures == 0 && kept.excludedEvents == 0 && kept.arms.reduce(0) { $0 + $1.users } == 130)
+            #expect(kept.correction == .holm)
+        }
+    }
+}
