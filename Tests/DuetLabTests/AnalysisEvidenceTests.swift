@@ -173,4 +173,36 @@ import Testing
             #expect(kept.correction == .holm)
         }
     }
+
+    /// Five days on a fixed timeline: the series has a point a day, counts what each day brought,
+    /// shades the incident's day, and its last point is the whole analysis.
+    @Test func theSeriesOverTimeFollowsTheDaysFromOnePass() async throws {
+        try await withScratchFolder { folder in
+            let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
+            let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                         ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                      seed: "exp", successMetrics: ["plays_per_user"], status: .stopped)
+            let day: EpochMillis = 86_400_000, start: EpochMillis = 1_767_225_600_000, end = start + 5 * day
+            try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<80, at: start + 1_000)
+            try await LabFixture.traffic(log, spec: spec, phase: 1, users: 80..<200, at: start + 2 * day + 1_000)
+            let incident = Incident(from: start + 3 * day, until: start + 3 * day + 3_600_000, reason: "outage", createdAt: start)
+            let record = ExperimentRecord(spec: spec, phase: 1, createdAt: start, startedAt: start, stoppedAt: end)
+            let phase = ExperimentPhase(phase: 1, spec: spec, reason: "start", startedAt: start, endedAt: end)
+            let data = try await ExperimentDataReader.read(log: log, experiment: "exp", phase: 1, from: start, until: end, attributionWindow: day,
+                                                           incidents: [incident], excludeIncidents: true)
+            let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: [incident], excludeIncidents: true)
+            let series = try #require(report.overTime)
+            #expect(series.periodMillis == day && series.points.count == 5)
+            #expect(series.points.map { $0.users.reduce(0, +) } == [80, 80, 200, 200, 200])
+            #expect(series.points.map { $0.exposures.reduce(0, +) } == [80, 0, 120, 0, 0])
+            #expect(series.points.map(\.incident) == [false, false, false, true, false])
+            let last = try #require(series.points.last?.effects.first)
+            let whole = try #require(report.metrics.first { $0.metric == "plays_per_user" }).decisive
+            #expect(abs(last.estimate - whole.estimate) < 1e-9 && abs(last.lower - whole.lower) < 1e-9)
+            let first = try #require(series.points.first?.effects.first)
+            #expect(first.upper - first.lower > last.upper - last.lower, "the interval narrows as users arrive")
+            let html = AnalysisReportHTML.render(report, hash: try report.hash())
+            #expect(html.contains("cumulative effect: plays_per_user (treatment − control)") && html.contains("One point per day"))
+        }
+    }
 }

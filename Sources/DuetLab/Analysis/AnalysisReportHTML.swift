@@ -44,6 +44,91 @@ public enum AnalysisReportHTML {
         return svg
     }
 
+    static let palette = ["#1f5fa8", "#c2410c", "#15803d", "#7e22ce", "#a16207"]
+
+    /// A line chart over the periods of the series: each line a (label, values) pair, an optional
+    /// band (the interval around the first line), periods with an incident shaded, zero marked.
+    public static func lineChart(_ title: String, lines: [(label: String, values: [Double])], band: (lower: [Double], upper: [Double])? = nil,
+                                 shaded: [Bool], xLabels: (String, String), percent: Bool = false) -> HTML {
+        let count = lines.first?.values.count ?? 0
+        guard count > 0 else { return .empty }
+        let width = 640.0, height = 170.0, left = 60.0, right = 20.0, top = 22.0, bottom = 24.0
+        let values = (lines.flatMap(\.values) + (band.map { $0.lower + $0.upper } ?? []) + [0]).filter(\.isFinite)
+        var low = values.min() ?? 0, high = values.max() ?? 1
+        if high - low < 1e-12 { high += 1; low -= percent ? 0 : 1 }
+        let pad = (high - low) * 0.08
+        low -= pad; high += pad
+        func x(_ index: Int) -> Double { left + (count == 1 ? (width - left - right) / 2 : Double(index) / Double(count - 1) * (width - left - right)) }
+        func y(_ value: Double) -> Double { top + (high - value) / (high - low) * (height - top - bottom) }
+        let step = count == 1 ? 20 : (width - left - right) / Double(count - 1)
+        var svg: HTML = """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" role="img">\
+            <text x="\(left)" y="14" font-size="12" font-weight="600">\(title)</text>
+            """
+        for (index, incident) in shaded.enumerated() where incident {
+            svg += "<rect x=\"\(x(index) - step / 2)\" y=\"\(top)\" width=\"\(step)\" height=\"\(height - top - bottom)\" fill=\"#f3d9d9\"/>"
+        }
+        if let band {
+            var upper: [String] = [], lower: [String] = []
+            for index in 0..<count where band.lower[index].isFinite && band.upper[index].isFinite {
+                upper.append("\(x(index)),\(y(band.upper[index]))")
+                lower.insert("\(x(index)),\(y(band.lower[index]))", at: 0)
+            }
+            if !upper.isEmpty { svg += "<polygon points=\"\((upper + lower).joined(separator: " "))\" fill=\"#1f5fa8\" fill-opacity=\"0.15\"/>" }
+        }
+        if low < 0, high > 0 { svg += "<line x1=\"\(left)\" y1=\"\(y(0))\" x2=\"\(width - right)\" y2=\"\(y(0))\" stroke=\"#999\" stroke-dasharray=\"4\"/>" }
+        for (offset, line) in lines.enumerated() {
+            let color = palette[offset % palette.count]
+            let points = line.values.enumerated().filter { $0.element.isFinite }.map { "\(x($0.offset)),\(y($0.element))" }
+            if points.count > 1 { svg += "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>" }
+            for point in points { let xy = point.split(separator: ","); svg += "<circle cx=\"\(xy[0])\" cy=\"\(xy[1])\" r=\"2.5\" fill=\"\(color)\"/>" }
+            svg += "<text x=\"\(width - right - 150)\" y=\"\(top + 12 + Double(offset) * 13)\" font-size=\"11\" fill=\"\(color)\">\(line.label)</text>"
+        }
+        let format = percent ? "%.0f%%" : "%.3g"
+        let scale = percent ? 100.0 : 1.0
+        svg += """
+            <text x="4" y="\(y(high - pad) + 4)" font-size="10">\(number(format, (high - pad) * scale))</text>\
+            <text x="4" y="\(y(low + pad) + 4)" font-size="10">\(number(format, (low + pad) * scale))</text>\
+            <text x="\(left)" y="\(height - 6)" font-size="10">\(xLabels.0)</text>\
+            <text x="\(width - right - 120)" y="\(height - 6)" font-size="10">\(xLabels.1)</text></svg>
+            """
+        return svg
+    }
+
+    /// The series over time: the cumulative effect of each success metric with its interval, users
+    /// per arm, exposures per period and the fallback share, incidents shaded.
+    public static func overTime(_ series: TimeSeries?, sequential: Bool) -> HTML {
+        guard let series, !series.points.isEmpty else { return .empty }
+        let points = series.points
+        let unit = series.periodMillis >= 86_400_000 ? "day" : series.periodMillis >= 3_600_000 ? "hour" : series.periodMillis >= 60_000 ? "minute" : "second"
+        let size = series.periodMillis >= 86_400_000 ? series.periodMillis / 86_400_000 : series.periodMillis >= 3_600_000 ? series.periodMillis / 3_600_000
+            : series.periodMillis >= 60_000 ? series.periodMillis / 60_000 : series.periodMillis / 1_000
+        let xLabels = (TimestampParser.iso8601String(points[0].start), TimestampParser.iso8601String(points[points.count - 1].start))
+        let shaded = points.map(\.incident)
+        let bands = sequential ? "Bands are the always-valid confidence sequence: safe to look at every point."
+            : "Bands are fixed-horizon intervals: looking at every point and stopping on a good one inflates false positives (use sequential mode for that)."
+        let every = size == 1 ? unit : "\(size) \(unit)s"
+        var html: HTML = """
+            <h2>Over time</h2><p>One point per \(every) since the phase started; shaded periods overlap an incident \
+            or a fallback burst. \(bands)</p>
+            """
+        var keys: [(String, String)] = []
+        for point in points { for effect in point.effects where !keys.contains(where: { $0 == (effect.metric, effect.arm) }) { keys.append((effect.metric, effect.arm)) } }
+        for (metric, arm) in keys {
+            let pick = { (point: TimePoint) in point.effects.first { $0.metric == metric && $0.arm == arm } }
+            html += lineChart("cumulative effect: \(metric) (\(arm) − control)", lines: [("estimate", points.map { pick($0)?.estimate ?? .nan })],
+                              band: (points.map { pick($0)?.lower ?? .nan }, points.map { pick($0)?.upper ?? .nan }), shaded: shaded, xLabels: xLabels)
+        }
+        let arms = series.arms
+        html += lineChart("users so far, per arm", lines: arms.indices.map { arm in (arms[arm], points.map { Double($0.users[arm]) }) }, shaded: shaded, xLabels: xLabels)
+        html += lineChart("exposures per period, per arm", lines: arms.indices.map { arm in (arms[arm], points.map { Double($0.exposures[arm]) }) },
+                          shaded: shaded, xLabels: xLabels)
+        html += lineChart("fallback share per period, per arm", lines: arms.indices.map { arm in (arms[arm], points.map { $0.fallbackShare[arm] }) },
+                          shaded: shaded, xLabels: xLabels, percent: true)
+        html += lineChart("sample-ratio p-value on the users so far", lines: [("p", points.map(\.srmPValue))], shaded: shaded, xLabels: xLabels)
+        return html
+    }
+
     /// The analysis body, shared by the standalone report and the dashboard.
     public static func body(_ report: ExperimentAnalysisReport, hash: String) -> HTML {
         var html: HTML = """
@@ -89,7 +174,9 @@ public enum AnalysisReportHTML {
                 <td>\(metric.adjustedPValue.map { number("%.3g", $0) } ?? "–")</td><td>\(verdict)</td></tr>
                 """
         }
-        html += "</table><h2>Incidents</h2>"
+        html += "</table>"
+        html += overTime(report.overTime, sequential: report.sequential)
+        html += "<h2>Incidents</h2>"
         html += report.incidents.isEmpty ? "<p>None overlapping this phase.</p>" : "<ul>\(report.incidents.map { "<li>\($0)</li>" as HTML })</ul>"
         if report.excludedExposures > 0 || (report.excludedEvents ?? 0) > 0 {
             html += "<p>\(report.excludedExposures) exposures and \(report.excludedEvents ?? 0) feedback events inside incident windows or fallback bursts were excluded.</p>"

@@ -49,6 +49,40 @@ public struct ArmSummary: Codable, Sendable {
     public var fallbackReasons: [String: Int]
 }
 
+/// The experiment over time: one point per period (a day, or less for a short phase) since the
+/// phase started, cumulative where a decision would look (users, effects) and per period where a
+/// problem would show (exposures, fallback share).
+public struct TimeSeries: Codable, Sendable {
+    public var periodMillis: EpochMillis
+    public var arms: [String]
+    public var points: [TimePoint]
+}
+
+public struct TimePoint: Codable, Sendable {
+    public var start: EpochMillis
+    /// Users so far, per arm (spec order).
+    public var users: [Int]
+    /// Exposures in this period, per arm, excluded ones too.
+    public var exposures: [Int]
+    /// Share of this period's exposures served by fallback, per arm.
+    public var fallbackShare: [Double]
+    /// The sample-ratio p-value on the users so far.
+    public var srmPValue: Double
+    /// The cumulative effect of each success metric in each treatment arm, with the interval the
+    /// decision uses (the always-valid band in sequential mode).
+    public var effects: [PointEffect]
+    /// Whether a recorded incident or a fallback burst overlaps the period.
+    public var incident: Bool
+}
+
+public struct PointEffect: Codable, Sendable {
+    public var metric: String
+    public var arm: String
+    public var estimate: Double
+    public var lower: Double
+    public var upper: Double
+}
+
 public struct ExperimentAnalysisReport: Codable, Sendable {
     public var experiment: String
     public var hypothesis: String
@@ -75,6 +109,7 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     public var nonInferiorityConvention: String?
     /// The analysis code's version: part of what the analysis id covers.
     public var engine: String?
+    public var overTime: TimeSeries?
 
     /// Raised whenever the analysis' arithmetic or inputs change meaning.
     public static let engineVersion = "2"
@@ -156,8 +191,63 @@ public enum ExperimentAnalyzer {
             recommendation: .inconclusive, reasons: [], sequential: spec.sequentialTuning != nil, plannedSampleSize: spec.plannedSampleSize,
             correction: correction, cupedWindow: data.cupedWindow.map { [$0.lowerBound, $0.upperBound] }, excludedEvents: data.excludedEvents,
             nonInferiorityConvention: ExperimentAnalysisReport.nonInferiorityConventionText, engine: ExperimentAnalysisReport.engineVersion)
+        report.overTime = series(spec: spec, phase: phase, data: data, window: window, incidents: overlapping,
+                                 bursts: data.fallbackBursts, alpha: alpha)
         (report.recommendation, report.reasons) = recommend(report, unaccountedIncidents: unaccounted.count)
         return report
+    }
+
+    /// The series over time, in one pass over each user's per-period counts.
+    static func series(spec: ExperimentSpec, phase: ExperimentPhase, data: ExperimentData, window: [EpochMillis], incidents: [Incident],
+                       bursts: [ClosedRange<EpochMillis>], alpha: Double) -> TimeSeries {
+        let period = data.periodMillis
+        let lastPeriod = min(399, max(0, Int((window[1] - 1 - phase.startedAt) / period)))
+        var usersByPeriod: [Int: [String]] = [:]
+        for (user, periods) in data.periodsByUser where data.users[user] != nil {
+            for index in periods.keys { usersByPeriod[index, default: []].append(user) }
+        }
+        let armNames = spec.arms.map(\.name)
+        var cumulative: [String: UserTally] = [:]
+        var points: [TimePoint] = []
+        for index in 0...lastPeriod {
+            for user in usersByPeriod[index] ?? [] {
+                guard let whole = data.users[user], let counts = data.periodsByUser[user]?[index] else { continue }
+                var tally = cumulative[user] ?? {
+                    var fresh = UserTally(arm: whole.arm)
+                    (fresh.prePlays, fresh.preSkips, fresh.preSaves, fresh.preListening) = (whole.prePlays, whole.preSkips, whole.preSaves, whole.preListening)
+                    return fresh
+                }()
+                tally.exposures += counts.exposures
+                tally.fallbackExposures += counts.fallbackExposures
+                tally.plays += counts.plays
+                tally.skips += counts.skips
+                tally.saves += counts.saves
+                tally.listening += counts.listening
+                cumulative[user] = tally
+            }
+            let byArm = Dictionary(grouping: cumulative.values.filter { $0.exposures > 0 }, by: \.arm)
+            let users = armNames.map { byArm[$0]?.count ?? 0 }
+            let served = data.servedByPeriod[index] ?? [:]
+            var effects: [PointEffect] = []
+            for treatment in spec.arms.dropFirst() {
+                let c = byArm[spec.control.name] ?? [], t = byArm[treatment.name] ?? []
+                guard c.count >= 2, t.count >= 2 else { continue }
+                for name in spec.successMetrics {
+                    guard let metric = ExperimentMetric(rawValue: name) else { continue }
+                    let effect = result(metric: metric, role: "success", margin: nil, arm: treatment.name, control: c, treatment: t,
+                                        sequentialTuning: spec.sequentialTuning, alpha: alpha).decisive
+                    effects.append(PointEffect(metric: name, arm: treatment.name, estimate: effect.estimate, lower: effect.lower, upper: effect.upper))
+                }
+            }
+            let start = phase.startedAt + EpochMillis(index) * period
+            let span = start...(start + period - 1)
+            points.append(TimePoint(
+                start: start, users: users, exposures: armNames.map { served[$0]?.exposures ?? 0 },
+                fallbackShare: armNames.map { arm in served[arm].map { $0.exposures > 0 ? Double($0.fallbackExposures) / Double($0.exposures) : 0 } ?? 0 },
+                srmPValue: ABStatistics.sampleRatioMismatch(counts: users, weights: spec.arms.map(\.weight)).pValue, effects: effects,
+                incident: incidents.contains { $0.from <= span.upperBound && $0.until > span.lowerBound } || bursts.contains { $0.overlaps(span) }))
+        }
+        return TimeSeries(periodMillis: period, arms: armNames, points: points)
     }
 
     /// Ship only when: SRM passes; no incident is unaccounted for; treatment bundles served without

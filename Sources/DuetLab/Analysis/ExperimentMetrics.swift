@@ -75,6 +75,35 @@ public struct ExperimentData: Sendable {
     /// The newest exposure read: where an open phase's window ends, so the same frozen position
     /// gives the same analysis whenever it is computed.
     public var lastExposureAt: EpochMillis?
+    /// The length of one period of the series over time: a day, or less for a phase shorter than
+    /// two days, so even a short run has a chart.
+    public var periodMillis: EpochMillis = 86_400_000
+    /// Per user, what happened in each period of the phase (period 0 starts at the phase's start):
+    /// the series over time are computed from it in one pass, not one query per period.
+    public var periodsByUser: [String: [Int: PeriodCounts]] = [:]
+    /// Per period of the phase, every exposure and fallback by assigned arm (excluded ones too).
+    public var servedByPeriod: [Int: [String: PeriodCounts]] = [:]
+
+    public init() {}
+}
+
+/// One user's (or one arm's) counts in one period.
+public struct PeriodCounts: Sendable, Hashable {
+    mutating func add(_ other: PeriodCounts) {
+        exposures += other.exposures
+        fallbackExposures += other.fallbackExposures
+        plays += other.plays
+        skips += other.skips
+        saves += other.saves
+        listening += other.listening
+    }
+
+    public var exposures = 0
+    public var fallbackExposures = 0
+    public var plays = 0.0
+    public var skips = 0.0
+    public var saves = 0.0
+    public var listening = 0.0
 
     public init() {}
 }
@@ -93,15 +122,19 @@ public enum ExperimentDataReader {
                             attributionWindow: EpochMillis, incidents: [Incident], excludeIncidents: Bool,
                             cupedWindow: Range<EpochMillis>? = nil) async throws -> ExperimentData {
         var data = ExperimentData()
+        data.periodMillis = period(for: until - from)
         data.cupedWindow = cupedWindow
         data.frozenAt = try await log.highWaterMark()
         let exposures = EventFilter(from: from, until: until, maxSequence: data.frozenAt.exposures)
 
         // Pass 1: what was served, every exposure counted, and the minutes with fallback bursts.
         var fallbackMinutes: [EpochMillis: Int] = [:]
+        let day = { [periodMillis = data.periodMillis] (time: EpochMillis) in Int((time - from) / periodMillis) }
         try await forEachExposure(log, matching: exposures, experiment: experiment, phase: phase) { exposure, arm in
             data.exposuresByArm[arm.assigned, default: 0] += 1
+            data.servedByPeriod[day(exposure.timestamp), default: [:]][arm.assigned, default: PeriodCounts()].exposures += 1
             if arm.served != arm.assigned || arm.fallbackReason != nil {
+                data.servedByPeriod[day(exposure.timestamp), default: [:]][arm.assigned, default: PeriodCounts()].fallbackExposures += 1
                 data.fallbackExposuresByArm[arm.assigned, default: 0] += 1
                 data.fallbacksByArm[arm.assigned, default: [:]][arm.fallbackReason ?? "unknown", default: 0] += 1
                 fallbackMinutes[exposure.timestamp / 60_000, default: 0] += 1
@@ -129,7 +162,10 @@ public enum ExperimentDataReader {
                 return
             }
             tally.exposures += 1
-            if arm.served != arm.assigned || arm.fallbackReason != nil { tally.fallbackExposures += 1 }
+            let fellBack = arm.served != arm.assigned || arm.fallbackReason != nil
+            if fellBack { tally.fallbackExposures += 1 }
+            data.periodsByUser[exposure.user, default: [:]][day(exposure.timestamp), default: PeriodCounts()].exposures += 1
+            if fellBack { data.periodsByUser[exposure.user, default: [:]][day(exposure.timestamp), default: PeriodCounts()].fallbackExposures += 1 }
             data.users[exposure.user] = tally
             requestUsers[exposure.requestID] = exposure.user
             firstSeen[exposure.user] = min(firstSeen[exposure.user] ?? .max, exposure.timestamp)
@@ -159,20 +195,37 @@ public enum ExperimentDataReader {
                         continue
                     }
                 }
+                var counts = PeriodCounts()
                 switch event.kind {
                 case .play:
                     if isPre { tally.prePlays += 1; tally.preListening += Double(event.weight) } else { tally.plays += 1; tally.listening += Double(event.weight) }
+                    counts.plays = 1
+                    counts.listening = Double(event.weight)
                 case .skip:
                     if isPre { tally.preSkips += 1 } else { tally.skips += 1 }
+                    counts.skips = 1
                 case .save:
                     if isPre { tally.preSaves += 1 } else { tally.saves += 1 }
+                    counts.saves = 1
                 default:
                     break
+                }
+                if !isPre {
+                    // Feedback after the phase (within the attribution window) counts on its last day.
+                    let eventDay = min(day(event.timestamp), day(max(until - 1, from)))
+                    data.periodsByUser[event.user, default: [:]][eventDay, default: PeriodCounts()].add(counts)
                 }
                 data.users[event.user] = tally
             }
         }
         return data
+    }
+
+    /// A day for phases of two days or more; else the largest of 1 h, 10 min, 1 min, 10 s and 1 s
+    /// that still gives ten periods.
+    public static func period(for span: EpochMillis) -> EpochMillis {
+        if span >= 2 * 86_400_000 { return 86_400_000 }
+        return [3_600_000, 600_000, 60_000, 10_000, 1_000].first { span / $0 >= 10 } ?? 1_000
     }
 
     private static func forEachExposure(_ log: any EventLog, matching filter: EventFilter, experiment: String, phase: Int,
