@@ -66,11 +66,15 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
     public var plannedSampleSize: Int?
     /// Tuning N* of the always-valid confidence sequence, when testing sequentially.
     public var sequentialTuning: Int?
+    /// The relative lift the test should be able to detect (0.02 = 2%); the analysis reports the
+    /// power reached for it and the days remaining. Nil means 2%.
+    public var minimumDetectableEffect: Double?
     public var status: ExperimentStatus
 
     public init(id: String, hypothesis: String, arms: [ExperimentArm], coverage: Double = 1, seed: String? = nil,
                 namespace: NamespaceRange? = nil, successMetrics: [String], guardrails: [GuardrailMetric] = [],
-                plannedSampleSize: Int? = nil, sequentialTuning: Int? = nil, status: ExperimentStatus = .draft) {
+                plannedSampleSize: Int? = nil, sequentialTuning: Int? = nil, minimumDetectableEffect: Double? = nil,
+                status: ExperimentStatus = .draft) {
         self.id = id
         self.hypothesis = hypothesis
         self.arms = arms
@@ -81,6 +85,7 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         self.guardrails = guardrails
         self.plannedSampleSize = plannedSampleSize
         self.sequentialTuning = sequentialTuning
+        self.minimumDetectableEffect = minimumDetectableEffect
         self.status = status
     }
 
@@ -128,6 +133,9 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         }
         for guardrail in guardrails where !(guardrail.margin > 0 && guardrail.margin < 1) {
             throw .invalidValue(field: "guardrail margin", reason: "'\(guardrail.metric)' margin \(guardrail.margin) must be in (0, 1)")
+        }
+        if let minimumDetectableEffect, !(minimumDetectableEffect > 0 && minimumDetectableEffect < 10) {
+            throw .invalidValue(field: "minimum detectable effect", reason: "\(minimumDetectableEffect) must be a relative lift in (0, 10), e.g. 0.02")
         }
         if let plannedSampleSize, plannedSampleSize <= 0 {
             throw .invalidValue(field: "planned sample size", reason: "must be positive")

@@ -154,3 +154,46 @@ struct StatsCommand: ParsableCommand {
         print(String(decoding: json, as: UTF8.self))
     }
 }
+
+struct PowerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "power",
+        abstract: "Plan an experiment: users and days needed to detect a lift, from the event log's recent history.",
+        discussion: """
+            The metric's per-user mean and variance come from the --days before --until (default: now); \
+            the days needed follow how many distinct users arrived day by day in that window. Two-sided \
+            tests of control against each treatment, Bonferroni across treatments.
+            """
+    )
+    @OptionGroup var home: HomeOptions
+    @OptionGroup var output: OutputOptions
+    @Option(help: "Metric: \(ExperimentMetric.allCases.map(\.rawValue).joined(separator: ", ")).") var metric: String
+    @Option(help: "Relative lift to detect, e.g. 0.02 for 2%.") var mde: Double
+    @Option(help: "Arm weights, control first, e.g. 0.5,0.5.") var weights: String = "0.5,0.5"
+    @Option(help: "Significance level.") var alpha: Double = 0.05
+    @Option(help: "Power wanted.") var power: Double = 0.8
+    @Option(help: "Days of history to learn variance and traffic from.") var days: Int = 14
+    @Option(help: "End of the history window (ISO 8601; default now).") var until: String?
+
+    func run() async throws {
+        let chosen = try ExperimentMetric.named(metric)
+        let parsed = try weights.split(separator: ",").map { text in
+            guard let value = Double(text.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--weights: '\(text)' is not a number") }
+            return value
+        }
+        let end = try parseTime(until, "--until") ?? Date().epochMillis
+        let plan = try await PowerAnalysis.plan(log: try await home.openEventLog(), metric: chosen, relativeEffect: mde, weights: parsed,
+                                                alpha: alpha, power: power, days: days, until: end)
+        if output.json { return try printJSON(plan) }
+        print(String(format: "%@: mean %.4f per user, standard deviation %.4f, over the %d days before %@", plan.metric, plan.baselineMean,
+                     plan.perUserStandardDeviation, plan.historyDays, TimestampParser.iso8601String(end)))
+        print(String(format: "to detect a %.1f%% lift with %.0f%% power at α = %g: %d users (%@ per arm)", plan.minimumDetectableEffect * 100,
+                     plan.power * 100, plan.alpha, plan.usersNeeded, plan.usersPerArm.map(String.init).joined(separator: " / ")))
+        let seen = plan.distinctUsersByDay.last ?? 0
+        print(plan.daysNeeded.map { String(format: "at the history's pace (%d distinct users in %d days): about %.1f days", seen, plan.historyDays, $0) }
+              ?? "no users arrived in the history window; the days needed cannot be estimated")
+        if plan.usersNeeded > seen {
+            print("note: that is more users than the history saw in \(plan.historyDays) days (\(seen)); past them, new users come slowly. Consider a larger lift, a metric with less variance, or CUPED.")
+        }
+    }
+}

@@ -32,6 +32,8 @@ struct ExperimentCommand: AsyncParsableCommand {
         @Option(help: "Success metrics, comma-separated.") var success: String = ExperimentMetric.playsPerUser.rawValue
         @Option(help: "Guardrail METRIC:MARGIN; repeatable.") var guardrail: [String] = []
         @Option(help: "Planned users per arm (fixed-horizon test).") var plannedSampleSize: Int?
+        @Option(help: "Relative lift the test should detect (e.g. 0.02); the analysis reports the power reached and the days remaining (default 0.02).")
+        var mde: Double?
         @Option(help: "Test sequentially with an always-valid confidence sequence tuned for N* users.") var sequential: Int?
 
         func run() async throws {
@@ -65,7 +67,7 @@ struct ExperimentCommand: AsyncParsableCommand {
             let arms = zip(zip(names, bundles), weightValues).map { ExperimentArm(name: $0.0, bundleID: $0.1, weight: $1) }
             let spec = ExperimentSpec(id: id, hypothesis: hypothesis, arms: arms, coverage: coverage, seed: seed, namespace: range,
                                       successMetrics: successMetrics, guardrails: guardrails, plannedSampleSize: plannedSampleSize,
-                                      sequentialTuning: sequential)
+                                      sequentialTuning: sequential, minimumDetectableEffect: mde)
             try spec.validate()
             try await lab.createExperiment(spec)
             print("experiment \(id) created as a draft: \(arms.map { "\($0.name) \(Int($0.weight * 100))%" }.joined(separator: " / ")); start it with `duet lab experiment start \(id)`")

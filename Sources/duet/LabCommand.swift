@@ -12,7 +12,7 @@ struct LabCommand: AsyncParsableCommand {
         subcommands: [SnapshotCommand.self, SplitCommand.self, TrainCommand.self, EvaluateCommand.self, CompareCommand.self,
                       PromoteCommand.self, RollbackCommand.self, RejectCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
                       VerifyCommand.self, ExperimentCommand.self, AnalyzeCommand.self, DecideCommand.self, IncidentCommand.self,
-                      SimulateCommand.self, StatsCommand.self, TuneCommand.self, DashboardCommand.self, MigrateCommand.self, GrantsCommand.self]
+                      SimulateCommand.self, StatsCommand.self, PowerCommand.self, TuneCommand.self, DashboardCommand.self, MigrateCommand.self, GrantsCommand.self]
     )
 }
 

@@ -1,5 +1,5 @@
 import DuetCore
-import DuetLab
+@testable import DuetLab
 import DuetLabTestSupport
 import DuetStore
 import DuetTestSupport
@@ -203,6 +203,38 @@ import Testing
             #expect(first.upper - first.lower > last.upper - last.lower, "the interval narrows as users arrive")
             let html = AnalysisReportHTML.render(report, hash: try report.hash())
             #expect(html.contains("cumulative effect: plays_per_user (treatment − control)") && html.contains("One point per day"))
+        }
+    }
+
+    @Test func powerPlanningMatchesTheTextbookAndReadsTrafficFromTheLog() async throws {
+        // n = (z(0.975) + z(0.8))² · σ² · (1/0.5 + 1/0.5) / δ² = 7.849 · 400 = 3,140 users.
+        #expect(try PowerAnalysis.usersNeeded(mean: 1, variance: 1, relativeEffect: 0.1, weights: [0.5, 0.5]) == 3_140)
+        let reached = PowerAnalysis.achievedPower(mean: 1, variance: 1, relativeEffect: 0.1, usersPerArm: [1_570, 1_570])
+        #expect(abs(reached - 0.8) < 0.001)
+        #expect(throws: DuetError.self) { try PowerAnalysis.usersNeeded(mean: 1, variance: 1, relativeEffect: 0, weights: [0.5, 0.5]) }
+        #expect(throws: DuetError.self) { try PowerAnalysis.usersNeeded(mean: 1, variance: 1, relativeEffect: 0.1, weights: [1]) }
+
+        try await withScratchFolder { folder in
+            let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
+            let day: EpochMillis = 86_400_000, end: EpochMillis = 1_767_225_600_000 + 14 * day
+            // Ten new users a day for 14 days, each playing 1–4 times on the day they come.
+            var events: [FeedbackEvent] = []
+            for user in 0..<140 {
+                for play in 0..<(1 + user % 4) {
+                    events.append(FeedbackEvent(user: "u\(user)", item: "t\(play)", kind: .play, weight: 1, timestamp: end - 14 * day + EpochMillis(user / 10) * day + 1_000))
+                }
+            }
+            _ = try await log.append(events: events)
+            let plan = try await PowerAnalysis.plan(log: log, metric: .playsPerUser, relativeEffect: 0.1, weights: [0.5, 0.5], days: 14, until: end)
+            #expect(plan.distinctUsersByDay == (1...14).map { $0 * 10 })
+            #expect(abs(plan.baselineMean - 2.5) < 1e-9)
+            let expected = try PowerAnalysis.usersNeeded(mean: 2.5, variance: MeanStatistics(values: (0..<140).map { Double(1 + $0 % 4) }).variance,
+                                                          relativeEffect: 0.1, weights: [0.5, 0.5])
+            #expect(plan.usersNeeded == expected)
+            // Past the 140 users seen, at the second half's pace of 10 a day.
+            #expect(abs((plan.daysNeeded ?? 0) - (14 + Double(expected - 140) / 10)) < 1e-9)
+            let early = PowerAnalysis.daysToReach(25, distinctByDay: plan.distinctUsersByDay)
+            #expect(abs((early ?? 0) - 2.5) < 1e-9, "25 users: half way through the third day")
         }
     }
 }

@@ -193,9 +193,9 @@ import Testing
         let usersPerArm = 1_000, lift = 0.13
         let controlVariance = population.variance
         let treatmentPopulationVariance = population.meanRate * (1 + lift) + (1 + lift) * (1 + lift) * (population.variance - population.meanRate)
-        let standardError = ((controlVariance + treatmentPopulationVariance) / Double(usersPerArm)).squareRoot()
-        let z = Distributions.normalQuantile(1 - alpha / 2), shift = lift * population.meanRate / standardError
-        let analytic = Distributions.normalCDF(shift - z) + Distributions.normalCDF(-shift - z)
+        // The planner's own formula (`duet lab power`), with the two arms' variances averaged.
+        let analytic = PowerAnalysis.achievedPower(mean: population.meanRate, variance: (controlVariance + treatmentPopulationVariance) / 2,
+                                                   relativeEffect: lift, usersPerArm: [usersPerArm, usersPerArm], alpha: alpha)
         var detected = 0
         for _ in 0..<runs {
             var control = MeanStatistics(n: 0, sum: 0, sumSquares: 0), treatment = control

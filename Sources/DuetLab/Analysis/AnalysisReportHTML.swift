@@ -175,6 +175,13 @@ public enum AnalysisReportHTML {
                 """
         }
         html += "</table>"
+        if let power = report.power {
+            let days = power.daysRemaining.map { number("%.1f", $0) + " days remaining at the pace users have come so far" } ?? (power.reached >= 0.8 ? "enough users" : "pace unknown")
+            html += """
+                <h2>Power</h2><p id="power">For a \(number("%.1f%%", power.minimumDetectableEffect * 100)) lift in \(power.metric): \
+                power reached \(number("%.0f%%", power.reached * 100)); 80% needs \(power.usersNeededPerArm.map(String.init).joined(separator: " / ")) users per arm; \(days).</p>
+                """
+        }
         html += overTime(report.overTime, sequential: report.sequential)
         html += "<h2>Incidents</h2>"
         html += report.incidents.isEmpty ? "<p>None overlapping this phase.</p>" : "<ul>\(report.incidents.map { "<li>\($0)</li>" as HTML })</ul>"

@@ -110,6 +110,7 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     /// The analysis code's version: part of what the analysis id covers.
     public var engine: String?
     public var overTime: TimeSeries?
+    public var power: PowerSoFar?
 
     /// Raised whenever the analysis' arithmetic or inputs change meaning.
     public static let engineVersion = "2"
@@ -193,8 +194,28 @@ public enum ExperimentAnalyzer {
             nonInferiorityConvention: ExperimentAnalysisReport.nonInferiorityConventionText, engine: ExperimentAnalysisReport.engineVersion)
         report.overTime = series(spec: spec, phase: phase, data: data, window: window, incidents: overlapping,
                                  bursts: data.fallbackBursts, alpha: alpha)
+        report.power = powerSoFar(spec: spec, byArm: byArm, users: arms.map(\.users), window: window, alpha: alpha)
         (report.recommendation, report.reasons) = recommend(report, unaccountedIncidents: unaccounted.count)
         return report
+    }
+
+    /// The power reached for the spec's minimum detectable effect on its first success metric, from
+    /// the control's observed variance, and the days left at the pace users have come so far.
+    static func powerSoFar(spec: ExperimentSpec, byArm: [String: [UserTally]], users: [Int], window: [EpochMillis], alpha: Double) -> PowerSoFar? {
+        guard let name = spec.successMetrics.first, let metric = ExperimentMetric(rawValue: name),
+              let control = byArm[spec.control.name], control.count >= 2 else { return nil }
+        let effect = spec.minimumDetectableEffect ?? 0.02
+        let (mean, variance) = PowerAnalysis.perUserMoments(control, metric: metric)
+        guard let needed = try? PowerAnalysis.usersNeeded(mean: mean, variance: variance, relativeEffect: effect, weights: spec.arms.map(\.weight),
+                                                          alpha: alpha) else { return nil }
+        let weightSum = spec.arms.reduce(0) { $0 + $1.weight }
+        let perArm = spec.arms.map { Int((Double(needed) * $0.weight / weightSum).rounded(.up)) }
+        let reached = PowerAnalysis.achievedPower(mean: mean, variance: variance, relativeEffect: effect, usersPerArm: users, alpha: alpha)
+        let have = users.reduce(0, +)
+        let days = Double(window[1] - window[0]) / 86_400_000
+        let pace = days > 0 ? Double(have) / days : 0
+        let remaining = reached >= 0.8 ? nil : pace > 0 ? max(0, Double(needed - have)) / pace : nil
+        return PowerSoFar(metric: name, minimumDetectableEffect: effect, reached: reached, usersNeededPerArm: perArm, daysRemaining: remaining)
     }
 
     /// The series over time, in one pass over each user's per-period counts.

@@ -40,6 +40,11 @@ extension ExperimentAnalysisReport {
             if let ni = metric.nonInferiority { line += ni.nonInferior ? ", non-inferior" : ", NOT shown non-inferior" } else { line += ", \(metric.verdict)" }
             lines.append(line)
         }
+        if let power {
+            lines.append(String(format: "  power for a %.1f%% lift in %@: %.0f%% reached; 80%% needs %@ users per arm%@", power.minimumDetectableEffect * 100,
+                                power.metric, power.reached * 100, power.usersNeededPerArm.map(String.init).joined(separator: "/"),
+                                power.daysRemaining.map { String(format: ", %.1f days remaining", $0) } ?? ""))
+        }
         lines += incidents.map { "  incident: \($0)" }
         return lines
     }
