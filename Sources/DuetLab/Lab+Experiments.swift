@@ -88,7 +88,8 @@ extension Lab {
         let until = phase.endedAt ?? record.stoppedAt ?? Date().epochMillis
         let data = try await ExperimentDataReader.read(log: eventLog, experiment: id, phase: phase.phase, from: phase.startedAt, until: until + 1,
                                                        attributionWindow: EpochMillis(attributionHours * 3_600_000),
-                                                       incidents: incidents, excludeIncidents: excludeIncidents, cupedWindow: cupedWindow)
+                                                       incidents: incidents, excludeIncidents: excludeIncidents, cupedWindow: cupedWindow,
+                                                       itemGenres: itemGenres())
         let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: incidents, excludeIncidents: excludeIncidents,
                                                 correction: correction)
         let json = try report.canonicalJSON()
@@ -99,6 +100,14 @@ extension Lab {
         try json.write(to: jsonPath, options: .atomic)
         try Data(AnalysisReportHTML.render(report, hash: hash).utf8).write(to: htmlPath, options: .atomic)
         return StoredAnalysis(report: report, hash: hash, jsonPath: jsonPath, htmlPath: htmlPath)
+    }
+
+    /// Each catalogue item's first tag, its genre for the exploratory segments; empty without a catalogue.
+    func itemGenres() -> [String: String] {
+        let items = (try? HomeCatalog(home: home).load()) ?? []
+        var genres: [String: String] = [:]
+        for item in items { if let genre = item.tags.first { genres[item.id] = genre } }
+        return genres
     }
 
     /// The newest stored analysis of an experiment, if any.

@@ -237,4 +237,41 @@ import Testing
             #expect(abs((early ?? 0) - 2.5) < 1e-9, "25 users: half way through the third day")
         }
     }
+
+    /// A harm nobody declared (heavy users skip far more in treatment) is found, in its segment,
+    /// flagged for review, and kept out of the recommendation, which rests on the declared metric.
+    @Test func exploratoryMetricsFindAnUndeclaredHarmWithoutDrivingTheDecision() {
+        let spec = ExperimentSpec(id: "x", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                   ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                  seed: "x", successMetrics: ["plays_per_user"], status: .stopped)
+        let record = ExperimentRecord(spec: spec, phase: 1, createdAt: 0, startedAt: 0, stoppedAt: 86_400_000)
+        let phase = ExperimentPhase(phase: 1, spec: spec, reason: "r", startedAt: 0, endedAt: 86_400_000)
+        var rng = SplitMix64(seed: 5)
+        var data = ExperimentData()
+        for index in 0..<1_200 {
+            let arm = index % 2 == 0 ? "control" : "treatment"
+            var tally = UserTally(arm: arm)
+            tally.exposures = 3
+            tally.prePlays = Double(index % 30)
+            tally.plays = Double(3 + rng.below(4) + (arm == "treatment" ? 1 : 0))
+            let heavy = tally.prePlays >= 20
+            tally.skips = Double(rng.below(3) + (arm == "treatment" && heavy ? 6 : 0))
+            var explored = UserExploration()
+            explored.itemPlays = ["t\(rng.below(50))": Int(tally.plays)]
+            explored.feedbackTimes = [1_000, 60_000, 4_000_000]
+            explored.preGenres = [index % 3 == 0 ? "jazz" : "rock": 2]
+            data.users["u\(index)"] = tally
+            data.exploration["u\(index)"] = explored
+        }
+        let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: [], excludeIncidents: true)
+        let exploratory = try! #require(report.exploratory)
+        #expect(exploratory.contains { $0.segment == "top genre: rock" } && exploratory.contains { $0.metric == "session_minutes" })
+        let flagged = exploratory.filter(\.surprise)
+        #expect(flagged.contains { $0.metric == "skips_per_user" && $0.segment == "activity: high" })
+        #expect(!flagged.contains { $0.metric == "skips_per_user" && $0.segment == "activity: low" }, "light users were not harmed")
+        #expect(exploratory.allSatisfy { $0.qValue >= $0.pValue })
+        #expect(report.recommendation == .ship, "exploratory results never drive the recommendation")
+        #expect(!report.reasons.contains { $0.contains("skips") })
+        #expect(AnalysisReportHTML.render(report, hash: "h").contains("flagged for review"))
+    }
 }

@@ -129,6 +129,32 @@ public enum AnalysisReportHTML {
         return html
     }
 
+    /// What nobody declared: flagged surprises first, then every test in a folded table.
+    public static func exploratory(_ results: [ExploratoryResult]?) -> HTML {
+        guard let results, !results.isEmpty else { return .empty }
+        let surprises = results.filter(\.surprise)
+        func rows(_ list: [ExploratoryResult]) -> HTML {
+            list.map { r in
+                """
+                <tr><td>\(r.metric)</td><td>\(r.segment)</td><td>\(r.arm)</td><td>\(r.controlUsers) / \(r.treatmentUsers)</td>\
+                <td>\(number("%.4f", r.controlValue))</td><td>\(number("%.4f", r.treatmentValue))</td>\
+                <td>\(number("%+.4f [%+.4f, %+.4f]", r.difference, r.lower, r.upper))</td><td>\(r.relative.map { number("%+.1f%%", $0 * 100) } ?? "–")</td>\
+                <td>\(number("%.3g", r.qValue))</td></tr>
+                """ as HTML
+            }.joined()
+        }
+        let header: HTML = "<tr><th>metric</th><th>segment</th><th>arm</th><th>users (control / treatment)</th><th>control</th><th>treatment</th><th>difference [95% CI]</th><th>relative</th><th>q (BH)</th></tr>"
+        var html: HTML = """
+            <h2>Exploratory: what nobody declared</h2><p>Every metric the event log supports, by segments fixed before the treatment \
+            (activity tercile and top genre in the pre-period). Its own Benjamini–Hochberg correction over \(results.count) tests; \
+            shown apart and never part of the recommendation. A large (≥ 5%) significant difference is flagged for review.</p>
+            """
+        html += surprises.isEmpty ? "<p id=\"surprises\">No surprises flagged.</p>"
+            : "<p id=\"surprises\"><b>\(surprises.count) flagged for review:</b></p><table>\(header)\(rows(surprises))</table>"
+        html += "<details><summary>All \(results.count) exploratory tests</summary><table>\(header)\(rows(results))</table></details>"
+        return html
+    }
+
     /// The analysis body, shared by the standalone report and the dashboard.
     public static func body(_ report: ExperimentAnalysisReport, hash: String) -> HTML {
         var html: HTML = """
@@ -183,6 +209,7 @@ public enum AnalysisReportHTML {
                 """
         }
         html += overTime(report.overTime, sequential: report.sequential)
+        html += exploratory(report.exploratory)
         html += "<h2>Incidents</h2>"
         html += report.incidents.isEmpty ? "<p>None overlapping this phase.</p>" : "<ul>\(report.incidents.map { "<li>\($0)</li>" as HTML })</ul>"
         if report.excludedExposures > 0 || (report.excludedEvents ?? 0) > 0 {

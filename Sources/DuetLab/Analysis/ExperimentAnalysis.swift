@@ -111,6 +111,8 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     public var engine: String?
     public var overTime: TimeSeries?
     public var power: PowerSoFar?
+    /// Every metric the log supports, by segment: exploratory, never part of the recommendation.
+    public var exploratory: [ExploratoryResult]?
 
     /// Raised whenever the analysis' arithmetic or inputs change meaning.
     public static let engineVersion = "2"
@@ -147,7 +149,8 @@ public enum ExperimentAnalyzer {
                                until: EpochMillis? = nil) -> ExperimentAnalysisReport {
         let spec = phase.spec
         let control = spec.control
-        let users = data.users.values
+        // In user order, so sums add up in the same order and the same data gives the same bytes.
+        let users = data.users.keys.sorted().map { data.users[$0]! }
         let byArm = Dictionary(grouping: users, by: \.arm)
         let arms = spec.arms.map { arm in
             let tallies = byArm[arm.name] ?? []
@@ -194,6 +197,7 @@ public enum ExperimentAnalyzer {
             nonInferiorityConvention: ExperimentAnalysisReport.nonInferiorityConventionText, engine: ExperimentAnalysisReport.engineVersion)
         report.overTime = series(spec: spec, phase: phase, data: data, window: window, incidents: overlapping,
                                  bursts: data.fallbackBursts, alpha: alpha)
+        report.exploratory = ExploratoryAnalysis.analyze(spec: spec, data: data, alpha: alpha)
         report.power = powerSoFar(spec: spec, byArm: byArm, users: arms.map(\.users), window: window, alpha: alpha)
         (report.recommendation, report.reasons) = recommend(report, unaccountedIncidents: unaccounted.count)
         return report
@@ -228,6 +232,7 @@ public enum ExperimentAnalyzer {
             for index in periods.keys { usersByPeriod[index, default: []].append(user) }
         }
         let armNames = spec.arms.map(\.name)
+        let ordered = data.users.keys.sorted()
         var cumulative: [String: UserTally] = [:]
         var points: [TimePoint] = []
         for index in 0...lastPeriod {
@@ -246,7 +251,7 @@ public enum ExperimentAnalyzer {
                 tally.listening += counts.listening
                 cumulative[user] = tally
             }
-            let byArm = Dictionary(grouping: cumulative.values.filter { $0.exposures > 0 }, by: \.arm)
+            let byArm = Dictionary(grouping: ordered.compactMap { cumulative[$0] }.filter { $0.exposures > 0 }, by: \.arm)
             let users = armNames.map { byArm[$0]?.count ?? 0 }
             let served = data.servedByPeriod[index] ?? [:]
             var effects: [PointEffect] = []

@@ -83,6 +83,21 @@ public struct ExperimentData: Sendable {
     public var periodsByUser: [String: [Int: PeriodCounts]] = [:]
     /// Per period of the phase, every exposure and fallback by assigned arm (excluded ones too).
     public var servedByPeriod: [Int: [String: PeriodCounts]] = [:]
+    /// Per user, what the exploratory metrics need: items played, feedback times, pre-period genres.
+    public var exploration: [String: UserExploration] = [:]
+
+    public init() {}
+}
+
+/// One user's raw material for the metrics nobody declared.
+public struct UserExploration: Sendable {
+    /// Attributed plays in the phase, by item.
+    public var itemPlays: [String: Int] = [:]
+    /// Times of attributed feedback in the phase (for sessions).
+    public var feedbackTimes: [EpochMillis] = []
+    /// Plays in the CUPED window by the item's first catalogue tag (its genre): a segment the
+    /// treatment cannot have changed.
+    public var preGenres: [String: Int] = [:]
 
     public init() {}
 }
@@ -120,7 +135,7 @@ public enum ExperimentDataReader {
     /// exposures and feedback inside incident windows and fallback bursts are left out.
     public static func read(log: any EventLog, experiment: String, phase: Int, from: EpochMillis, until: EpochMillis,
                             attributionWindow: EpochMillis, incidents: [Incident], excludeIncidents: Bool,
-                            cupedWindow: Range<EpochMillis>? = nil) async throws -> ExperimentData {
+                            cupedWindow: Range<EpochMillis>? = nil, itemGenres: [String: String] = [:]) async throws -> ExperimentData {
         var data = ExperimentData()
         data.periodMillis = period(for: until - from)
         data.cupedWindow = cupedWindow
@@ -209,6 +224,14 @@ public enum ExperimentDataReader {
                     counts.saves = 1
                 default:
                     break
+                }
+                if isPre {
+                    if event.kind == .play, let genre = itemGenres[event.item] { data.exploration[event.user, default: UserExploration()].preGenres[genre, default: 0] += 1 }
+                } else {
+                    var explored = data.exploration[event.user] ?? UserExploration()
+                    if event.kind == .play { explored.itemPlays[event.item, default: 0] += 1 }
+                    if event.kind == .play || event.kind == .skip || event.kind == .save { explored.feedbackTimes.append(event.timestamp) }
+                    data.exploration[event.user] = explored
                 }
                 if !isPre {
                     // Feedback after the phase (within the attribution window) counts on its last day.

@@ -45,6 +45,14 @@ extension ExperimentAnalysisReport {
                                 power.metric, power.reached * 100, power.usersNeededPerArm.map(String.init).joined(separator: "/"),
                                 power.daysRemaining.map { String(format: ", %.1f days remaining", $0) } ?? ""))
         }
+        if let exploratory {
+            let flagged = exploratory.filter(\.surprise)
+            lines.append("  exploratory: \(exploratory.count) tests of undeclared metrics by segment, \(flagged.count) flagged for review (not part of the decision)")
+            for r in flagged.prefix(5) {
+                lines.append(String(format: "    %@ [%@, %@]: %.4f → %.4f (%@), q = %.2g", r.metric, r.segment, r.arm, r.controlValue, r.treatmentValue,
+                                    r.relative.map { String(format: "%+.1f%%", $0 * 100) } ?? "–", r.qValue))
+            }
+        }
         lines += incidents.map { "  incident: \($0)" }
         return lines
     }
