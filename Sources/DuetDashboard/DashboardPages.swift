@@ -149,19 +149,34 @@ public struct DashboardPages: Sendable {
         return Self.page("experiments", viewer, body + "</table>")
     }
 
-    /// The newest stored analysis of the experiment; a GET never computes or writes one.
-    public func experiment(_ id: String, _ viewer: Viewer) async throws -> HTML {
+    /// A stored analysis of the experiment (the newest, or the one `analysis` names), with the list
+    /// of all of them; a GET never computes or writes one.
+    public func experiment(_ id: String, _ viewer: Viewer, analysis requested: String? = nil) async throws -> HTML {
         try Identifier.validateFileSafe(id, field: "experiment id")
         guard let record = try await lab.registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
         guard record.spec.status != .draft else { return Self.page(id, viewer, "<h1>\(id)</h1><p>Draft: not started yet.</p>") }
         let analyze = viewer.canAct
             ? Self.actionForm("analyze", viewer, "<input type=\"hidden\" name=\"experiment\" value=\"\(id)\">", "analyze now", reason: false) : .empty
-        guard let (report, hash) = try lab.latestAnalysis(of: id) else {
+        guard let newest = try lab.latestAnalysis(of: id) else {
             return Self.page(id, viewer, "<h1>\(id)</h1><p>No stored analysis yet: run <code>duet lab analyze \(id)</code>\(viewer.canAct ? " or:" : ".")</p>\(analyze)")
         }
+        var shown = newest
+        if let requested {
+            guard let found = try lab.storedAnalysis(of: id, prefix: requested) else { throw DuetError.notFound(kind: "analysis", id: "\(requested) of experiment \(id)") }
+            shown = found
+        }
+        let (report, hash) = shown
+        let isNewest = hash == newest.1
         var body = H.body(report, hash: hash)
-        body += "<p>This is the newest stored analysis; the event log may have grown since.</p>\(analyze)"
-        if viewer.canAct, record.spec.status != .decided {
+        body += isNewest ? "<p>This is the newest stored analysis; the event log may have grown since.</p>\(analyze)"
+            : "<p><b>This is an older analysis.</b> Decisions rest on the <a href=\"\(path: "experiments", id)\">newest</a>.</p>"
+        let stored = try lab.storedAnalyses(of: id)
+        body += "<h2>Stored analyses</h2><table><tr><th>analysis</th><th>phase</th><th>written</th></tr>"
+        for entry in stored {
+            body += "<tr><td><a href=\"\(path: "experiments", id)?analysis=\(entry.id)\"><code>\(entry.id)</code></a>\(entry.id == String(hash.prefix(12)) ? " (shown)" : "")</td><td>\(entry.phase)</td><td>\(Self.time(entry.written.epochMillis))</td></tr>"
+        }
+        body += "</table>"
+        if viewer.canAct, isNewest, record.spec.status != .decided {
             let outcomes = DecisionOutcome.allCases.map { "<option\($0 == report.recommendation.outcome ? " selected" : "")>\($0.rawValue)</option>" as HTML }
             // The form names the analysis on this page: a decision never rests on one the reviewer did not see.
             body += "<h2>Decide</h2>" + Self.actionForm("decide", viewer, """

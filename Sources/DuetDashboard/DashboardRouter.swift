@@ -119,7 +119,8 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
     router.get("evaluations", use: render { _, viewer in try await pages.evaluations(viewer) })
     router.get("experiments", use: render { _, viewer in try await pages.experiments(viewer) })
     router.get("experiments/:id", use: render { request, viewer in
-        try await pages.experiment(request.uri.path.split(separator: "/").last.map(String.init)?.removingPercentEncoding ?? "", viewer)
+        try await pages.experiment(request.uri.path.split(separator: "/").last.map(String.init)?.removingPercentEncoding ?? "", viewer,
+                                   analysis: request.uri.queryParameters.get("analysis"))
     })
     router.get("decisions", use: render { _, viewer in try await pages.decisions(viewer) })
     router.get("incidents", use: render { _, viewer in try await pages.incidents(viewer) })

@@ -112,17 +112,35 @@ extension Lab {
 
     /// The newest stored analysis of an experiment, if any.
     public func latestAnalysis(of id: String) throws -> (ExperimentAnalysisReport, String)? {
+        guard let newest = try storedAnalyses(of: id).first else { return nil }
+        let report = try ExperimentAnalysisReport.decode(try Data(contentsOf: newest.json))
+        return (report, try report.hash())
+    }
+
+    /// Every stored analysis of the experiment, newest first: its phase, id prefix (12 hex digits),
+    /// when it was written, and its files.
+    public func storedAnalyses(of id: String) throws -> [(phase: Int, id: String, written: Date, json: URL)] {
         try Identifier.validateFileSafe(id, field: "experiment id")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: analysesFolder.path)) ?? []
-        let candidates = try names.filter { $0.hasPrefix("\(id)-phase") && $0.hasSuffix(".json") }.map { name -> (Date, URL) in
+        var found: [(phase: Int, id: String, written: Date, json: URL)] = []
+        for name in names where name.hasPrefix("\(id)-phase") && name.hasSuffix(".json") {
+            // <experiment>-phase<N>-<12 hex>.json, exactly: "exp" must not pick up "exp-phase2-test"'s files.
+            let rest = name.dropFirst(id.count + "-phase".count).dropLast(".json".count)
+            let parts = rest.split(separator: "-")
+            guard parts.count == 2, let phase = Int(parts[0]), parts[1].count == 12, parts[1].allSatisfy(\.isHexDigit) else { continue }
             let url = analysesFolder.appendingPathComponent(name)
-            let date = try FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date ?? .distantPast
-            return (date, url)
+            let written = try FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date ?? .distantPast
+            found.append((phase, String(parts[1]), written, url))
         }
-        guard let newest = candidates.max(by: { $0.0 < $1.0 }) else { return nil }
-        let data = try Data(contentsOf: newest.1)
-        let report = try ExperimentAnalysisReport.decode(data)
-        return (report, try report.hash())
+        return found.sorted { ($0.written, $0.id) > ($1.written, $1.id) }
+    }
+
+    /// A stored analysis by its id prefix (at least 12 hex digits).
+    public func storedAnalysis(of id: String, prefix: String) throws -> (ExperimentAnalysisReport, String)? {
+        guard prefix.count >= 12, let match = try storedAnalyses(of: id).first(where: { prefix.lowercased().hasPrefix($0.id) }) else { return nil }
+        let report = try ExperimentAnalysisReport.decode(try Data(contentsOf: match.json))
+        let hash = try report.hash()
+        return hash.hasPrefix(prefix.lowercased()) ? (report, hash) : nil
     }
 
     /// Records a reviewed decision resting on the experiment's latest analysis. Deciding against the

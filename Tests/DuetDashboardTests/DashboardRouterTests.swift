@@ -248,6 +248,15 @@ struct BrowserSession {
                 try await Task.sleep(for: .milliseconds(20))
                 let newer = try await lab.analyze(experiment: "exp", eventLog: log).hash
                 #expect(newer != shown)
+                // Every stored analysis is listed; an older one can be read, but not decided on.
+                try await client.execute(uri: "/experiments/exp?analysis=\(shown.prefix(12))", method: .get, headers: [.cookie: session.cookie]) { response in
+                    let body = String(buffer: response.body)
+                    #expect(body.contains("This is an older analysis") && !body.contains("record decision"))
+                    #expect(body.contains(String(newer.prefix(12))) && body.contains("\(shown.prefix(12))</code></a> (shown)"))
+                }
+                try await client.execute(uri: "/experiments/exp?analysis=000000000000", method: .get, headers: [.cookie: session.cookie]) { response in
+                    #expect(response.status == .notFound)
+                }
                 let decide = ["experiment": "exp", "outcome": "ship", "reviewer": "ana", "reason": "plays up", "csrf": session.csrf]
                 var stale = decide
                 stale["analysis"] = shown
