@@ -30,6 +30,20 @@ DASHBOARD=$!
 trap 'kill $DASHBOARD $SERVE 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$DASHBOARD_PORT/login" && break; sleep 0.1; done
 
+# Two `duet lab analyze` runs, separate processes, at the same frozen position: the same bytes.
+# Serve is stopped first (it drains its exposures on SIGTERM), so nothing moves the log in between.
+kill "$SERVE" 2>/dev/null || true
+for _ in $(seq 100); do kill -0 "$SERVE" 2>/dev/null || break; sleep 0.1; done
+"$DUET" lab analyze als-48-vs-8 --home "$WORK/home" > "$WORK/analyze-1.txt"
+cp "$(ls -t "$WORK"/home/analyses/als-48-vs-8-phase1-*.json | head -1)" "$WORK/analysis-1.json"
+"$DUET" lab analyze als-48-vs-8 --home "$WORK/home" > "$WORK/analyze-2.txt"
+cp "$(ls -t "$WORK"/home/analyses/als-48-vs-8-phase1-*.json | head -1)" "$WORK/analysis-2.json"
+if cmp -s "$WORK/analysis-1.json" "$WORK/analysis-2.json" && [ "$(grep -o 'analysis [0-9a-f]*' "$WORK/analyze-1.txt")" = "$(grep -o 'analysis [0-9a-f]*' "$WORK/analyze-2.txt")" ]; then
+  echo "ok   two analyses at the same frozen position are the same bytes ($(grep -o 'analysis [0-9a-f]*' "$WORK/analyze-1.txt" | cut -c1-25)…)"
+else
+  echo "FAIL two analyses at the same frozen position differ"; diff "$WORK/analysis-1.json" "$WORK/analysis-2.json" | head -20; exit 1
+fi
+
 GENERATION=$("$DUET" lab history --home "$WORK/home" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["generation"])')
 CHROMIUM="$CHROMIUM" "$VENV/bin/python" scripts/browser-test.py "http://127.0.0.1:$DASHBOARD_PORT" "$TOKEN" "$GENERATION" "$SHOTS"
 if grep -q -- "$TOKEN" "$WORK/dashboard.log"; then echo "FAIL the dashboard logged the admin token"; exit 1; fi
