@@ -69,6 +69,10 @@ import Testing
             try await lab.createExperiment(spec)
             try await lab.start(experiment: "exp")
             let now = Date().epochMillis
+            // A catalogue genre (an item's tag) that is hostile, played before the start by every
+            // user: it becomes an exploratory segment's name.
+            try HomeCatalog(home: lab.home).merge([CatalogItem(id: "t-evil", title: evil[0], artist: evil[3], tags: [evil[5]])])
+            _ = try await log.append(events: (0..<120).map { FeedbackEvent(user: "u\($0)", item: "t-evil", kind: .play, weight: 1, timestamp: now - 86_400_000) })
             try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<120, at: now + 5)
             _ = try await log.append(exposures: [Exposure(requestID: "fallback-1", user: "u9999", timestamp: now + 6, items: [evil[1]], bundleID: fixture.first,
                                                           experiments: [ExperimentArmExposure(experimentID: "exp", assigned: evil[0], served: evil[3], fallbackReason: evil[2])])])
@@ -101,6 +105,7 @@ import Testing
             // The values were rendered (escaped), not dropped: otherwise a clean parse proves nothing.
             let all = rendered.map(\.1.rendered).joined() + (try String(contentsOf: analysis.htmlPath, encoding: .utf8))
             for value in evil { #expect(all.contains(HTML.escape(value)), "\(value) never appeared, escaped") }
+            #expect(all.contains("top genre: \(HTML.escape(evil[5]))"), "the hostile genre reached the exploratory segments")
             #expect(!all.contains("<script>alert(1)"))
         }
     }
