@@ -243,12 +243,7 @@ public enum ExperimentAnalyzer {
                     (fresh.prePlays, fresh.preSkips, fresh.preSaves, fresh.preListening) = (whole.prePlays, whole.preSkips, whole.preSaves, whole.preListening)
                     return fresh
                 }()
-                tally.exposures += counts.exposures
-                tally.fallbackExposures += counts.fallbackExposures
-                tally.plays += counts.plays
-                tally.skips += counts.skips
-                tally.saves += counts.saves
-                tally.listening += counts.listening
+                tally.add(counts)
                 cumulative[user] = tally
             }
             let byArm = Dictionary(grouping: ordered.compactMap { cumulative[$0] }.filter { $0.exposures > 0 }, by: \.arm)

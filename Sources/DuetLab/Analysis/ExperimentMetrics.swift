@@ -104,15 +104,6 @@ public struct UserExploration: Sendable {
 
 /// One user's (or one arm's) counts in one period.
 public struct PeriodCounts: Sendable, Hashable {
-    mutating func add(_ other: PeriodCounts) {
-        exposures += other.exposures
-        fallbackExposures += other.fallbackExposures
-        plays += other.plays
-        skips += other.skips
-        saves += other.saves
-        listening += other.listening
-    }
-
     public var exposures = 0
     public var fallbackExposures = 0
     public var plays = 0.0
@@ -121,6 +112,27 @@ public struct PeriodCounts: Sendable, Hashable {
     public var listening = 0.0
 
     public init() {}
+
+    mutating func add(_ other: PeriodCounts) {
+        exposures += other.exposures
+        fallbackExposures += other.fallbackExposures
+        plays += other.plays
+        skips += other.skips
+        saves += other.saves
+        listening += other.listening
+    }
+}
+
+extension UserTally {
+    /// Adds one period's counts to the phase's (the pre-period is untouched).
+    mutating func add(_ counts: PeriodCounts) {
+        exposures += counts.exposures
+        fallbackExposures += counts.fallbackExposures
+        plays += counts.plays
+        skips += counts.skips
+        saves += counts.saves
+        listening += counts.listening
+    }
 }
 
 public enum ExperimentDataReader {
