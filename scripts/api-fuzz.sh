@@ -12,6 +12,7 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet 'schemathesis>=4,<5'
 fi
+"$VENV/bin/python" -c 'import prometheus_client' 2>/dev/null || "$VENV/bin/pip" install --quiet 'prometheus_client>=0.17,<1'
 source scripts/lib/common.sh
 WORK=$(mktemp -d /tmp/duet-api-fuzz.XXXXXX)
 PORT=$(free_port)
@@ -29,7 +30,9 @@ status=0
   -H "Authorization: Bearer $KEY" --max-time "$SECONDS_BUDGET" --workers 2 --seed "${DUET_FUZZ_SEED:-15}" \
   --request-timeout 10 --report junit --report-dir "$WORK/report" || status=$?
 kill -0 $SERVE 2>/dev/null || { echo "api fuzz: duet serve died; its log:"; tail -20 "$WORK/serve.log"; exit 1; }
-if grep -q '"level":"critical"\|Fatal error' "$WORK/serve.log"; then echo "api fuzz: serve logged a crash"; exit 1; fi
+if grep -q 'level=critical\|"level":"critical"\|Fatal error' "$WORK/serve.log"; then echo "api fuzz: serve logged a crash"; exit 1; fi
+# After the fuzzing, /metrics as Prometheus' reference parser reads it, conventions checked.
+"$VENV/bin/python" scripts/metrics-check.py "http://127.0.0.1:$PORT/metrics" || { echo "api fuzz: /metrics breaks the conventions"; exit 1; }
 [ "$status" -eq 0 ] || { echo "api fuzz: Schemathesis reported failures (exit $status); work folder $WORK"; exit "$status"; }
 echo "api fuzz: 0 failures in ${SECONDS_BUDGET}s; serve alive"
 rm -rf "$WORK"

@@ -170,7 +170,7 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         if access.protectMetrics { try admit(request, role: .metrics, access: access, metrics: components.metrics) }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: prometheus?.emitToString() ?? "")))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: MetricsHelp.annotate(prometheus?.emitToString() ?? ""))))
     }
 
     let openAPI = OpenAPIDocument.json(configuration)

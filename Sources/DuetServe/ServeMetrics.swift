@@ -1,4 +1,5 @@
 public import CoreMetrics
+import DuetCore
 import HTTPTypes
 import Hummingbird
 import Synchronization
@@ -28,6 +29,14 @@ public final class ServeMetrics: Sendable {
     private let answered = Mutex<[String: Counter]>([:])
     /// Requests refused for their key: unauthenticated, forbidden or rate_limited.
     private let denied = Mutex<[String: Counter]>([:])
+    /// Exposures per experiment, phase and assigned arm: what a live sample-ratio alert divides.
+    private let armExposures = Mutex<[ArmKey: Counter]>([:])
+
+    struct ArmKey: Hashable {
+        var experiment: String
+        var phase: Int
+        var arm: String
+    }
     private let routes = Mutex<[RouteKey: RouteMetrics]>([:])
 
     struct RouteKey: Hashable {
@@ -50,6 +59,7 @@ public final class ServeMetrics: Sendable {
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
+        Gauge(label: "duet_build_info", dimensions: [("version", DuetBuild.version)], factory: factory).record(1)
         generation = Gauge(label: "duet_bundle_generation", factory: factory)
         eventsIngested = Counter(label: "duet_events_ingested_total", factory: factory)
         exposuresLogged = Counter(label: "duet_exposures_logged_total", factory: factory)
@@ -67,6 +77,17 @@ public final class ServeMetrics: Sendable {
         Self.counter(in: fallbacks, label: "duet_fallbacks_total", dimension: "reason", value: reason, factory: factory).increment()
     }
 
+    func exposed(experiment: String, phase: Int, arm: String) {
+        let key = ArmKey(experiment: experiment, phase: phase, arm: arm)
+        armExposures.withLock { counters in
+            if let existing = counters[key] { return existing }
+            let counter = Counter(label: "duet_experiment_exposures_total", dimensions: [("experiment", experiment), ("phase", "\(phase)"), ("arm", arm)],
+                                  factory: factory)
+            counters[key] = counter
+            return counter
+        }.increment()
+    }
+
     func accessDenied(_ reason: String) {
         Self.counter(in: denied, label: "duet_access_denied_total", dimension: "reason", value: reason, factory: factory).increment()
     }
@@ -81,9 +102,9 @@ public final class ServeMetrics: Sendable {
             if let existing = routes[key] { return existing }
             let dimensions = [("http.route", route), ("http.request.method", method.rawValue), ("http.response.status_code", "\(status.code)")]
             let metrics = RouteMetrics(
-                requests: Counter(label: "hb.requests", dimensions: dimensions, factory: factory),
-                errors: Counter(label: "hb.request.errors", dimensions: dimensions, factory: factory),
-                duration: Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory))
+                requests: Counter(label: "http_server_requests_total", dimensions: dimensions, factory: factory),
+                errors: Counter(label: "http_server_request_errors_total", dimensions: dimensions, factory: factory),
+                duration: Timer(label: "http_server_request_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory))
             routes[key] = metrics
             return metrics
         }
@@ -100,7 +121,7 @@ public final class ServeMetrics: Sendable {
     }
 }
 
-/// Traffic, errors and latency per route, under the names Hummingbird's MetricsMiddleware uses.
+/// Traffic, errors and latency per route (OpenTelemetry's HTTP names, with Prometheus' units and `_total`).
 /// Latency is taken when the handler returns instead of after the body is written: wrapping the
 /// body to time its write (as that middleware does) makes Hummingbird send the head, the body and
 /// the end as three separate writes, each a hop to the event loop and a syscall.
@@ -121,5 +142,44 @@ struct RouteMetricsMiddleware: RouterMiddleware {
             route.record(since: started)
             throw error
         }
+    }
+}
+
+/// HELP text for every metric Serve exposes, added to the exposition in one place: swift-metrics
+/// has no way to carry it, and `MetricsConventionTests` fails when a metric lacks one.
+package enum MetricsHelp {
+    package static let text: [String: String] = [
+        "duet_build_info": "Always 1; the labels say which Duet build is serving.",
+        "duet_bundle_generation": "Registry generation of the serving state currently loaded.",
+        "duet_events_ingested_total": "Feedback events stored durably through POST /v1/events.",
+        "duet_exposures_logged_total": "Exposures appended to the event log.",
+        "duet_exposures_spilled_total": "Exposures written to the spill folder because the log could not take them.",
+        "duet_exposures_lost_total": "Exposures neither logged nor spilled. Alert on any increase.",
+        "duet_exposures_replayed_total": "Spilled exposures later stored by a replay.",
+        "duet_exposure_queue_depth": "Exposures waiting in memory for the event log.",
+        "duet_experiment_exposures_total": "Exposures per running experiment, phase and assigned arm; the live sample-ratio check divides these.",
+        "duet_ingest_shed_total": "Event batches refused with 503 because ingest was full.",
+        "duet_ingest_store_failures_total": "Event batches refused with 503 because the store failed or was too slow.",
+        "duet_swaps_total": "Serving states swapped in after verification.",
+        "duet_swap_refusals_total": "Bundles refused at load (checksum, format); serving stayed on the previous state.",
+        "duet_fallbacks_total": "Recommendations served by a fallback, by reason.",
+        "duet_recommendations_total": "Recommendations by what answered them: exact scan, an HNSW index, or popularity.",
+        "duet_access_denied_total": "Requests refused for their key: unauthenticated, forbidden or rate_limited.",
+        "http_server_requests_total": "HTTP requests by route, method and status.",
+        "http_server_request_errors_total": "HTTP requests whose handler threw, by route, method and status.",
+        "http_server_request_duration_seconds": "Time from a request's arrival to its handler's answer.",
+    ]
+
+    /// The exposition with a `# HELP` line before each metric's `# TYPE` line.
+    package static func annotate(_ exposition: String) -> String {
+        var lines: [Substring] = []
+        for line in exposition.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE ") {
+                let name = line.dropFirst(7).split(separator: " ").first.map(String.init) ?? ""
+                if let help = text[name] { lines.append("# HELP \(name) \(help)") }
+            }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
     }
 }

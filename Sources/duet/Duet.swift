@@ -1,5 +1,6 @@
 import ArgumentParser
 import DuetBench
+import DuetCore
 
 @main
 struct Duet: AsyncParsableCommand {
@@ -11,7 +12,7 @@ struct Duet: AsyncParsableCommand {
             evaluates models, runs A/B tests and promotes what wins. They meet only through the \
             registry and the event log, kept in one home folder (--home, DUET_HOME, or ./duet-home).
             """,
-        version: "0.1.0",
+        version: DuetBuild.version,
         subcommands: [DemoCommand.self, ServeCommand.self, KeyCommand.self, SimilarCommand.self, WorldCommand.self, ImportCommand.self, LabCommand.self,
                       EventsCommand.self, BenchCommand.self]
     )

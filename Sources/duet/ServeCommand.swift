@@ -29,8 +29,8 @@ struct ServeCommand: AsyncParsableCommand {
             $DUET_API_KEY adds a key with every role and $DUET_READ_KEY one with `read` only. Keys are \
             never taken on the command line, where `ps` would show them, and never logged.
 
-            Environment: DUET_HOME, DUET_PORT and DUET_SERVE_REGISTRY stand in for --home, --port and \
-            --serve-registry.
+            Environment: DUET_HOME, DUET_PORT, DUET_SERVE_REGISTRY and DUET_LOG_FORMAT stand in for --home, \
+            --port, --serve-registry and --log-format; DUET_LOG_LEVEL (trace … critical) sets the level.
             Routes: GET /v1/users/{user}/recommendations, GET /v1/items/{item}/similar, POST /v1/events,
             GET /livez, /readyz, /metrics, /openapi.json.
             """
@@ -51,6 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
                                discussion: "Without it, $DUET_API_KEY and $DUET_READ_KEY; with none of them every route is open.", valueName: "file"))
     var keysFile: String?
     @Option(help: "Users with fewer training interactions get the popularity list.") var minHistory: Int = 1
+    @Option(help: "Log lines as logfmt or json (default: $DUET_LOG_FORMAT, then logfmt); the level comes from $DUET_LOG_LEVEL.") var logFormat: String?
     @Option(help: ArgumentHelp(
         "Most item rows an exact recommendation may read before HNSW answers instead.",
         discussion: "Rows are read longest first and the scan stops once no row left can make the list, which for factor models is usually a few per cent of the catalogue; catalogues up to this size are always exact."))
@@ -93,8 +94,15 @@ struct ServeCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
-        let level = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level) }
+        let levelText = environment["DUET_LOG_LEVEL"] ?? environment["LOG_LEVEL"]
+        guard let level = levelText.map({ Logger.Level(rawValue: $0) }) ?? .info else {
+            throw ValidationError("DUET_LOG_LEVEL '\(levelText ?? "")' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let formatText = logFormat ?? environment["DUET_LOG_FORMAT"] ?? LogFormat.logfmt.rawValue
+        guard let format = LogFormat(rawValue: formatText) else {
+            throw ValidationError("--log-format '\(formatText)' is not one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level, format: format) }
         let serveURL = serveRegistry ?? environment["DUET_SERVE_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
         let (source, log) = try await home.openForServe(serveURL: serveURL, ingestTimeout: configuration.ingestTimeout)
         if configuration.access.isOpen, !["127.0.0.1", "::1", "localhost"].contains(configuration.host) {

@@ -181,19 +181,59 @@ final class TestCounters: MetricsFactory, @unchecked Sendable {
 }
 
 @Suite struct ServeLogHandlerTests {
-    /// Lines keep swift-log's StreamLogHandler layout; metadata set on the logger, from the provider,
-    /// on the call and from an error all appear, sorted, with the call's value winning.
-    @Test func rendersStreamLogHandlerLinesWithAllMetadata() {
-        var handler = ServeLogHandler(label: "duet-serve", logLevel: .debug)
+    static func event() -> LogEvent {
+        struct Broken: Error {}
+        return LogEvent(level: .error, message: #"request "x" failed"#, error: Broken(), metadata: ["route": "/v1/events", "msg": "clash", "odd key": ""],
+                        source: "DuetServe", file: #fileID, function: #function, line: #line)
+    }
+
+    static func handler(_ format: LogFormat) -> ServeLogHandler {
+        var handler = ServeLogHandler(label: "duet-serve", logLevel: .debug, format: format)
         handler[metadataKey: "hb.request.id"] = "42"
         handler[metadataKey: "route"] = "old"
-        handler.metadataProvider = Logger.MetadataProvider { ["trace": "t1"] }
-        struct Broken: Error {}
-        let line = handler.render(LogEvent(level: .error, message: "request failed", error: Broken(), metadata: ["route": "/v1/events"],
-                                           source: "DuetServe", file: #fileID, function: #function, line: #line))
-        #expect(line.contains(" error duet-serve: error.message=Broken() error.type="))
-        #expect(line.hasSuffix(" hb.request.id=42 route=/v1/events trace=t1 [DuetServe] request failed\n"))
-        #expect(!line.contains("old"))
-        #expect(line.first?.isNumber == true, "starts with the timestamp")
+        handler.metadataProvider = Logger.MetadataProvider { ["trace": "t 1"] }
+        return handler
+    }
+
+    /// logfmt as its parsers read it: a bare value has no space, '=' or quote; any other is quoted
+    /// and escaped. Metadata from the logger, the provider, the call and an error all appear, the
+    /// call's value winning, and a key named like a fixed field does not replace it.
+    @Test func logfmtLinesParseBackToTheirFields() throws {
+        let line = Self.handler(.logfmt).render(Self.event())
+        #expect(line.hasSuffix("\n") && !line.dropLast().contains("\n"))
+        var fields: [String: String] = [:]
+        var rest = Substring(line.dropLast())
+        while !rest.isEmpty {
+            let key = rest.prefix { $0 != "=" }
+            rest = rest.dropFirst(key.count + 1)
+            var value = ""
+            if rest.first == "\"" {
+                rest = rest.dropFirst()
+                while let character = rest.first, character != "\"" {
+                    if character == "\\" { rest = rest.dropFirst(); value.append(rest.first ?? "?") } else { value.append(character) }
+                    rest = rest.dropFirst()
+                }
+                rest = rest.dropFirst()
+            } else {
+                value = String(rest.prefix { $0 != " " })
+                rest = rest.dropFirst(value.count)
+            }
+            fields[String(key)] = value
+            rest = rest.drop { $0 == " " }
+        }
+        #expect(fields["level"] == "error" && fields["logger"] == "duet-serve" && fields["source"] == "DuetServe")
+        #expect(fields["msg"] == #"request "x" failed"#)
+        #expect(fields["meta.msg"] == "clash")
+        #expect(fields["route"] == "/v1/events" && fields["hb.request.id"] == "42" && fields["trace"] == "t 1" && fields["odd_key"] == "")
+        #expect(fields["error.message"] == "Broken()")
+        #expect(fields["time"]?.hasSuffix("Z") == true)
+    }
+
+    @Test func jsonLinesAreJSONObjects() throws {
+        let line = Self.handler(.json).render(Self.event())
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["msg"] == #"request "x" failed"# && object["level"] == "error" && object["route"] == "/v1/events" && object["trace"] == "t 1")
+        #expect(object["meta.msg"] == "clash" && object["odd key"] == "")
+        #expect(ServeLogHandler.jsonString("a\u{1}b") == #""a\u0001b""#)
     }
 }
