@@ -107,8 +107,8 @@ struct Recommendations: Decodable {
                     // Per-route traffic and latency, from Serve's own middleware.
                     let lines = text.split(separator: "\n")
                     let recommendations = lines.filter { $0.contains("recommendations") && $0.contains(#"http_response_status_code="200""#) }
-                    #expect(recommendations.contains { $0.hasPrefix("hb_requests{") && $0.hasSuffix(" 1") })
-                    #expect(recommendations.contains { $0.hasPrefix("http_server_request_duration_count{") && $0.hasSuffix(" 1") })
+                    #expect(recommendations.contains { $0.hasPrefix("http_server_requests_total{") && $0.hasSuffix(" 1") })
+                    #expect(recommendations.contains { $0.hasPrefix("http_server_request_duration_seconds_count{") && $0.hasSuffix(" 1") })
                 }
                 try await client.execute(uri: "/openapi.json", method: .get) { response in
                     let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
