@@ -137,7 +137,7 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
 
     /// A state change: a session, its CSRF token and a same-origin request, or 403 before anything is read.
     func action(reason needsReason: Bool = true,
-                _ perform: @escaping @Sendable ([String: String]) async throws -> (String, String)) -> @Sendable (Request, BasicRequestContext) async throws -> Response {
+                _ perform: @escaping @Sendable ([String: String]) async throws -> (String, [String])) -> @Sendable (Request, BasicRequestContext) async throws -> Response {
         { request, _ in
             guard security.adminToken != nil else { return message("Forbidden", "This dashboard is read-only: it has no admin token.", status: .forbidden) }
             guard let session = sessions.session(sessionID(request)) else { return message("Forbidden", "Sign in first.", status: .forbidden) }
@@ -151,7 +151,7 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
             }
             do {
                 let (text, next) = try await perform(form)
-                return html("<!doctype html><meta charset=\"utf-8\"><title>Done</title><p id=\"result\">\(text)</p><p><a href=\"\(HTML(trustedMarkup: next))\">continue</a></p>")
+                return html("<!doctype html><meta charset=\"utf-8\"><title>Done</title><p id=\"result\">\(text)</p><p><a href=\"\(path: next)\">continue</a></p>")
             } catch {
                 return message("Refused", "\(error)", status: .conflict)
             }
@@ -160,16 +160,16 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
     router.post("actions/analyze", use: action(reason: false) { form in
         guard let experiment = form["experiment"] else { throw DuetError.invalidValue(field: "experiment", reason: "missing") }
         let stored = try await pages.lab.analyze(experiment: experiment, eventLog: pages.eventLog)
-        return ("analysis \(stored.hash.prefix(12)) stored", "/experiments/" + (experiment.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""))
+        return ("analysis \(stored.hash.prefix(12)) stored", ["experiments", experiment])
     })
     router.post("actions/promote", use: action { form in
         guard let model = form["model"] else { throw DuetError.invalidValue(field: "model", reason: "missing") }
         let change = try await pages.lab.promote(model, actor: "dashboard", reason: form["reason"]!)
-        return ("generation \(change.generation): production is now \(change.to.prefix(12))", "/history")
+        return ("generation \(change.generation): production is now \(change.to.prefix(12))", ["history"])
     })
     router.post("actions/rollback", use: action { form in
         let change = try await pages.lab.rollback(actor: "dashboard", reason: form["reason"]!)
-        return ("generation \(change.generation): rolled back to \(change.to.prefix(12))", "/history")
+        return ("generation \(change.generation): rolled back to \(change.to.prefix(12))", ["history"])
     })
     router.post("actions/decide", use: action { form in
         guard let experiment = form["experiment"], let outcome = form["outcome"].flatMap(DecisionOutcome.init(rawValue:)),
@@ -179,10 +179,10 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
         let override = form["override"].flatMap { $0.isEmpty ? nil : $0 }
         let (id, decision) = try await pages.lab.decide(experiment: experiment, outcome: outcome, arm: nil, reviewer: reviewer,
                                                         reason: form["reason"]!, overrideReason: override, shown: shown)
-        return ("decision #\(id) recorded: \(decision.outcome.rawValue) by \(decision.reviewer)", "/decisions")
+        return ("decision #\(id) recorded: \(decision.outcome.rawValue) by \(decision.reviewer)", ["decisions"])
     })
     // Sign-out clears the cookie too; wraps the action so the CSRF check still comes first.
-    let signOut = action(reason: false) { _ in ("signed out", "/login") }
+    let signOut = action(reason: false) { _ in ("signed out", ["login"]) }
     router.post("logout") { request, context in
         var response = try await signOut(request, context)
         if response.status == .ok {

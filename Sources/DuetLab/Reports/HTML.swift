@@ -46,7 +46,9 @@ public struct HTML: Sendable, Equatable, CustomStringConvertible, ExpressibleByS
 
         /// A same-site path: each segment is percent-encoded, and it always starts with "/", so it
         /// can be neither a scheme (`javascript:`) nor another host.
-        public mutating func appendInterpolation(path segments: String...) {
+        public mutating func appendInterpolation(path segments: String...) { appendInterpolation(path: segments) }
+
+        public mutating func appendInterpolation(path segments: [String]) {
             output += "/" + segments.map { HTML.escape($0.addingPercentEncoding(withAllowedCharacters: HTML.segmentCharacters) ?? "") }.joined(separator: "/")
         }
     }
