@@ -6,12 +6,12 @@ public enum Secrets {
     /// `bytes` random bytes from the system's cryptographic generator, as lowercase hex.
     public static func randomHex(bytes: Int = 32) -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in hexDigits(UInt8.random(in: .min ... .max, using: &generator)) }.joined()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
     }
 
     public static func sha256(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Data(text.utf8))) }
 
-    public static func sha256Hex(_ text: String) -> String { sha256(text).map(hexDigits).joined() }
+    public static func sha256Hex(_ text: String) -> String { ModelBundle.sha256Hex(Data(text.utf8)) }
 
     /// Equal in time that depends only on the lengths, not on where the first difference is.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
@@ -24,10 +24,5 @@ public enum Secrets {
     /// Compares two secrets through their SHA-256, so neither length nor content leaks through timing.
     public static func matches(_ presented: String, _ expected: String) -> Bool {
         constantTimeEqual(sha256(presented), sha256(expected))
-    }
-
-    private static func hexDigits(_ byte: UInt8) -> String {
-        let digits = Array("0123456789abcdef")
-        return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
     }
 }

@@ -194,7 +194,7 @@ public final class Recommender: Sendable {
                 chosen = bundle
             }
             if let reason { metrics.fallback(reason) }
-            metrics.exposed(experiment: experiment.spec.id, phase: experiment.phase, arm: assigned.name)
+            experiment.exposureCounters[assigned.name]?.increment()
             arms.append(ExperimentArmExposure(experimentID: experiment.spec.id, phase: experiment.phase, assigned: assigned.name,
                                               served: served, fallbackReason: reason))
         }

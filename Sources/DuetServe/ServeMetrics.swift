@@ -77,15 +77,16 @@ public final class ServeMetrics: Sendable {
         Self.counter(in: fallbacks, label: "duet_fallbacks_total", dimension: "reason", value: reason, factory: factory).increment()
     }
 
-    func exposed(experiment: String, phase: Int, arm: String) {
-        let key = ArmKey(experiment: experiment, phase: phase, arm: arm)
+    /// One arm's exposure counter; the same counter for the same arm across reloads.
+    func exposureCounter(experiment: String, phase: Int, arm: String) -> Counter {
         armExposures.withLock { counters in
+            let key = ArmKey(experiment: experiment, phase: phase, arm: arm)
             if let existing = counters[key] { return existing }
             let counter = Counter(label: "duet_experiment_exposures_total", dimensions: [("experiment", experiment), ("phase", "\(phase)"), ("arm", arm)],
                                   factory: factory)
             counters[key] = counter
             return counter
-        }.increment()
+        }
     }
 
     func accessDenied(_ reason: String) {

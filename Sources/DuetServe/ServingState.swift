@@ -1,4 +1,5 @@
 public import DuetCore
+import CoreMetrics
 
 import NIOConcurrencyHelpers
 
@@ -8,6 +9,8 @@ public struct LoadedExperiment: Sendable {
     public let spec: ExperimentSpec
     public let phase: Int
     let arms: [String: Result<LoadedBundle, ArmUnavailable>]
+    /// Each arm's exposure counter, made when the experiment is loaded so a request only increments.
+    let exposureCounters: [String: Counter]
 
     struct ArmUnavailable: Error, Sendable {
         let reason: String

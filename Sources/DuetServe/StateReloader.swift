@@ -83,7 +83,10 @@ public final class StateReloader: Service, Sendable {
         let experiments = configuration.experiments.map { record in
             var arms: [String: Result<LoadedBundle, LoadedExperiment.ArmUnavailable>] = [:]
             for arm in record.spec.arms { arms[arm.name] = load(arm.bundleID) }
-            return LoadedExperiment(spec: record.spec, phase: record.phase, arms: arms)
+            let counters = Dictionary(uniqueKeysWithValues: record.spec.arms.map {
+                ($0.name, metrics.exposureCounter(experiment: record.spec.id, phase: record.phase, arm: $0.name))
+            })
+            return LoadedExperiment(spec: record.spec, phase: record.phase, arms: arms, exposureCounters: counters)
         }
         let next = ServingState(version: configuration.version, generation: configuration.productionGeneration,
                                 production: production, experiments: experiments)

@@ -150,7 +150,8 @@ public enum ExperimentAnalyzer {
         let spec = phase.spec
         let control = spec.control
         // In user order, so sums add up in the same order and the same data gives the same bytes.
-        let users = data.users.keys.sorted().map { data.users[$0]! }
+        let userIDs = data.users.keys.sorted()
+        let users = userIDs.map { data.users[$0]! }
         let byArm = Dictionary(grouping: users, by: \.arm)
         let arms = spec.arms.map { arm in
             let tallies = byArm[arm.name] ?? []
@@ -195,9 +196,9 @@ public enum ExperimentAnalyzer {
             recommendation: .inconclusive, reasons: [], sequential: spec.sequentialTuning != nil, plannedSampleSize: spec.plannedSampleSize,
             correction: correction, cupedWindow: data.cupedWindow.map { [$0.lowerBound, $0.upperBound] }, excludedEvents: data.excludedEvents,
             nonInferiorityConvention: ExperimentAnalysisReport.nonInferiorityConventionText, engine: ExperimentAnalysisReport.engineVersion)
-        report.overTime = series(spec: spec, phase: phase, data: data, window: window, incidents: overlapping,
+        report.overTime = series(spec: spec, phase: phase, data: data, userIDs: userIDs, window: window, incidents: overlapping,
                                  bursts: data.fallbackBursts, alpha: alpha)
-        report.exploratory = ExploratoryAnalysis.analyze(spec: spec, data: data, alpha: alpha)
+        report.exploratory = ExploratoryAnalysis.analyze(spec: spec, data: data, userIDs: userIDs, alpha: alpha)
         report.power = powerSoFar(spec: spec, byArm: byArm, users: arms.map(\.users), window: window, alpha: alpha)
         (report.recommendation, report.reasons) = recommend(report, unaccountedIncidents: unaccounted.count)
         return report
@@ -223,7 +224,8 @@ public enum ExperimentAnalyzer {
     }
 
     /// The series over time, in one pass over each user's per-period counts.
-    static func series(spec: ExperimentSpec, phase: ExperimentPhase, data: ExperimentData, window: [EpochMillis], incidents: [Incident],
+    /// `userIDs` are the data's users, sorted: sums add up in that order.
+    static func series(spec: ExperimentSpec, phase: ExperimentPhase, data: ExperimentData, userIDs: [String], window: [EpochMillis], incidents: [Incident],
                        bursts: [ClosedRange<EpochMillis>], alpha: Double) -> TimeSeries {
         let period = data.periodMillis
         let lastPeriod = min(399, max(0, Int((window[1] - 1 - phase.startedAt) / period)))
@@ -232,7 +234,6 @@ public enum ExperimentAnalyzer {
             for index in periods.keys { usersByPeriod[index, default: []].append(user) }
         }
         let armNames = spec.arms.map(\.name)
-        let ordered = data.users.keys.sorted()
         var cumulative: [String: UserTally] = [:]
         var points: [TimePoint] = []
         for index in 0...lastPeriod {
@@ -246,7 +247,7 @@ public enum ExperimentAnalyzer {
                 tally.add(counts)
                 cumulative[user] = tally
             }
-            let byArm = Dictionary(grouping: ordered.compactMap { cumulative[$0] }.filter { $0.exposures > 0 }, by: \.arm)
+            let byArm = Dictionary(grouping: userIDs.compactMap { cumulative[$0] }.filter { $0.exposures > 0 }, by: \.arm)
             let users = armNames.map { byArm[$0]?.count ?? 0 }
             let served = data.servedByPeriod[index] ?? [:]
             var effects: [PointEffect] = []

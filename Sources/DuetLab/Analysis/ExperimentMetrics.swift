@@ -188,11 +188,11 @@ public enum ExperimentDataReader {
                 data.conflictingUsers += 1
                 return
             }
-            tally.exposures += 1
-            let fellBack = arm.served != arm.assigned || arm.fallbackReason != nil
-            if fellBack { tally.fallbackExposures += 1 }
-            data.periodsByUser[exposure.user, default: [:]][day(exposure.timestamp), default: PeriodCounts()].exposures += 1
-            if fellBack { data.periodsByUser[exposure.user, default: [:]][day(exposure.timestamp), default: PeriodCounts()].fallbackExposures += 1 }
+            var counts = PeriodCounts()
+            counts.exposures = 1
+            counts.fallbackExposures = arm.served != arm.assigned || arm.fallbackReason != nil ? 1 : 0
+            tally.add(counts)
+            data.periodsByUser[exposure.user, default: [:]][day(exposure.timestamp), default: PeriodCounts()].add(counts)
             data.users[exposure.user] = tally
             requestUsers[exposure.requestID] = exposure.user
             firstSeen[exposure.user] = min(firstSeen[exposure.user] ?? .max, exposure.timestamp)
@@ -222,30 +222,26 @@ public enum ExperimentDataReader {
                         continue
                     }
                 }
+                // The event's counts once; they go to the pre-period or to the phase and its period.
                 var counts = PeriodCounts()
                 switch event.kind {
-                case .play:
-                    if isPre { tally.prePlays += 1; tally.preListening += Double(event.weight) } else { tally.plays += 1; tally.listening += Double(event.weight) }
-                    counts.plays = 1
-                    counts.listening = Double(event.weight)
-                case .skip:
-                    if isPre { tally.preSkips += 1 } else { tally.skips += 1 }
-                    counts.skips = 1
-                case .save:
-                    if isPre { tally.preSaves += 1 } else { tally.saves += 1 }
-                    counts.saves = 1
-                default:
-                    break
+                case .play: (counts.plays, counts.listening) = (1, Double(event.weight))
+                case .skip: counts.skips = 1
+                case .save: counts.saves = 1
+                default: break
                 }
                 if isPre {
+                    tally.prePlays += counts.plays
+                    tally.preListening += counts.listening
+                    tally.preSkips += counts.skips
+                    tally.preSaves += counts.saves
                     if event.kind == .play, let genre = itemGenres[event.item] { data.exploration[event.user, default: UserExploration()].preGenres[genre, default: 0] += 1 }
                 } else {
+                    tally.add(counts)
                     var explored = data.exploration[event.user] ?? UserExploration()
                     if event.kind == .play { explored.itemPlays[event.item, default: 0] += 1 }
                     if event.kind == .play || event.kind == .skip || event.kind == .save { explored.feedbackTimes.append(event.timestamp) }
                     data.exploration[event.user] = explored
-                }
-                if !isPre {
                     // Feedback after the phase (within the attribution window) counts on its last day.
                     let eventDay = min(day(event.timestamp), day(max(until - 1, from)))
                     data.periodsByUser[event.user, default: [:]][eventDay, default: PeriodCounts()].add(counts)

@@ -80,9 +80,10 @@ enum ExploratoryAnalysis {
         return spans
     }
 
-    static func analyze(spec: ExperimentSpec, data: ExperimentData, alpha: Double) -> [ExploratoryResult] {
-        // Sorted by user, so every sum adds up in the same order: the same data gives the same bytes.
-        let users = data.users.filter { $0.value.exposures > 0 }.sorted { $0.key < $1.key }
+    /// `userIDs` are the data's users, sorted, so every sum adds up in the same order: the same data
+    /// gives the same bytes.
+    static func analyze(spec: ExperimentSpec, data: ExperimentData, userIDs: [String], alpha: Double) -> [ExploratoryResult] {
+        let users = userIDs.compactMap { id in data.users[id].flatMap { $0.exposures > 0 ? (key: id, value: $0) : nil } }
         guard !users.isEmpty else { return [] }
         var plays: [String: Double] = [:]
         for explored in data.exploration.values { for (item, times) in explored.itemPlays { plays[item, default: 0] += Double(times) } }
