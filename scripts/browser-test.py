@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Drives the review dashboard in headless Chromium with Playwright: signs in through the form,
-loads every page and checks what it shows, promotes a model through its form, signs out, and
-checks that the admin token never appears in location.href, a link, a form action or a page.
-Usage: browser-test.py BASE_URL TOKEN GENERATION SCREENSHOT_FOLDER   (exit 0 only if every check passes)"""
+loads every page and checks what it shows, reviews an experiment as two people (a comment, an
+objection that blocks the decision until its author resolves it, two approvals), decides it,
+promotes a model through its form, signs out, and checks that no token ever appears in
+location.href, a link, a form action or a page.
+Usage: browser-test.py BASE_URL TOKEN GENERATION SCREENSHOT_FOLDER RITA_TOKEN SAM_TOKEN
+(exit 0 only if every check passes)"""
 import os
 import re
 import sys
@@ -10,6 +13,8 @@ import sys
 from playwright.sync_api import sync_playwright
 
 base, token, generation, shots = sys.argv[1].rstrip("/"), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+people = {"rita": sys.argv[5], "sam": sys.argv[6]}
+secrets = [token, *people.values()]
 chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 results = []
 
@@ -22,14 +27,36 @@ def check(name, passed, detail=""):
 def token_leaks(page):
     """Where the token shows up in the URL, links, form actions or the page's text."""
     places = []
-    if token in page.evaluate("location.href"):
-        places.append("location.href")
-    urls = page.evaluate("""() => [...document.querySelectorAll('a[href]')].map(a => a.href)
-                               .concat([...document.querySelectorAll('form')].map(f => f.action))""")
-    places += [f"url {u}" for u in urls if token in u]
-    if token in page.content():
-        places.append("page content")
+    for secret in secrets:
+        if secret in page.evaluate("location.href"):
+            places.append("location.href")
+        urls = page.evaluate("""() => [...document.querySelectorAll('a[href]')].map(a => a.href)
+                                   .concat([...document.querySelectorAll('form')].map(f => f.action))""")
+        places += [f"url {u}" for u in urls if secret in u]
+        if secret in page.content():
+            places.append("page content")
     return places
+
+
+def sign_in(page, name, secret):
+    page.goto(base + "/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=token]", secret)
+    page.click("form[action='/login'] button")
+    return page.url == base + "/" and f'id="who">{name}<' in page.content()
+
+
+def sign_out(page):
+    page.click("nav form button")
+    return page.url.endswith("/login")
+
+
+def review_form(page, kind):
+    return page.locator(f"form[action='/actions/review']:has(input[name=kind][value={kind}])").first
+
+
+def result_text(page):
+    return page.locator("body").inner_text()
 
 
 with sync_playwright() as playwright:
@@ -40,7 +67,7 @@ with sync_playwright() as playwright:
     check("an anonymous visit goes to the sign-in form", page.url.endswith("/login"), page.url)
     page.fill("input[name=token]", "not-the-token-0123456789")
     page.click("button")
-    check("a wrong token is refused", "not the admin token" in page.content())
+    check("a wrong token is refused", "do not match" in page.content())
     page.fill("input[name=token]", token)
     page.click("button")
     check("signing in lands on the overview", page.url == base + "/", page.url)
@@ -52,7 +79,7 @@ with sync_playwright() as playwright:
 
     pages = [("", f'id="generation">{generation}<'), ("models", "candidate-als-48"), ("history", "rehearsing the runbook"),
              ("evaluations", "ndcg@10"), ("experiments", "broken-treatment"), ("experiments/als-48-vs-8", "Recommendation: ship"),
-             ("experiments/broken-treatment", "served by fallback"), ("decisions", "demo-reviewer"), ("incidents", "Incidents")]
+             ("experiments/broken-treatment", "served by fallback"), ("decisions", "bob, chen"), ("incidents", "Incidents")]
     for path, expected in pages:
         page.goto(f"{base}/{path}")
         name = path.replace("/", "_") or "overview"
@@ -61,25 +88,79 @@ with sync_playwright() as playwright:
         leaks = token_leaks(page)
         check(f"/{path} keeps the token out of its URL, links and text", not leaks, ", ".join(leaks))
 
-    # Promote through the form: the first model row that offers one.
-    page.goto(base + "/models")
-    form = page.locator("form[action='/actions/promote']").first
-    model = form.locator("input[name=model]").get_attribute("value")
-    form.locator("input[name=reason]").fill("browser test: promote through the form")
-    form.locator("button").click()
-    text = page.content()
-    promoted = re.search(r"generation (\d+): production is now", text)
-    check("promote through the form succeeds", promoted is not None and int(promoted.group(1)) == generation + 1, text[:400])
-    check("the result page keeps the token out", not token_leaks(page))
-    page.goto(base + "/history")
-    check("history records the promotion and its reason", "browser test: promote through the form" in page.content() and model[:12] in page.content())
-    page.goto(base + "/")
-    check("the overview shows the new generation", f'id="generation">{generation + 1}<' in page.content())
-
     page.click("nav form button")  # log out
     check("signing out returns to the sign-in form", page.url.endswith("/login"), page.url)
     page.goto(base + "/models")
     check("after signing out, pages need a new sign-in", page.url.endswith("/login"), page.url)
+    check("a person's token under another name is refused", not sign_in(page, "sam", people["rita"]))
+
+    # The review of broken-treatment by two people.
+    experiment = base + "/experiments/broken-treatment"
+    check("rita signs in with her own token", sign_in(page, "rita", people["rita"]))
+    page.goto(experiment)
+    review_form(page, "comment").locator("input[name=text]").fill("Was the fallback share <b>flagged</b> early enough?")
+    review_form(page, "comment").locator("button").click()
+    check("rita's comment is recorded under her name", "comment #" in page.content() and "by rita" in page.content(), result_text(page)[:300])
+    page.goto(experiment)
+    check("the thread shows the comment, escaped", "rita</b> commented" in page.content() and "&lt;b&gt;flagged&lt;/b&gt;" in page.content())
+    review_form(page, "objection").locator("input[name=text]").fill("The treatment never served; do not read its metrics")
+    review_form(page, "objection").locator("button").click()
+    page.goto(experiment)
+    objection = re.search(r'id="objection-(\d+)"', page.content())
+    check("the objection is listed as open", objection is not None and "<b class=\"no-ship\">open</b>" in page.content())
+    review_form(page, "approval").locator("button").click()
+    page.goto(experiment)
+    check("rita's approval counts (1 of 2)", "Approved by: rita (1 of 2)" in page.content(), result_text(page)[-600:])
+    check("rita signs out", sign_out(page))
+
+    check("sam signs in with his own token", sign_in(page, "sam", people["sam"]))
+    page.goto(experiment)
+    check("sam may overrule rita's objection but not resolve it",
+          review_form(page, "overrule").count() == 1 and review_form(page, "resolution").count() == 0)
+    review_form(page, "approval").locator("button").click()
+    page.goto(experiment)
+    check("two approvals (2 of 2)", "Approved by: rita, sam (2 of 2)" in page.content())
+    decide = page.locator("form[action='/actions/decide']")
+    decide.locator("input[name=reason]").fill("browser test: the treatment never served")
+    decide.locator("button").click()
+    check("a decision with an open objection is refused, naming it",
+          "open objection" in page.content() and "by rita" in page.content(), result_text(page)[:400])
+    page.screenshot(path=os.path.join(shots, "refused-decision.png"), full_page=True)
+    check("sam signs out", sign_out(page))
+
+    check("rita signs in again", sign_in(page, "rita", people["rita"]))
+    page.goto(experiment)
+    review_form(page, "resolution").locator("input[name=text]").fill("agreed: abandon, no metrics read")
+    review_form(page, "resolution").locator("button").click()
+    page.goto(experiment)
+    check("the objection is resolved", objection is not None and re.search(rf'id="objection-{objection.group(1)}">.*?resolved', page.content()) is not None)
+    page.screenshot(path=os.path.join(shots, "review.png"), full_page=True)
+    decide = page.locator("form[action='/actions/decide']")
+    decide.locator("input[name=reason]").fill("browser test: the treatment never served")
+    decide.locator("button").click()
+    check("the decision is recorded with its approvers", re.search(r"decision #\d+ recorded: .* by rita, approved by rita, sam", result_text(page)) is not None,
+          result_text(page)[:400])
+    page.goto(experiment)
+    check("the experiment is decided", 'id="review-status">decided<' in page.content())
+    page.goto(base + "/decisions")
+    check("the decisions page lists the approvers", "rita, sam" in page.content())
+
+    # Promote through the form, as rita: the history names her.
+    page.goto(base + "/models")
+    form = page.locator("form[action='/actions/promote']").first
+    model = form.locator("input[name=model]").get_attribute("value")
+    form.locator("input[name=reason]").fill("browser test: promote as rita")
+    form.locator("button").click()
+    promoted = re.search(r"generation (\d+): production is now", page.content())
+    check("rita's promotion through the form succeeds", promoted is not None and int(promoted.group(1)) == generation + 1, result_text(page)[:400])
+    page.goto(base + "/history")
+    check("history records the promotion, its reason and rita",
+          "browser test: promote as rita" in page.content() and "<td>rita</td>" in page.content() and model[:12] in page.content())
+    page.goto(base + "/")
+    check("the overview shows the new generation", f'id="generation">{generation + 1}<' in page.content())
+    leaks = token_leaks(page)
+    check("no sign-in token in the URL, links or text", not leaks, ", ".join(leaks))
+    check("rita signs out", sign_out(page))
     browser.close()
 
 failed = results.count(False)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser test of the review dashboard: runs `duet demo --keep`, starts `duet lab dashboard` with an
-# admin token, and drives it in headless Chromium with Playwright for Python (scripts/browser-test.py):
-# sign in, every page, a promotion through the form, sign out, and the token never in a URL.
+# admin token and two reviewers with their own sign-in tokens, and drives it in headless Chromium with
+# Playwright for Python (scripts/browser-test.py): sign in, every page, a review by two people (comment,
+# objection, resolution, two approvals), the decision, a promotion, sign out, and no token in a URL.
 # Playwright comes from PyPI into a private venv; it drives Debian's chromium (no browser download).
 # Usage: scripts/browser-test.sh [screenshot folder, default /tmp/duet-dashboard-shots]
 set -euo pipefail
@@ -25,6 +26,9 @@ TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 "$DUET" demo --home "$WORK/home" --keep --port "$PORT" --listeners 1500 > "$WORK/demo.log" 2>&1
 SERVE=$(grep -o 'Stop the server with: kill [0-9]*' "$WORK/demo.log" | grep -o '[0-9]*$')
+RITA=$("$DUET" lab people add rita --team search --contact rita@example.com --token --home "$WORK/home" | sed -n 's/^sign-in token (shown once): //p')
+SAM=$("$DUET" lab people add sam --team recs --contact sam@example.com --token --home "$WORK/home" | sed -n 's/^sign-in token (shown once): //p')
+[ -n "$RITA" ] && [ -n "$SAM" ] || { echo "FAIL no sign-in tokens were printed"; exit 1; }
 DUET_ADMIN_TOKEN="$TOKEN" "$DUET" lab dashboard --home "$WORK/home" --port "$DASHBOARD_PORT" > "$WORK/dashboard.log" 2>&1 &
 DASHBOARD=$!
 trap 'kill $DASHBOARD $SERVE 2>/dev/null || true' EXIT
@@ -45,6 +49,10 @@ else
 fi
 
 GENERATION=$("$DUET" lab history --home "$WORK/home" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["generation"])')
-CHROMIUM="$CHROMIUM" "$VENV/bin/python" scripts/browser-test.py "http://127.0.0.1:$DASHBOARD_PORT" "$TOKEN" "$GENERATION" "$SHOTS"
-if grep -q -- "$TOKEN" "$WORK/dashboard.log"; then echo "FAIL the dashboard logged the admin token"; exit 1; fi
+CHROMIUM="$CHROMIUM" "$VENV/bin/python" scripts/browser-test.py "http://127.0.0.1:$DASHBOARD_PORT" "$TOKEN" "$GENERATION" "$SHOTS" "$RITA" "$SAM"
+for secret in "$TOKEN" "$RITA" "$SAM"; do
+  if grep -q -- "$secret" "$WORK/dashboard.log"; then echo "FAIL the dashboard logged a sign-in token"; exit 1; fi
+done
+# The review the browser recorded, as the CLI reads it back.
+"$DUET" lab review show broken-treatment --home "$WORK/home"
 echo "browser test: screenshots in $SHOTS"

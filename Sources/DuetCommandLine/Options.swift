@@ -120,3 +120,19 @@ package struct ALSOptions: ParsableArguments {
 }
 
 extension Weighting: ExpressibleByArgument {}
+
+/// `--as NAME`: who is acting. Every review entry, decision and production change names a person.
+package struct ActorOptions: ParsableArguments {
+    package init() {}
+
+    @Option(name: .customLong("as"), help: ArgumentHelp("Who is acting.", discussion: "Falls back to $DUET_USER, then $USER.", valueName: "name"))
+    package var name: String?
+
+    package func resolved() throws -> String {
+        let environment = ProcessInfo.processInfo.environment
+        for candidate in [name, environment["DUET_USER"], environment["USER"]] {
+            if let candidate, !candidate.isEmpty { return candidate }
+        }
+        throw ValidationError("name who is acting with --as NAME or DUET_USER")
+    }
+}

@@ -20,9 +20,14 @@ public struct Decision: Hashable, Sendable, Codable {
     /// The production generation the decision led to, once promoted.
     public var registryGeneration: Int?
     public var decidedAt: EpochMillis
+    /// Who approved the analysis the decision rests on (filled in by the registry when it records the decision).
+    public var approvers: [String]
+    /// Objections overruled rather than resolved.
+    public var dissent: [Dissent]
 
     public init(experimentID: String, outcome: DecisionOutcome, arm: String? = nil, reviewer: String, reason: String,
-                analysisHash: String, overrideReason: String? = nil, registryGeneration: Int? = nil, decidedAt: EpochMillis) {
+                analysisHash: String, overrideReason: String? = nil, registryGeneration: Int? = nil, decidedAt: EpochMillis,
+                approvers: [String] = [], dissent: [Dissent] = []) {
         self.experimentID = experimentID
         self.outcome = outcome
         self.arm = arm
@@ -32,10 +37,24 @@ public struct Decision: Hashable, Sendable, Codable {
         self.overrideReason = overrideReason
         self.registryGeneration = registryGeneration
         self.decidedAt = decidedAt
+        self.approvers = approvers
+        self.dissent = dissent
     }
 
     enum CodingKeys: String, CodingKey {
-        case experimentID = "experimentId", outcome, arm, reviewer, reason, analysisHash, overrideReason, registryGeneration, decidedAt
+        case experimentID = "experimentId", outcome, arm, reviewer, reason, analysisHash, overrideReason, registryGeneration, decidedAt,
+             approvers, dissent
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(experimentID: try c.decode(String.self, forKey: .experimentID), outcome: try c.decode(DecisionOutcome.self, forKey: .outcome),
+                  arm: try c.decodeIfPresent(String.self, forKey: .arm), reviewer: try c.decode(String.self, forKey: .reviewer),
+                  reason: try c.decode(String.self, forKey: .reason), analysisHash: try c.decode(String.self, forKey: .analysisHash),
+                  overrideReason: try c.decodeIfPresent(String.self, forKey: .overrideReason),
+                  registryGeneration: try c.decodeIfPresent(Int.self, forKey: .registryGeneration), decidedAt: try c.decode(EpochMillis.self, forKey: .decidedAt),
+                  approvers: try c.decodeIfPresent([String].self, forKey: .approvers) ?? [],
+                  dissent: try c.decodeIfPresent([Dissent].self, forKey: .dissent) ?? [])
     }
 
     public func validate() throws(DuetError) {

@@ -39,12 +39,16 @@ public struct GuardrailMetric: Hashable, Sendable, Codable {
 }
 
 public enum ExperimentStatus: String, Hashable, Sendable, Codable, CaseIterable {
-    case draft, running, stopped, decided
+    case draft, running, stopped
+    case inReview = "in-review"
+    case decided
 
-    /// The lifecycle only moves forward: draft → running → stopped → decided.
+    /// The lifecycle only moves forward: draft → running → stopped → in review → decided. The first
+    /// review entry moves a stopped experiment into review; an experiment that needs no approvals
+    /// may be decided straight from stopped, and a draft abandoned.
     public func canMove(to next: ExperimentStatus) -> Bool {
         switch (self, next) {
-        case (.draft, .running), (.running, .stopped), (.stopped, .decided), (.draft, .decided): return true
+        case (.draft, .running), (.running, .stopped), (.stopped, .inReview), (.stopped, .decided), (.inReview, .decided), (.draft, .decided): return true
         default: return false
         }
     }
@@ -69,11 +73,20 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
     /// The relative lift the test should be able to detect (0.02 = 2%); the analysis reports the
     /// power reached for it and the days remaining. Nil means 2%.
     public var minimumDetectableEffect: Double?
+    /// The team that owns the experiment and whom to ask.
+    public var owner: Owner?
+    /// Who created it; their own approval does not count toward the decision.
+    public var author: String?
+    /// Distinct approvals of the decided analysis a decision needs, the author's excluded. Nil means 2.
+    public var approvalsRequired: Int?
+    /// People asked to review; a refused decision names those who have not approved.
+    public var reviewers: [String]?
     public var status: ExperimentStatus
 
     public init(id: String, hypothesis: String, arms: [ExperimentArm], coverage: Double = 1, seed: String? = nil,
                 namespace: NamespaceRange? = nil, successMetrics: [String], guardrails: [GuardrailMetric] = [],
                 plannedSampleSize: Int? = nil, sequentialTuning: Int? = nil, minimumDetectableEffect: Double? = nil,
+                owner: Owner? = nil, author: String? = nil, approvalsRequired: Int? = nil, reviewers: [String]? = nil,
                 status: ExperimentStatus = .draft) {
         self.id = id
         self.hypothesis = hypothesis
@@ -86,10 +99,17 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         self.plannedSampleSize = plannedSampleSize
         self.sequentialTuning = sequentialTuning
         self.minimumDetectableEffect = minimumDetectableEffect
+        self.owner = owner
+        self.author = author
+        self.approvalsRequired = approvalsRequired
+        self.reviewers = reviewers
         self.status = status
     }
 
     public var control: ExperimentArm { arms[0] }
+
+    public static let defaultApprovals = 2
+    public var requiredApprovals: Int { approvalsRequired ?? Self.defaultApprovals }
 
     /// 128 random bits as hex, from the system's cryptographic generator.
     public static func newSecretSeed() -> String { Secrets.randomHex(bytes: 16) }
@@ -136,6 +156,15 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         }
         if let minimumDetectableEffect, !(minimumDetectableEffect > 0 && minimumDetectableEffect < 10) {
             throw .invalidValue(field: "minimum detectable effect", reason: "\(minimumDetectableEffect) must be a relative lift in (0, 10), e.g. 0.02")
+        }
+        try owner?.validate()
+        if let author { try Identifier.validateFileSafe(author, field: "author") }
+        if let approvalsRequired, !(0...10).contains(approvalsRequired) {
+            throw .invalidValue(field: "approvals", reason: "\(approvalsRequired) must be 0–10")
+        }
+        for reviewer in reviewers ?? [] {
+            try Identifier.validateFileSafe(reviewer, field: "reviewer")
+            if reviewer == author { throw .invalidValue(field: "reviewers", reason: "the author \(reviewer) cannot review their own experiment") }
         }
         if let plannedSampleSize, plannedSampleSize <= 0 {
             throw .invalidValue(field: "planned sample size", reason: "must be positive")

@@ -3,19 +3,22 @@ public import DuetLab
 public import DuetStore
 import Foundation
 
-/// Who is looking at a page: actions (and their CSRF token) appear only for a signed-in admin.
+/// Who is looking at a page: actions (and their CSRF token) appear only for someone signed in.
 public struct Viewer: Sendable {
     /// The session's CSRF token; nil for a read-only viewer.
     public var csrf: String?
-    /// Whether the dashboard has an admin token at all (then every page needs a session).
+    /// Whether the dashboard needs sign-in at all (then every page needs a session).
     public var signedIn: Bool
+    /// Who signed in: a registered person, or "admin" with the admin token. Their actions carry this name.
+    public var person: String?
 
     public static let readOnly = Viewer(csrf: nil, signedIn: false)
     public var canAct: Bool { csrf != nil }
 
-    public init(csrf: String?, signedIn: Bool) {
+    public init(csrf: String?, signedIn: Bool, person: String? = nil) {
         self.csrf = csrf
         self.signedIn = signedIn
+        self.person = person
     }
 }
 
@@ -35,7 +38,7 @@ public struct DashboardPages: Sendable {
 
     static func page(_ title: String, _ viewer: Viewer, _ body: HTML) -> HTML {
         let logout: HTML = viewer.signedIn
-            ? "<form class=\"inline\" method=\"post\" action=\"/logout\">\(csrfField(viewer))<button>log out</button></form>" : .empty
+            ? "<span id=\"who\">\(viewer.person ?? "")</span> <form class=\"inline\" method=\"post\" action=\"/logout\">\(csrfField(viewer))<button>log out</button></form>" : .empty
         return """
             <!doctype html><html><head><meta charset="utf-8"><title>Duet · \(title)</title><style>\(H.style)</style></head><body>\
             <nav><b>Duet Lab</b> <a href="/">overview</a><a href="/models">models</a><a href="/history">production history</a>\
@@ -64,7 +67,20 @@ public struct DashboardPages: Sendable {
         var body: HTML = "<h1>Overview</h1><p>Production generation <b id=\"generation\">\(generation)</b>: \(Self.short(production))"
         if let production, let model = models.first(where: { $0.id == production }) { body += " (\(model.name), \(model.kind))" }
         body += "</p><p>\(models.count) models, \(experiments.filter { $0.spec.status == .running }.count) running experiments, \(experiments.count) in all.</p>"
-        body += viewer.canAct ? "<p>Signed in: actions are enabled and each one records its reason.</p>"
+        // Reviews waiting for someone: experiments stopped or in review, with their open objections.
+        var waiting: HTML = .empty
+        for record in experiments where record.spec.status == .stopped || record.spec.status == .inReview {
+            let state = try await lab.reviewState(of: record.spec.id)
+            let newest = try lab.latestAnalysis(of: record.spec.id)?.1
+            let approvals = newest.map { state.countingApprovers(of: $0, author: record.spec.author).count } ?? 0
+            let open = state.openObjections.map { "#\($0.entry.id ?? 0) by \($0.entry.author)" as HTML }.joined(separator: ", ")
+            waiting += """
+                <li><a href="\(path: "experiments", record.spec.id)">\(record.spec.id)</a>: \(record.spec.status.rawValue), \
+                \(approvals) of \(record.spec.requiredApprovals) approvals\(state.openObjections.isEmpty ? HTML.empty : "; open objections: \(open)")</li>
+                """
+        }
+        if waiting != .empty { body += "<h2>Waiting for review</h2><ul id=\"waiting\">\(waiting)</ul>" }
+        body += viewer.canAct ? "<p>Signed in as \(viewer.person ?? "admin"): actions are enabled and each one records its reason.</p>"
             : "<p>Read-only. Start the dashboard with $DUET_ADMIN_TOKEN (or --admin-token-file) and sign in to act.</p>"
         return Self.page("overview", viewer, body)
     }
@@ -176,28 +192,83 @@ public struct DashboardPages: Sendable {
             body += "<tr><td><a href=\"\(path: "experiments", id)?analysis=\(entry.id)\"><code>\(entry.id)</code></a>\(entry.id == String(hash.prefix(12)) ? " (shown)" : "")</td><td>\(entry.phase)</td><td>\(Self.time(entry.written.epochMillis))</td></tr>"
         }
         body += "</table>"
-        if viewer.canAct, isNewest, record.spec.status != .decided {
+        body += try await review(record, viewer, newest: newest.1, shownIsNewest: isNewest)
+        if viewer.canAct, isNewest, record.spec.status != .decided, record.spec.status != .running {
             let outcomes = DecisionOutcome.allCases.map { "<option\($0 == report.recommendation.outcome ? " selected" : "")>\($0.rawValue)</option>" as HTML }
             // The form names the analysis on this page: a decision never rests on one the reviewer did not see.
-            body += "<h2>Decide</h2>" + Self.actionForm("decide", viewer, """
+            body += "<h2>Decide</h2><p>Recorded as decided by \(viewer.person ?? "you").</p>" + Self.actionForm("decide", viewer, """
                 <input type="hidden" name="experiment" value="\(id)"><input type="hidden" name="analysis" value="\(hash)">\
-                <select name="outcome">\(outcomes)</select> <input name="reviewer" placeholder="reviewer" required> \
+                <select name="outcome">\(outcomes)</select> \
                 <input name="override" placeholder="override reason (if against the recommendation)">
                 """, "record decision")
         }
         return Self.page(id, viewer, body)
     }
 
+    /// The review: approvals of the newest analysis, objections and their state, the thread, and a
+    /// form for each thing a signed-in reviewer can add.
+    func review(_ record: ExperimentRecord, _ viewer: Viewer, newest: String, shownIsNewest: Bool) async throws -> HTML {
+        let spec = record.spec, id = spec.id
+        let state = try await lab.reviewState(of: id)
+        let approvers = state.countingApprovers(of: newest, author: spec.author)
+        var body: HTML = """
+            <section id="review"><h2>Review</h2><p>Status <b id="review-status">\(spec.status.rawValue)</b>; author \(spec.author ?? "unknown"); \
+            owner \(spec.owner.map { "\($0.team) (\($0.contact))" } ?? "none"). A decision needs <b>\(spec.requiredApprovals)</b> approval(s) \
+            of the newest analysis, the author's excluded, and no open objection.</p>\
+            <p id="approvals">Approved by: \(approvers.isEmpty ? "nobody yet" : approvers.joined(separator: ", ")) (\(approvers.count) of \(spec.requiredApprovals))</p>
+            """
+        body += "<h3>Objections</h3><table id=\"objections\"><tr><th>#</th><th>by</th><th>objection</th><th>state</th><th></th></tr>"
+        let open = viewer.canAct && (spec.status == .stopped || spec.status == .inReview)
+        for objection in state.objections {
+            let entry = objection.entry, number = entry.id ?? 0
+            let status: HTML = switch objection.state {
+            case .open: "<b class=\"no-ship\">open</b>"
+            case .resolved: "resolved"
+            case let .overruled(by, reason, _): "overruled by \(by): \(reason)"
+            }
+            var form: HTML = .empty
+            if open, objection.isOpen {
+                let hidden: HTML = "<input type=\"hidden\" name=\"experiment\" value=\"\(id)\"><input type=\"hidden\" name=\"parent\" value=\"\(number)\">"
+                form = viewer.person == entry.author
+                    ? Self.actionForm("review", viewer, hidden + "<input type=\"hidden\" name=\"kind\" value=\"resolution\"><input name=\"text\" placeholder=\"what settled it\">", "resolve", reason: false)
+                    : Self.actionForm("review", viewer, hidden + "<input type=\"hidden\" name=\"kind\" value=\"overrule\"><input name=\"text\" placeholder=\"why it does not block (required)\" required>", "overrule", reason: false)
+            }
+            body += "<tr id=\"objection-\(number)\"><td>\(number)</td><td>\(entry.author)</td><td>\(entry.text)</td><td>\(status)</td><td>\(form)</td></tr>"
+        }
+        body += "</table><h3>Thread</h3><ol id=\"thread\">"
+        for entry in state.entries where entry.kind != .resolution && entry.kind != .overrule {
+            let what: HTML = switch entry.kind {
+            case .approval: "approved analysis \(Self.short(entry.analysisHash))"
+            case .objection: "<b>objected</b>"
+            default: entry.parent.map { "replied to #\($0)" } ?? "commented"
+            }
+            body += "<li id=\"entry-\(entry.id ?? 0)\">#\(entry.id ?? 0) <b>\(entry.author)</b> \(what) \(Self.time(entry.createdAt)): \(entry.text)</li>"
+        }
+        body += "</ol>"
+        if open {
+            let hidden: HTML = "<input type=\"hidden\" name=\"experiment\" value=\"\(id)\">"
+            body += Self.actionForm("review", viewer, hidden + "<input type=\"hidden\" name=\"kind\" value=\"comment\"><input name=\"text\" placeholder=\"comment\" required> <input name=\"parent\" placeholder=\"reply to # (optional)\" size=\"8\">", "comment", reason: false)
+            body += Self.actionForm("review", viewer, hidden + "<input type=\"hidden\" name=\"kind\" value=\"objection\"><input name=\"text\" placeholder=\"objection: what is wrong\" required>", "object", reason: false)
+            if shownIsNewest {
+                body += Self.actionForm("review", viewer, hidden + "<input type=\"hidden\" name=\"kind\" value=\"approval\"><input type=\"hidden\" name=\"analysis\" value=\"\(newest)\"><input name=\"text\" placeholder=\"note (optional)\">", "approve this analysis", reason: false)
+            }
+        }
+        return body + "</section>"
+    }
+
     public func decisions(_ viewer: Viewer) async throws -> HTML {
         var body: HTML = """
-            <h1>Decisions</h1><table><tr><th>#</th><th>experiment</th><th>outcome</th><th>arm</th><th>reviewer</th><th>reason</th>\
+            <h1>Decisions</h1><table><tr><th>#</th><th>experiment</th><th>outcome</th><th>arm</th><th>decided by</th><th>approvers</th><th>dissent</th><th>reason</th>\
             <th>analysis</th><th>override</th><th>promoted as</th><th>when</th></tr>
             """
         for stored in try await lab.registry.decisions(experiment: nil).reversed() {
             let decision = stored.decision
             body += """
                 <tr><td>\(stored.id)</td><td><a href="\(path: "experiments", decision.experimentID)">\(decision.experimentID)</a></td>\
-                <td>\(decision.outcome.rawValue)</td><td>\(decision.arm ?? "—")</td><td>\(decision.reviewer)</td><td>\(decision.reason)</td>\
+                <td>\(decision.outcome.rawValue)</td><td>\(decision.arm ?? "—")</td><td>\(decision.reviewer)</td>\
+                <td>\(decision.approvers.isEmpty ? "—" : decision.approvers.joined(separator: ", "))</td>\
+                <td>\(decision.dissent.isEmpty ? "—" : decision.dissent.map { "#\($0.objection) \($0.author): \($0.text) (overruled by \($0.overruledBy): \($0.reason))" }.joined(separator: "; "))</td>\
+                <td>\(decision.reason)</td>\
                 <td>\(Self.short(decision.analysisHash))</td><td>\(decision.overrideReason ?? "—")</td>\
                 <td>\(decision.registryGeneration.map { "generation \($0)" } ?? "—")</td><td>\(Self.time(decision.decidedAt))</td></tr>
                 """
@@ -218,8 +289,10 @@ public struct DashboardPages: Sendable {
 
     public func login(failed: Bool) -> HTML {
         Self.page("sign in", .readOnly, """
-            <h1>Sign in</h1>\(failed ? "<p class=\"no-ship\">That token is not the admin token.</p>" : HTML.empty)\
-            <form method="post" action="/login"><input type="password" name="token" placeholder="admin token" autocomplete="current-password" required> \
+            <h1>Sign in</h1>\(failed ? "<p class=\"no-ship\">That name and token do not match.</p>" : HTML.empty)\
+            <p>Sign in with your name and the token from <code>duet lab people token NAME</code>, or with the admin token and no name.</p>\
+            <form method="post" action="/login"><input name="name" placeholder="your name" autocomplete="username"> \
+            <input type="password" name="token" placeholder="token" autocomplete="current-password" required> \
             <button>sign in</button></form>
             """)
     }

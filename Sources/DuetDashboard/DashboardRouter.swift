@@ -6,10 +6,14 @@ import HTTPTypes
 public import Hummingbird
 import Synchronization
 
-/// How the dashboard authenticates. Without an admin token it is read-only and open; with one,
-/// every page needs a session opened by signing in with the token through a form.
+/// How the dashboard authenticates. Without an admin token or people sign-in it is read-only and
+/// open; with either, every page needs a session opened through the sign-in form: a registered
+/// person with their token (their actions carry their name), or the admin token (as "admin").
 public struct DashboardSecurity: Sendable {
     public var adminToken: String?
+    /// Registered people sign in with their own tokens (`duet lab people token`).
+    public var peopleSignIn = false
+    public var signInRequired: Bool { adminToken != nil || peopleSignIn }
     /// How long a session lasts after sign-in.
     public var sessionLifetime: Duration = .seconds(8 * 3_600)
     /// Adds `Secure` to the session cookie: set it when the dashboard is reached over HTTPS.
@@ -22,6 +26,7 @@ public struct DashboardSecurity: Sendable {
 public final class DashboardSessions: Sendable {
     struct Session {
         let csrf: String
+        let person: String
         let expires: ContinuousClock.Instant
     }
 
@@ -33,14 +38,14 @@ public final class DashboardSessions: Sendable {
 
     public init(lifetime: Duration) { self.lifetime = lifetime }
 
-    func open(now: ContinuousClock.Instant = .now) -> (id: String, csrf: String) {
+    func open(as person: String, now: ContinuousClock.Instant = .now) -> (id: String, csrf: String) {
         let id = Secrets.randomHex(bytes: 32), csrf = Secrets.randomHex(bytes: 32)
         sessions.withLock { sessions in
             sessions = sessions.filter { $0.value.expires > now }
             if sessions.count >= Self.maxSessions, let oldest = sessions.min(by: { $0.value.expires < $1.value.expires })?.key {
                 sessions[oldest] = nil
             }
-            sessions[id] = Session(csrf: csrf, expires: now + lifetime)
+            sessions[id] = Session(csrf: csrf, person: person, expires: now + lifetime)
         }
         return (id, csrf)
     }
@@ -95,8 +100,8 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
         return nil
     }
     @Sendable func viewer(_ request: Request) -> Viewer? {
-        guard security.adminToken != nil else { return .readOnly }
-        return sessions.session(sessionID(request)).map { Viewer(csrf: $0.csrf, signedIn: true) }
+        guard security.signInRequired else { return .readOnly }
+        return sessions.session(sessionID(request)).map { Viewer(csrf: $0.csrf, signedIn: true, person: $0.person) }
     }
     @Sendable func cookie(_ value: String, maxAge: Int) -> String {
         "\(DashboardSessions.cookieName)=\(value); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(maxAge)\(security.secureCookie ? "; Secure" : "")"
@@ -127,19 +132,29 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
 
     router.get("login") { _, _ in html(pages.login(failed: false)) }
     router.post("login") { request, _ in
-        guard let adminToken = security.adminToken else { return message("Read-only", "This dashboard has no admin token.", status: .forbidden) }
+        guard security.signInRequired else { return message("Read-only", "This dashboard has no sign-in.", status: .forbidden) }
         if let refusal = sameOriginRefusal(request) { return message("Forbidden", refusal, status: .forbidden) }
         let form = parseForm(String(buffer: try await request.body.collect(upTo: 16 * 1_024)))
-        guard let presented = form["token"], Secrets.matches(presented, adminToken) else { return html(pages.login(failed: true), status: .unauthorized) }
-        let opened = sessions.open()
+        let name = form["name"]?.trimmingCharacters(in: .whitespaces) ?? ""
+        guard let presented = form["token"] else { return html(pages.login(failed: true), status: .unauthorized) }
+        let person: String
+        if name.isEmpty || name == "admin" {
+            guard let adminToken = security.adminToken, Secrets.matches(presented, adminToken) else { return html(pages.login(failed: true), status: .unauthorized) }
+            person = "admin"
+        } else {
+            guard security.peopleSignIn, Identifier.fileSafeProblem(with: name) == nil,
+                  let known = try await pages.lab.person(signingInAs: name, token: presented) else { return html(pages.login(failed: true), status: .unauthorized) }
+            person = known.name
+        }
+        let opened = sessions.open(as: person)
         return redirect("/", cookie: cookie(opened.id, maxAge: Int(security.sessionLifetime.components.seconds)))
     }
 
     /// A state change: a session, its CSRF token and a same-origin request, or 403 before anything is read.
     func action(reason needsReason: Bool = true,
-                _ perform: @escaping @Sendable ([String: String]) async throws -> (String, [String])) -> @Sendable (Request, BasicRequestContext) async throws -> Response {
+                _ perform: @escaping @Sendable ([String: String], String) async throws -> (String, [String])) -> @Sendable (Request, BasicRequestContext) async throws -> Response {
         { request, _ in
-            guard security.adminToken != nil else { return message("Forbidden", "This dashboard is read-only: it has no admin token.", status: .forbidden) }
+            guard security.signInRequired else { return message("Forbidden", "This dashboard is read-only: it has no sign-in.", status: .forbidden) }
             guard let session = sessions.session(sessionID(request)) else { return message("Forbidden", "Sign in first.", status: .forbidden) }
             if let refusal = sameOriginRefusal(request) { return message("Forbidden", refusal, status: .forbidden) }
             let form = parseForm(String(buffer: try await request.body.collect(upTo: 64 * 1_024)))
@@ -150,39 +165,66 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
                 return message("A reason is required", "Every action records why it was taken.", status: .badRequest)
             }
             do {
-                let (text, next) = try await perform(form)
+                let (text, next) = try await perform(form, session.person)
                 return html("<!doctype html><meta charset=\"utf-8\"><title>Done</title><p id=\"result\">\(text)</p><p><a href=\"\(path: next)\">continue</a></p>")
             } catch {
                 return message("Refused", "\(error)", status: .conflict)
             }
         }
     }
-    router.post("actions/analyze", use: action(reason: false) { form in
+    router.post("actions/analyze", use: action(reason: false) { form, _ in
         guard let experiment = form["experiment"] else { throw DuetError.invalidValue(field: "experiment", reason: "missing") }
         let stored = try await pages.lab.analyze(experiment: experiment, eventLog: pages.eventLog)
         return ("analysis \(stored.hash.prefix(12)) stored", ["experiments", experiment])
     })
-    router.post("actions/promote", use: action { form in
+    router.post("actions/promote", use: action { form, person in
         guard let model = form["model"] else { throw DuetError.invalidValue(field: "model", reason: "missing") }
-        let change = try await pages.lab.promote(model, actor: "dashboard", reason: form["reason"]!)
+        let change = try await pages.lab.promote(model, actor: person, reason: form["reason"]!)
         return ("generation \(change.generation): production is now \(change.to.prefix(12))", ["history"])
     })
-    router.post("actions/rollback", use: action { form in
-        let change = try await pages.lab.rollback(actor: "dashboard", reason: form["reason"]!)
+    router.post("actions/rollback", use: action { form, person in
+        let change = try await pages.lab.rollback(actor: person, reason: form["reason"]!)
         return ("generation \(change.generation): rolled back to \(change.to.prefix(12))", ["history"])
     })
-    router.post("actions/decide", use: action { form in
+    router.post("actions/decide", use: action { form, person in
         guard let experiment = form["experiment"], let outcome = form["outcome"].flatMap(DecisionOutcome.init(rawValue:)),
-              let reviewer = form["reviewer"], !reviewer.isEmpty, let shown = form["analysis"], !shown.isEmpty else {
-            throw DuetError.invalidValue(field: "decision", reason: "experiment, outcome, reviewer and the analysis shown are required")
+              let shown = form["analysis"], !shown.isEmpty else {
+            throw DuetError.invalidValue(field: "decision", reason: "experiment, outcome and the analysis shown are required")
         }
         let override = form["override"].flatMap { $0.isEmpty ? nil : $0 }
-        let (id, decision) = try await pages.lab.decide(experiment: experiment, outcome: outcome, arm: nil, reviewer: reviewer,
+        let (id, decision) = try await pages.lab.decide(experiment: experiment, outcome: outcome, arm: nil, reviewer: person,
                                                         reason: form["reason"]!, overrideReason: override, shown: shown)
-        return ("decision #\(id) recorded: \(decision.outcome.rawValue) by \(decision.reviewer)", ["decisions"])
+        let approvers = decision.approvers.isEmpty ? "" : ", approved by \(decision.approvers.joined(separator: ", "))"
+        return ("decision #\(id) recorded: \(decision.outcome.rawValue) by \(decision.reviewer)\(approvers)", ["decisions"])
+    })
+    router.post("actions/review", use: action(reason: false) { form, person in
+        guard let experiment = form["experiment"], let kind = form["kind"].flatMap(ReviewKind.init(rawValue:)) else {
+            throw DuetError.invalidValue(field: "review", reason: "experiment and kind (comment, objection, approval, resolution, overrule) are required")
+        }
+        let text = form["text"] ?? ""
+        let parentText = form["parent"]?.trimmingCharacters(in: .whitespaces) ?? ""
+        var parent: Int64?
+        if !parentText.isEmpty {
+            guard let number = Int64(parentText.hasPrefix("#") ? String(parentText.dropFirst()) : parentText) else {
+                throw DuetError.invalidValue(field: "parent", reason: "'\(parentText)' is not an entry number")
+            }
+            parent = number
+        }
+        let lab = pages.lab
+        let entry: ReviewEntry
+        switch kind {
+        case .comment: entry = try await lab.comment(on: experiment, as: person, text: text, replyingTo: parent)
+        case .objection: entry = try await lab.object(to: experiment, as: person, text: text)
+        case .approval: entry = try await lab.approve(experiment, as: person, analysis: form["analysis"] ?? "", text: text)
+        case .resolution, .overrule:
+            guard let parent else { throw DuetError.invalidValue(field: "parent", reason: "name the objection") }
+            entry = kind == .resolution ? try await lab.resolve(objection: parent, of: experiment, as: person, text: text.isEmpty ? "resolved" : text)
+                                        : try await lab.overrule(objection: parent, of: experiment, as: person, reason: text)
+        }
+        return ("\(entry.kind.rawValue) #\(entry.id ?? 0) by \(entry.author) recorded", ["experiments", experiment])
     })
     // Sign-out clears the cookie too; wraps the action so the CSRF check still comes first.
-    let signOut = action(reason: false) { _ in ("signed out", ["login"]) }
+    let signOut = action(reason: false) { _, _ in ("signed out", ["login"]) }
     router.post("logout") { request, context in
         var response = try await signOut(request, context)
         if response.status == .ok {

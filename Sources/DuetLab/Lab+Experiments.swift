@@ -34,6 +34,7 @@ extension Lab {
         guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
         for arm in record.spec.arms { _ = try ModelBundle(folder: bundleFolder(arm.bundleID)) }
         try await registry.start(experiment: id)
+        await notify(.experimentStarted(id))
     }
 
     /// Stops a running experiment: Serve drops it at its next poll, and it can then be analysed and decided.
@@ -43,6 +44,7 @@ extension Lab {
     public func stop(experiment id: String, eventLog: (any EventLog)? = nil) async throws -> StoredAnalysis? {
         try Identifier.validateFileSafe(id, field: "experiment id")
         try await registry.stop(experiment: id)
+        await notify(.experimentStopped(id))
         guard let eventLog else { return nil }
         return try await analyze(experiment: id, eventLog: eventLog)
     }
@@ -167,8 +169,16 @@ extension Lab {
         let decision = Decision(experimentID: id, outcome: outcome, arm: outcome == .ship ? shipped : nil, reviewer: reviewer, reason: reason,
                                 analysisHash: hash, overrideReason: overrideReason, decidedAt: Date().epochMillis)
         if let record = try await registry.experiment(id), record.spec.status == .running {
+            if record.spec.requiredApprovals > 0 {
+                throw DuetError.refused("refused: experiment '\(id)' is running; stop it, and it needs \(record.spec.requiredApprovals) approval(s) in review before a decision")
+            }
             try await registry.stop(experiment: id)
+            await notify(.experimentStopped(id))
         }
-        return (try await registry.record(decision), decision)
+        let decisionID = try await registry.record(decision)
+        // The registry filled in the approvers and dissent.
+        let recorded = try await registry.decisions(experiment: id).first { $0.id == decisionID }?.decision ?? decision
+        await notify(.decision(id: decisionID, recorded))
+        return (decisionID, recorded)
     }
 }

@@ -56,6 +56,8 @@ public final class Lab: Sendable {
     public let registry: any LabRegistry
     public let snapshots: SnapshotStore
     public let splits: SplitStore
+    /// Delivers notifications of the Lab's changes to the registered webhooks.
+    public let webhooks: WebhookDispatcher
 
     /// The embedded default: the home's SQLite registry.
     public convenience init(home: DuetHome) throws {
@@ -70,6 +72,7 @@ public final class Lab: Sendable {
         self.registry = registry
         snapshots = SnapshotStore(home: home)
         splits = SplitStore(home: home)
+        webhooks = WebhookDispatcher(registry: registry)
     }
 
     // MARK: - Splits
@@ -93,8 +96,9 @@ public final class Lab: Sendable {
     /// With `parent` (a bundle id or prefix), the registered model names the bundle it descends from:
     /// the lineage of a refreshed or tuned model.
     public func train(snapshot reference: String, split splitID: String?, algorithm: TrainingAlgorithm, name: String,
-                      register: Bool, parent parentReference: String? = nil, buildIndexes: Bool = true,
+                      register: Bool, parent parentReference: String? = nil, owner: Owner? = nil, buildIndexes: Bool = true,
                       progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
+        try owner?.validate()
         var parent: String?
         if let parentReference {
             guard register else { throw DuetError.invalidValue(field: "parent", reason: "lineage is recorded in the registry; add --register") }
@@ -123,7 +127,7 @@ public final class Lab: Sendable {
                                               attachments: buildIndexes ? try BundleIndexes.attachments(for: model, threads: algorithm.threads) : [], into: home.bundlesFolder)
         if register, try await registry.model(bundleID) == nil {
             try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
-                                                    parent: parent, createdAt: Date().epochMillis))
+                                                    parent: parent, createdAt: Date().epochMillis, owner: owner))
         }
         return (bundleID, model)
     }

@@ -51,7 +51,9 @@ extension Lab {
         let request = RegistryRules.PromotionRequest(model: model, actor: actor, reason: reason,
                                                      evidence: overrideReason.map { .override(reason: $0) } ?? .rules,
                                                      expectedGeneration: production.generation)
-        return try await registry.promote(request)
+        let change = try await registry.promote(request)
+        await notify(.promote(change))
+        return change
     }
 
     /// Moves production back one step, or to `target`, which must have served before.
@@ -63,7 +65,9 @@ extension Lab {
             _ = try ModelBundle(folder: bundleFolder(destination!))
         }
         let generation = try await registry.production().generation
-        return try await registry.rollback(.init(target: destination, actor: actor, reason: reason, expectedGeneration: generation))
+        let change = try await registry.rollback(.init(target: destination, actor: actor, reason: reason, expectedGeneration: generation))
+        await notify(.rollback(change))
+        return change
     }
 
     /// The strength and age of the evidence; its existence is the registry rule's to refuse, with its words.

@@ -36,7 +36,31 @@ public protocol LabRegistry: ServingSource {
     /// Changes weights or arms of a running experiment: a new phase, recorded with its reason.
     func changePhase(of id: String, to spec: ExperimentSpec, reason: String) async throws
 
+    // People and owners
+    func add(_ person: Person) async throws
+    func people() async throws -> [Person]
+    /// The SHA-256 of the person's dashboard sign-in token; nil clears it.
+    func setSignInTokenHash(_ hash: String?, for name: String) async throws
+    func signInTokenHash(for name: String) async throws -> String?
+    /// Sets or clears the team owning a model.
+    func setOwner(_ owner: Owner?, ofModel id: String) async throws
+
+    // Review (append-only; see `RegistryRules.review`)
+    /// Adds the entry, moving a stopped experiment into review, and returns it as stored (with its id).
+    @discardableResult func add(_ entry: ReviewEntry) async throws -> ReviewEntry
+    /// The entries of one experiment's review, or of every review, oldest first.
+    func review(of experiment: String?) async throws -> [ReviewEntry]
+
+    // Webhooks
+    @discardableResult func add(_ webhook: WebhookRecord) async throws -> Int64
+    func webhooks() async throws -> [WebhookRecord]
+    func setWebhook(_ id: Int64, active: Bool) async throws
+    func add(_ attempt: WebhookAttempt) async throws
+    /// The newest attempts first.
+    func webhookAttempts(limit: Int) async throws -> [WebhookAttempt]
+
     // Decisions and incidents
+    /// Records a decision under `RegistryRules.record`, with the approvers and dissent it computes.
     @discardableResult func record(_ decision: Decision) async throws -> Int64
     func decisions(experiment: String?) async throws -> [StoredDecision]
     @discardableResult func add(_ incident: Incident) async throws -> Int64

@@ -1,4 +1,5 @@
 public import DuetCore
+import Foundation
 
 public enum ModelStatus: String, Codable, Sendable, CaseIterable {
     case candidate, production, retired, rejected
@@ -12,8 +13,11 @@ public struct ModelRecord: Codable, Sendable, Hashable {
     public var parent: String?
     public var createdAt: EpochMillis
     public var status: ModelStatus
+    /// The team that owns the model; promoting it as someone outside the team needs that team's approval.
+    public var owner: Owner?
 
-    public init(id: String, name: String, kind: String, snapshot: String, parent: String?, createdAt: EpochMillis, status: ModelStatus = .candidate) {
+    public init(id: String, name: String, kind: String, snapshot: String, parent: String?, createdAt: EpochMillis, status: ModelStatus = .candidate,
+                owner: Owner? = nil) {
         self.id = id
         self.name = name
         self.kind = kind
@@ -21,6 +25,7 @@ public struct ModelRecord: Codable, Sendable, Hashable {
         self.parent = parent
         self.createdAt = createdAt
         self.status = status
+        self.owner = owner
     }
 }
 
@@ -120,4 +125,15 @@ public enum PromotionEvidence: Sendable, Hashable {
     case rules
     /// Bypass the rules; the reason is recorded.
     case override(reason: String)
+}
+
+/// What a decision's review column holds.
+struct DecisionReview: Codable {
+    var approvers: [String]
+    var dissent: [Dissent]
+
+    static func decode(_ text: String?) -> DecisionReview {
+        guard let text, let review = try? JSONDecoder().decode(DecisionReview.self, from: Data(text.utf8)) else { return .init(approvers: [], dissent: []) }
+        return review
+    }
 }

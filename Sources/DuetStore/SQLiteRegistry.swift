@@ -168,6 +168,71 @@ public final class SQLiteRegistry: LabRegistry {
                 INSERT INTO serving_state (id, version) VALUES (1, 0);
                 """)
         }
+        migrator.registerMigration("v2-review") { db in
+            // SQLite cannot change a CHECK in place: the experiments table is rebuilt with 'in-review' allowed.
+            try db.execute(sql: """
+                CREATE TABLE experiments_v2 (
+                    id TEXT PRIMARY KEY,
+                    spec TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('draft', 'running', 'stopped', 'in-review', 'decided')),
+                    phase INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    started_at INTEGER,
+                    stopped_at INTEGER
+                );
+                INSERT INTO experiments_v2 SELECT id, spec, status, phase, created_at, started_at, stopped_at FROM experiments;
+                DROP TABLE experiments;
+                ALTER TABLE experiments_v2 RENAME TO experiments;
+                ALTER TABLE models ADD COLUMN owner_team TEXT;
+                ALTER TABLE models ADD COLUMN owner_contact TEXT;
+                ALTER TABLE decisions ADD COLUMN review TEXT;
+                CREATE TABLE people (
+                    name TEXT PRIMARY KEY,
+                    team TEXT NOT NULL,
+                    contact TEXT NOT NULL,
+                    token_sha256 TEXT,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE TABLE reviews (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    experiment TEXT NOT NULL REFERENCES experiments(id),
+                    kind TEXT NOT NULL CHECK (kind IN ('comment', 'objection', 'approval', 'resolution', 'overrule')),
+                    author TEXT NOT NULL REFERENCES people(name),
+                    text TEXT NOT NULL,
+                    parent INTEGER REFERENCES reviews(id),
+                    analysis_hash TEXT,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE INDEX reviews_experiment ON reviews(experiment);
+                CREATE TRIGGER reviews_append_only BEFORE UPDATE ON reviews
+                    BEGIN SELECT RAISE(ABORT, 'reviews is append-only'); END;
+                CREATE TRIGGER reviews_no_delete BEFORE DELETE ON reviews
+                    BEGIN SELECT RAISE(ABORT, 'reviews is append-only'); END;
+                CREATE TABLE webhooks (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    url TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    created_by TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    active INTEGER NOT NULL
+                );
+                CREATE TABLE webhook_attempts (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    webhook INTEGER NOT NULL REFERENCES webhooks(id),
+                    delivery TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    status_code INTEGER,
+                    error TEXT,
+                    outcome TEXT NOT NULL CHECK (outcome IN ('delivered', 'retrying', 'failed')),
+                    at INTEGER NOT NULL
+                );
+                CREATE TRIGGER webhook_attempts_append_only BEFORE UPDATE ON webhook_attempts
+                    BEGIN SELECT RAISE(ABORT, 'webhook_attempts is append-only'); END;
+                """)
+        }
         return migrator
     }
 
@@ -207,8 +272,9 @@ public final class SQLiteRegistry: LabRegistry {
         try await write { db in
             try RegistryRules.register(model, alreadyRegistered: try Self.exists(db, "SELECT 1 FROM models WHERE id = ?", model.id))
             try db.execute(sql: """
-                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [model.id, model.name, model.kind, model.snapshot, model.parent, model.createdAt, model.status.rawValue])
+                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [model.id, model.name, model.kind, model.snapshot, model.parent, model.createdAt, model.status.rawValue,
+                                 model.owner?.team, model.owner?.contact])
         }
     }
 
@@ -221,8 +287,10 @@ public final class SQLiteRegistry: LabRegistry {
     }
 
     static func modelRecord(_ row: Row) -> ModelRecord {
-        ModelRecord(id: row["id"], name: row["name"], kind: row["kind"], snapshot: row["snapshot"], parent: row["parent"],
-                    createdAt: row["created_at"], status: ModelStatus(rawValue: row["status"]) ?? .candidate)
+        let team: String? = row["owner_team"], contact: String? = row["owner_contact"]
+        return ModelRecord(id: row["id"], name: row["name"], kind: row["kind"], snapshot: row["snapshot"], parent: row["parent"],
+                           createdAt: row["created_at"], status: ModelStatus(rawValue: row["status"]) ?? .candidate,
+                           owner: team.map { Owner(team: $0, contact: contact ?? "") })
     }
 
     public func setStatus(_ status: ModelStatus, of id: String) async throws {
@@ -290,11 +358,16 @@ public final class SQLiteRegistry: LabRegistry {
                 : try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? AND baseline = ? ORDER BY id DESC LIMIT 1",
                                      arguments: [request.model, production.model])
             let ships = try Row.fetchAll(db, sql: """
-                SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment
+                SELECT d.id, d.arm, d.review, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment
                 WHERE d.outcome = 'ship' ORDER BY d.id DESC
-                """).map { row in RegistryRules.ShipDecision(id: row["id"], arm: row["arm"], spec: try Self.decodeSpec(row["spec"])) }
+                """).map { row in
+                RegistryRules.ShipDecision(id: row["id"], arm: row["arm"], spec: try Self.decodeSpec(row["spec"]),
+                                           approvers: DecisionReview.decode(row["review"]).approvers)
+            }
+            let owner = try Row.fetchOne(db, sql: "SELECT * FROM models WHERE id = ?", arguments: [request.model]).flatMap { Self.modelRecord($0).owner }
             let facts = RegistryRules.PromotionFacts(production: production, candidateStatus: status.flatMap(ModelStatus.init(rawValue:)),
-                                                     evaluationAgainstCurrent: evaluation, ships: ships)
+                                                     evaluationAgainstCurrent: evaluation, ships: ships, candidateOwner: owner,
+                                                     teams: try Self.teams(db))
             let change = try RegistryRules.promote(request, facts: facts, at: Date().epochMillis)
             try Self.apply(change, db)
             if let decisionID = change.decisionID {
@@ -428,12 +501,14 @@ public final class SQLiteRegistry: LabRegistry {
         try await write { db in
             let experiment = try Row.fetchOne(db, sql: "SELECT status, spec FROM experiments WHERE id = ?", arguments: [decision.experimentID])
                 .map { row in (status: ExperimentStatus(rawValue: row["status"]) ?? .draft, spec: try Self.decodeSpec(row["spec"])) }
-            try RegistryRules.record(decision, experiment: experiment)
+            let recorded = try RegistryRules.record(decision, experiment: experiment, review: try Self.reviewEntries(db, of: decision.experimentID),
+                                                    reviewer: try Self.person(db, decision.reviewer))
             try db.execute(sql: """
-                INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [decision.experimentID, decision.outcome.rawValue, decision.arm, decision.reviewer, decision.reason,
-                                 decision.analysisHash, decision.overrideReason, decision.decidedAt])
+                INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at, review)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [recorded.experimentID, recorded.outcome.rawValue, recorded.arm, recorded.reviewer, recorded.reason,
+                                 recorded.analysisHash, recorded.overrideReason, recorded.decidedAt,
+                                 try Self.encode(DecisionReview(approvers: recorded.approvers, dissent: recorded.dissent))])
             let id = db.lastInsertedRowID
             try db.execute(sql: "UPDATE experiments SET status = 'decided' WHERE id = ?", arguments: [decision.experimentID])
             return id
@@ -446,10 +521,140 @@ public final class SQLiteRegistry: LabRegistry {
                 ? try Row.fetchAll(db, sql: "SELECT * FROM decisions ORDER BY id")
                 : try Row.fetchAll(db, sql: "SELECT * FROM decisions WHERE experiment = ? ORDER BY id", arguments: [experiment])
             return rows.map { row in
-                StoredDecision(id: row["id"], decision: Decision(
+                let review = DecisionReview.decode(row["review"])
+                return StoredDecision(id: row["id"], decision: Decision(
                     experimentID: row["experiment"], outcome: DecisionOutcome(rawValue: row["outcome"]) ?? .inconclusive, arm: row["arm"],
                     reviewer: row["reviewer"], reason: row["reason"], analysisHash: row["analysis_hash"],
-                    overrideReason: row["override_reason"], registryGeneration: row["registry_generation"], decidedAt: row["decided_at"]))
+                    overrideReason: row["override_reason"], registryGeneration: row["registry_generation"], decidedAt: row["decided_at"],
+                    approvers: review.approvers, dissent: review.dissent))
+            }
+        }
+    }
+
+    // MARK: - People and review
+
+    static func person(_ db: Database, _ name: String) throws -> Person? {
+        try Row.fetchOne(db, sql: "SELECT * FROM people WHERE name = ?", arguments: [name]).map {
+            Person(name: $0["name"], team: $0["team"], contact: $0["contact"], createdAt: $0["created_at"])
+        }
+    }
+
+    static func teams(_ db: Database) throws -> [String: String] {
+        var teams: [String: String] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT name, team FROM people") { teams[row["name"]] = row["team"] }
+        return teams
+    }
+
+    public func add(_ person: Person) async throws {
+        try await write { db in
+            try RegistryRules.addPerson(person, exists: try Self.person(db, person.name) != nil)
+            try db.execute(sql: "INSERT INTO people (name, team, contact, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [person.name, person.team, person.contact, person.createdAt])
+        }
+    }
+
+    public func people() async throws -> [Person] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM people ORDER BY name").map {
+                Person(name: $0["name"], team: $0["team"], contact: $0["contact"], createdAt: $0["created_at"])
+            }
+        }
+    }
+
+    public func setSignInTokenHash(_ hash: String?, for name: String) async throws {
+        try await write { db in
+            guard try Self.person(db, name) != nil else { throw RegistryRules.unregistered(name) }
+            try db.execute(sql: "UPDATE people SET token_sha256 = ? WHERE name = ?", arguments: [hash, name])
+        }
+    }
+
+    public func signInTokenHash(for name: String) async throws -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT token_sha256 FROM people WHERE name = ?", arguments: [name]) }
+    }
+
+    public func setOwner(_ owner: Owner?, ofModel id: String) async throws {
+        try owner?.validate()
+        try await write { db in
+            guard try Self.exists(db, "SELECT 1 FROM models WHERE id = ?", id) else { throw DuetError.notFound(kind: "model", id: id) }
+            try db.execute(sql: "UPDATE models SET owner_team = ?, owner_contact = ? WHERE id = ?", arguments: [owner?.team, owner?.contact, id])
+        }
+    }
+
+    static func reviewEntries(_ db: Database, of experiment: String?) throws -> [ReviewEntry] {
+        let rows = experiment == nil
+            ? try Row.fetchAll(db, sql: "SELECT * FROM reviews ORDER BY id")
+            : try Row.fetchAll(db, sql: "SELECT * FROM reviews WHERE experiment = ? ORDER BY id", arguments: [experiment])
+        return rows.map { row in
+            ReviewEntry(id: row["id"], experimentID: row["experiment"], kind: ReviewKind(rawValue: row["kind"]) ?? .comment, author: row["author"],
+                        text: row["text"], parent: row["parent"], analysisHash: row["analysis_hash"], createdAt: row["created_at"])
+        }
+    }
+
+    @discardableResult
+    public func add(_ entry: ReviewEntry) async throws -> ReviewEntry {
+        try await write { db in
+            let experiment = try Row.fetchOne(db, sql: "SELECT status, spec FROM experiments WHERE id = ?", arguments: [entry.experimentID])
+                .map { row in (status: ExperimentStatus(rawValue: row["status"]) ?? .draft, spec: try Self.decodeSpec(row["spec"])) }
+            var (stored, opensReview) = try RegistryRules.review(entry, experiment: experiment, entries: try Self.reviewEntries(db, of: entry.experimentID),
+                                                                 author: try Self.person(db, entry.author))
+            try db.execute(sql: """
+                INSERT INTO reviews (experiment, kind, author, text, parent, analysis_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [stored.experimentID, stored.kind.rawValue, stored.author, stored.text, stored.parent, stored.analysisHash, stored.createdAt])
+            stored.id = db.lastInsertedRowID
+            if opensReview {
+                try db.execute(sql: "UPDATE experiments SET status = 'in-review' WHERE id = ?", arguments: [entry.experimentID])
+            }
+            return stored
+        }
+    }
+
+    public func review(of experiment: String?) async throws -> [ReviewEntry] {
+        try await read { db in try Self.reviewEntries(db, of: experiment) }
+    }
+
+    // MARK: - Webhooks
+
+    @discardableResult
+    public func add(_ webhook: WebhookRecord) async throws -> Int64 {
+        try WebhookRules.validate(webhook)
+        return try await write { db in
+            try db.execute(sql: "INSERT INTO webhooks (url, secret, events, created_by, created_at, active) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [webhook.url, webhook.secret, webhook.events.joined(separator: ","), webhook.createdBy, webhook.createdAt, webhook.active])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func webhooks() async throws -> [WebhookRecord] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM webhooks ORDER BY id").map { row in
+                WebhookRecord(id: row["id"], url: row["url"], secret: row["secret"], events: (row["events"] as String).split(separator: ",").map(String.init),
+                              createdBy: row["created_by"], createdAt: row["created_at"], active: row["active"])
+            }
+        }
+    }
+
+    public func setWebhook(_ id: Int64, active: Bool) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE webhooks SET active = ? WHERE id = ?", arguments: [active, id])
+            if db.changesCount == 0 { throw DuetError.notFound(kind: "webhook", id: "#\(id)") }
+        }
+    }
+
+    public func add(_ attempt: WebhookAttempt) async throws {
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO webhook_attempts (webhook, delivery, event, payload, attempt, status_code, error, outcome, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [attempt.webhook, attempt.delivery, attempt.event, attempt.payload, attempt.attempt, attempt.statusCode, attempt.error,
+                                 attempt.outcome.rawValue, attempt.at])
+        }
+    }
+
+    public func webhookAttempts(limit: Int) async throws -> [WebhookAttempt] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM webhook_attempts ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
+                WebhookAttempt(id: row["id"], webhook: row["webhook"], delivery: row["delivery"], event: row["event"], payload: row["payload"],
+                               attempt: row["attempt"], statusCode: row["status_code"], error: row["error"],
+                               outcome: WebhookAttempt.Outcome(rawValue: row["outcome"]) ?? .failed, at: row["at"])
             }
         }
     }

@@ -3,6 +3,7 @@ import DuetCommandLine
 import DuetCore
 import DuetLab
 import DuetDashboard
+import DuetStore
 import Foundation
 import Hummingbird
 import Logging
@@ -17,7 +18,9 @@ struct DashboardCommand: AsyncParsableCommand {
             never a flag, where `ps` would show it), every page needs a session: sign in once at /login, \
             and an HttpOnly, SameSite=Strict cookie carries the session. Analyze, promote, rollback and \
             decide are POST forms with a CSRF token, checked for a same-origin Origin or Referer, and each \
-            records its reason. Pages never compute or write anything.
+            records its reason. Once anyone has a sign-in token (`duet lab people add NAME --token`), people \
+            sign in with their name and token, and every action (reviews, decisions, promotions) carries their \
+            name; the admin token then signs in as "admin". Pages never compute or write anything.
             """
     )
     @OptionGroup var home: HomeOptions
@@ -40,15 +43,19 @@ struct DashboardCommand: AsyncParsableCommand {
         if let token, token.utf8.count < 16 { throw ValidationError("the admin token is shorter than 16 bytes; `duet key` prints a strong secret") }
         guard sessionHours > 0, sessionHours <= 24 * 30 else { throw ValidationError("--session-hours must be in (0, 720]") }
         var security = DashboardSecurity(adminToken: token)
+        for person in try await lab.registry.people() where try await lab.registry.signInTokenHash(for: person.name) != nil {
+            security.peopleSignIn = true
+            break
+        }
         security.sessionLifetime = .seconds(Int(sessionHours * 3_600))
         security.secureCookie = secureCookie
         let router = buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), security: security)
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "duet-dashboard"),
                               logger: Logger(label: "duet-dashboard"))
-        if token == nil, !["127.0.0.1", "::1", "localhost"].contains(host) {
+        if !security.signInRequired, !["127.0.0.1", "::1", "localhost"].contains(host) {
             print("warning: a read-only dashboard on \(host) shows every experiment to anyone who reaches it; set DUET_ADMIN_TOKEN to require sign-in")
         }
-        print("dashboard on http://\(host):\(port)/ (\(token == nil ? "read-only" : "sign in at /login to act"))")
+        print("dashboard on http://\(host):\(port)/ (\(security.signInRequired ? "sign in at /login to act" : "read-only"))")
         try await app.runService()
     }
 }

@@ -35,6 +35,11 @@ struct ExperimentCommand: AsyncParsableCommand {
         @Option(help: "Relative lift the test should detect (e.g. 0.02); the analysis reports the power reached and the days remaining (default 0.02).")
         var mde: Double?
         @Option(help: "Test sequentially with an always-valid confidence sequence tuned for N* users.") var sequential: Int?
+        @OptionGroup var person: ActorOptions
+        @Option(help: "The owning team (default: the author's team).") var team: String?
+        @Option(help: "Whom to ask about it (default: the author's contact).") var contact: String?
+        @Option(help: "Distinct approvals a decision needs, the author's excluded.") var approvals: Int = ExperimentSpec.defaultApprovals
+        @Option(help: "People asked to review, comma-separated.") var reviewers: String?
 
         func run() async throws {
             let lab = try await home.lab()
@@ -65,9 +70,15 @@ struct ExperimentCommand: AsyncParsableCommand {
                 return GuardrailMetric(metric: try ExperimentMetric.named(String(parts[0])).rawValue, margin: margin)
             }
             let arms = zip(zip(names, bundles), weightValues).map { ExperimentArm(name: $0.0, bundleID: $0.1, weight: $1) }
+            let author = try person.resolved()
+            let known = try await lab.registry.people().first { $0.name == author }
+            var owner: Owner?
+            if let team = team ?? known?.team { owner = Owner(team: team, contact: contact ?? known?.contact ?? author) }
             let spec = ExperimentSpec(id: id, hypothesis: hypothesis, arms: arms, coverage: coverage, seed: seed, namespace: range,
                                       successMetrics: successMetrics, guardrails: guardrails, plannedSampleSize: plannedSampleSize,
-                                      sequentialTuning: sequential, minimumDetectableEffect: mde)
+                                      sequentialTuning: sequential, minimumDetectableEffect: mde, owner: owner, author: author,
+                                      approvalsRequired: approvals,
+                                      reviewers: reviewers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } })
             try spec.validate()
             try await lab.createExperiment(spec)
             print("experiment \(id) created as a draft: \(arms.map { "\($0.name) \(Int($0.weight * 100))%" }.joined(separator: " / ")); start it with `duet lab experiment start \(id)`")
@@ -79,7 +90,9 @@ struct ExperimentCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOptions
         @Argument(help: "Experiment id.") var id: String
         func run() async throws {
-            try await home.lab().start(experiment: id)
+            let lab = try await home.lab()
+            try await lab.start(experiment: id)
+            await lab.webhooks.drain(within: .seconds(10))
             print("experiment \(id) is running")
         }
     }
@@ -89,7 +102,9 @@ struct ExperimentCommand: AsyncParsableCommand {
         @OptionGroup var home: HomeOptions
         @Argument(help: "Experiment id.") var id: String
         func run() async throws {
-            let final = try await home.lab().stop(experiment: id, eventLog: try await home.openEventLog())
+            let lab = try await home.lab()
+            let final = try await lab.stop(experiment: id, eventLog: try await home.openEventLog())
+            await lab.webhooks.drain(within: .seconds(10))
             print("experiment \(id) stopped")
             if let final { print("  final analysis \(final.hash): \(final.report.recommendation.rawValue)\n  report: \(final.htmlPath.path)") }
         }

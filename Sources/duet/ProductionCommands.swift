@@ -24,16 +24,19 @@ struct PromoteCommand: AsyncParsableCommand {
     @Argument(help: "Bundle id or prefix.") var model: String
     @Option(help: "Why; recorded in the history.") var reason: String?
     @Flag(help: "Bypass the evidence rules (needs --reason, which is recorded as the override).") var override = false
-    @Option(help: "Who is promoting (default: $USER).") var actor: String = ProcessInfo.processInfo.environment["USER"] ?? "unknown"
+    @OptionGroup var person: ActorOptions
     @Option(help: "Offline metric whose significant regression blocks promotion.") var primaryMetric: String = "ndcg"
     @Option(help: "Refuse an evaluation or decision older than this many hours.") var maxEvidenceAge: Double?
 
     func run() async throws {
         if override, reason == nil { throw ValidationError("--override needs --reason \"…\"") }
         if let maxEvidenceAge, !(maxEvidenceAge > 0) { throw ValidationError("--max-evidence-age must be a positive number of hours") }
+        let actor = try person.resolved()
         let why = reason ?? "promoted by \(actor)"
         let policy = PromotionPolicy(primaryMetric: primaryMetric, maxEvidenceAge: maxEvidenceAge.map { .milliseconds(Int64($0 * 3_600_000)) })
-        let change = try await home.lab().promote(model, actor: actor, reason: why, override: override ? why : nil, policy: policy)
+        let lab = try await home.lab()
+        let change = try await lab.promote(model, actor: actor, reason: why, override: override ? why : nil, policy: policy)
+        await lab.webhooks.drain(within: .seconds(10))
         if output.json { return try printJSON(change) }
         print("generation \(change.generation): production is now \(change.to.prefix(12))\(change.from.map { " (was \($0.prefix(12)))" } ?? "")")
         if let evaluation = change.evaluationID { print("  rests on evaluation #\(evaluation)\(change.decisionID.map { " and decision #\($0)" } ?? "")") }
@@ -50,10 +53,12 @@ struct RollbackCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     @Option(help: "Bundle to return to (default: the one before the current).") var to: String?
     @Option(help: "Why; recorded in the history.") var reason: String = "rollback"
-    @Option(help: "Who is rolling back (default: $USER).") var actor: String = ProcessInfo.processInfo.environment["USER"] ?? "unknown"
+    @OptionGroup var person: ActorOptions
 
     func run() async throws {
-        let change = try await home.lab().rollback(to: to, actor: actor, reason: reason)
+        let lab = try await home.lab()
+        let change = try await lab.rollback(to: to, actor: try person.resolved(), reason: reason)
+        await lab.webhooks.drain(within: .seconds(10))
         if output.json { return try printJSON(change) }
         print("generation \(change.generation): rolled back to \(change.to.prefix(12)) (was \(change.from?.prefix(12) ?? "none"))")
     }

@@ -32,14 +32,18 @@ struct BrowserSession {
             .joined(separator: "&"))
     }
 
-    static func app(_ lab: Lab, token: String? = Self.token) throws -> some ApplicationProtocol {
+    static func app(_ lab: Lab, token: String? = Self.token, people: Bool = false) throws -> some ApplicationProtocol {
         let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
-        return Application(router: buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), security: DashboardSecurity(adminToken: token)))
+        var security = DashboardSecurity(adminToken: token)
+        security.peopleSignIn = people
+        return Application(router: buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), security: security))
     }
 
-    static func signIn(_ client: some TestClientProtocol) async throws -> BrowserSession {
+    static func signIn(_ client: some TestClientProtocol, as name: String? = nil, token: String = Self.token) async throws -> BrowserSession {
+        var fields = ["token": token]
+        if let name { fields["name"] = name }
         let cookie = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
-                                              body: form(["token": token])) { response in
+                                              body: form(fields)) { response in
             #expect(response.status == .seeOther && response.headers[.location] == "/")
             let setCookie = try #require(response.headers[.setCookie])
             #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict") && setCookie.contains("Max-Age="))
@@ -98,7 +102,7 @@ struct BrowserSession {
                 }
             }
             let history = try await lab.registry.history()
-            #expect(history.map(\.actor) == ["dashboard", "ana", "dashboard"])
+            #expect(history.map(\.actor) == ["admin", "ana", "admin"], "the admin token signs in as admin")
             #expect(history.map(\.action) == [.promote, .promote, .rollback])
             #expect(history[0].evaluationID != nil && history[1].overrideReason == "urgent" && history[2].to == fixture.first)
         }
@@ -199,7 +203,7 @@ struct BrowserSession {
     @Test func sessionsExpire() {
         let sessions = DashboardSessions(lifetime: .seconds(60))
         let start = ContinuousClock.now
-        let opened = sessions.open(now: start)
+        let opened = sessions.open(as: "ana", now: start)
         #expect(sessions.session(opened.id, now: start + .seconds(59))?.csrf == opened.csrf)
         #expect(sessions.session(opened.id, now: start + .seconds(61)) == nil)
         #expect(sessions.session(opened.id, now: start) == nil, "an expired session is gone, not only hidden")
@@ -215,12 +219,20 @@ struct BrowserSession {
             let log = try SQLiteEventLog(path: lab.home.eventLogPath.path)
             let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: fixture.first, weight: 0.5),
                                                                          ExperimentArm(name: "treatment", bundleID: fixture.second, weight: 0.5)],
-                                      seed: "exp", successMetrics: ["plays_per_user"])
+                                      seed: "exp", successMetrics: ["plays_per_user"], author: "carol", approvalsRequired: 1)
             try await lab.createExperiment(spec)
             try await lab.start(experiment: "exp")
             try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<200, at: Date().epochMillis + 5)
-            try await Self.app(lab).test(.router) { client in
-                let session = try await Self.signIn(client)
+            let anaToken = try await lab.issueSignInToken(for: "ana")
+            try await Self.app(lab, people: true).test(.router) { client in
+                // A wrong token for a real name, and a right token under another name, are both refused.
+                for (name, token) in [("ana", "wrong-token"), ("bob", anaToken)] {
+                    try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
+                                             body: Self.form(["name": name, "token": token])) { response in
+                        #expect(response.status == .unauthorized, "\(name)")
+                    }
+                }
+                let session = try await Self.signIn(client, as: "ana", token: anaToken)
                 let before = try Self.files(under: lab.home.root)
                 try await client.execute(uri: "/experiments/exp", method: .get, headers: [.cookie: session.cookie]) { response in
                     #expect(String(buffer: response.body).contains("No stored analysis yet"))
@@ -233,7 +245,8 @@ struct BrowserSession {
                 }
                 let shown = try await client.execute(uri: "/experiments/exp", method: .get, headers: [.cookie: session.cookie]) { response in
                     let body = String(buffer: response.body)
-                    return String(try #require(body.firstMatch(of: /name="analysis" value="([0-9a-f]{64})"/)).1)
+                    #expect(!body.contains("record decision"), "a running experiment is not decided from the page")
+                    return String(try #require(body.firstMatch(of: /id="analysis-hash">([0-9a-f]{64})</)).1)
                 }
                 let afterAnalysis = try Self.files(under: lab.home.root)
                 for _ in 0..<3 {
@@ -257,7 +270,10 @@ struct BrowserSession {
                 try await client.execute(uri: "/experiments/exp?analysis=000000000000", method: .get, headers: [.cookie: session.cookie]) { response in
                     #expect(response.status == .notFound)
                 }
-                let decide = ["experiment": "exp", "outcome": "ship", "reviewer": "ana", "reason": "plays up", "csrf": session.csrf]
+                try await lab.stop(experiment: "exp")
+                // Stopping wrote a newer analysis still; decisions and approvals name the newest.
+                let newest = try #require(try lab.latestAnalysis(of: "exp")).1
+                let decide = ["experiment": "exp", "outcome": "ship", "reason": "plays up", "csrf": session.csrf]
                 var stale = decide
                 stale["analysis"] = shown
                 try await client.execute(uri: "/actions/decide", method: .post, headers: session.headers, body: Self.form(stale)) { response in
@@ -265,10 +281,26 @@ struct BrowserSession {
                     #expect(String(buffer: response.body).contains("review it before deciding"))
                 }
                 var current = decide
-                current["analysis"] = newer
+                current["analysis"] = newest
                 try await client.execute(uri: "/actions/decide", method: .post, headers: session.headers, body: Self.form(current)) { response in
+                    #expect(response.status == .conflict)
+                    #expect(String(buffer: response.body).contains("needs 1 approval of analysis \(newest.prefix(16)) from people other than its author carol; it has 0"))
+                }
+                // The approval is recorded under the signed-in person, never a name the form claims.
+                try await client.execute(uri: "/actions/review", method: .post, headers: session.headers,
+                                         body: Self.form(["experiment": "exp", "kind": "approval", "analysis": newest, "author": "mallory", "csrf": session.csrf])) { response in
                     #expect(response.status == .ok)
                 }
+                #expect(try await lab.reviewState(of: "exp").approvals[newest] == ["ana"])
+                try await client.execute(uri: "/experiments/exp", method: .get, headers: [.cookie: session.cookie]) { response in
+                    let body = String(buffer: response.body)
+                    #expect(body.contains("Approved by: ana (1 of 1)") && body.contains("<span id=\"who\">ana</span>"))
+                }
+                try await client.execute(uri: "/actions/decide", method: .post, headers: session.headers, body: Self.form(current)) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(buffer: response.body).contains("by ana, approved by ana"))
+                }
+                _ = newer
                 // Traversal through the routes that take an experiment id.
                 for id in ["..%2F..%2Fetc", "..", "a%2Fb", ".hidden"] {
                     try await client.execute(uri: "/experiments/\(id)", method: .get, headers: [.cookie: session.cookie]) { response in

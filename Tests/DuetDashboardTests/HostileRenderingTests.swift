@@ -65,7 +65,8 @@ import Testing
             // a fallback reason and an incident that are hostile too.
             let spec = ExperimentSpec(id: "exp", hypothesis: evil[0], arms: [ExperimentArm(name: evil[3], bundleID: fixture.first, weight: 0.5),
                                                                               ExperimentArm(name: evil[0], bundleID: fixture.second, weight: 0.5)],
-                                      seed: "exp", successMetrics: ["plays_per_user", evil[4]], guardrails: [GuardrailMetric(metric: evil[5], margin: 0.1)])
+                                      seed: "exp", successMetrics: ["plays_per_user", evil[4]], guardrails: [GuardrailMetric(metric: evil[5], margin: 0.1)],
+                                      owner: Owner(team: "growth", contact: evil[1]), author: "carol", approvalsRequired: 0)
             try await lab.createExperiment(spec)
             try await lab.start(experiment: "exp")
             let now = Date().epochMillis
@@ -79,7 +80,12 @@ import Testing
             try await lab.record(Incident(from: now - 1_000, until: now + 1, reason: evil[0], source: evil[4], createdAt: now))
             try await lab.stop(experiment: "exp")
             let analysis = try await lab.analyze(experiment: "exp", eventLog: log)
-            try await lab.registry.record(Decision(experimentID: "exp", outcome: .abandon, arm: nil, reviewer: evil[0], reason: evil[5],
+            // A review whose every text is hostile: comments, a reply, an objection overruled with a hostile reason.
+            let comment = try await lab.comment(on: "exp", as: "bob", text: evil[0])
+            try await lab.comment(on: "exp", as: "dave", text: evil[3], replyingTo: comment.id)
+            let objection = try await lab.object(to: "exp", as: "dave", text: evil[4])
+            try await lab.overrule(objection: objection.id!, of: "exp", as: "bob", reason: evil[5])
+            try await lab.registry.record(Decision(experimentID: "exp", outcome: .abandon, arm: nil, reviewer: "ana", reason: evil[5],
                                                    analysisHash: analysis.hash, overrideReason: evil[2], decidedAt: now))
 
             let pages = DashboardPages(lab: lab, eventLog: log)

@@ -27,6 +27,10 @@ public struct LabFixture: Sendable {
         let first = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "first", register: true).bundleID
         als.factors = 12
         let second = try await lab.train(snapshot: snapshot, split: split, algorithm: .als(als), name: "second", register: true).bundleID
+        // Reviewers: carol authors experiments, the others review them.
+        for (name, team) in [("ana", "recs"), ("bob", "recs"), ("carol", "growth"), ("dave", "search")] {
+            _ = try await lab.addPerson(name, team: team, contact: "\(name)@example.com")
+        }
         return LabFixture(lab: lab, split: split, first: first, second: second)
     }
 

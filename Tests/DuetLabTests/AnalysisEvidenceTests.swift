@@ -13,7 +13,7 @@ import Testing
     static func spec(_ fixture: LabFixture, weights: [Double] = [0.5, 0.5]) -> ExperimentSpec {
         ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: fixture.first, weight: weights[0]),
                                                           ExperimentArm(name: "treatment", bundleID: fixture.second, weight: weights[1])],
-                       seed: "exp", successMetrics: ["plays_per_user"])
+                       seed: "exp", successMetrics: ["plays_per_user"], approvalsRequired: 0)
     }
 
     @Test func aSampleRatioOf10000To5BlocksShippingAndSmallCountsAreJudgedExactly() {

@@ -76,7 +76,16 @@ import Testing
             await #expect { try await lab.decide(experiment: "exp", outcome: .noShip, arm: nil, reviewer: "ana", reason: "r", overrideReason: nil) } throws: {
                 "\($0)".contains("needs --override")
             }
+            // Two approvals of this analysis are needed (the default); the approval must name the newest analysis.
+            await #expect { try await lab.decide(experiment: "exp", outcome: .ship, arm: nil, reviewer: "ana", reason: "plays up", overrideReason: nil) } throws: {
+                "\($0)".contains("needs 2 approvals of analysis \(analysis.hash.prefix(16)); it has 0")
+            }
+            await #expect { try await lab.approve("exp", as: "bob", analysis: "0123456789ab") } throws: { "\($0)".contains("but the newest is") }
+            try await lab.approve("exp", as: "bob", analysis: String(analysis.hash.prefix(12)))
+            try await lab.approve("exp", as: "dave", analysis: analysis.hash)
+            #expect(try await lab.registry.experiment("exp")?.spec.status == .inReview)
             let (id, decision) = try await lab.decide(experiment: "exp", outcome: .ship, arm: nil, reviewer: "ana", reason: "plays up", overrideReason: nil)
+            #expect(decision.approvers == ["bob", "dave"])
             #expect(decision.arm == "treatment" && decision.analysisHash == analysis.hash)
             let stored = try await lab.registry.decisions(experiment: "exp")
             #expect(stored.map(\.id) == [id])

@@ -37,6 +37,8 @@ public struct TestStores: Sendable {
     public let eventLog: any EventLog
     public let registry: any LabRegistry
     public let executeAsLab: @Sendable (String) async throws -> Void
+    /// Raw SQL on the Lab's registry connection, past every Swift-level rule.
+    public let executeOnLabRegistry: @Sendable (String) async throws -> Void
     public let serve: ServeHandles
 }
 
@@ -53,6 +55,7 @@ public func withStores<T>(_ backend: StoreBackend, _ body: (TestStores) async th
             let stores = TestStores(
                 eventLog: eventLog, registry: registry,
                 executeAsLab: { sql in try await DatabaseQueue(path: eventsPath).write { try $0.execute(sql: sql) } },
+                executeOnLabRegistry: { sql in try await DatabaseQueue(path: registryPath).write { try $0.execute(sql: sql) } },
                 serve: ServeHandles(source: source, sink: serveLog, executeOnRegistryConnection: { try await source.executeOnServingConnection($0) },
                                     executeOnEventConnection: { try await serveLog.executeOnConnection($0) }))
             return try await body(stores)
@@ -86,7 +89,7 @@ public func withStores<T>(_ backend: StoreBackend, _ body: (TestStores) async th
             try await database.client.query(PostgresQuery(unsafeSQL: sql), logger: database.logger)
         }
         let stores = TestStores(
-            eventLog: eventLog, registry: registry, executeAsLab: { try await raw(database, $0) },
+            eventLog: eventLog, registry: registry, executeAsLab: { try await raw(database, $0) }, executeOnLabRegistry: { try await raw(database, $0) },
             serve: ServeHandles(source: source, sink: sink, executeOnRegistryConnection: { try await source.executeOnServingConnection($0) },
                                 executeOnEventConnection: { try await raw(serveDatabase, $0) }))
         return try await body(stores)

@@ -94,7 +94,8 @@ import Testing
             // A ship decision from an experiment whose control was not production does not count.
             let stale = ExperimentSpec(id: "stale", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "c", weight: 0.5),
                                                                            ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
-                                       successMetrics: ["plays_per_user"])
+                                       successMetrics: ["plays_per_user"], approvalsRequired: 0)
+            try await registry.add(Person(name: "ana", team: "recs", contact: "ana@example.com", createdAt: 1))
             try await registry.create(stale)
             try await registry.record(Decision(experimentID: "stale", outcome: .ship, arm: "treatment", reviewer: "ana", reason: "vs c",
                                                analysisHash: String(repeating: "cd", count: 32), decidedAt: 1))
@@ -104,7 +105,7 @@ import Testing
             // An experiment that ships b makes the rules pass.
             let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
                                                                          ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
-                                      successMetrics: ["plays_per_user"])
+                                      successMetrics: ["plays_per_user"], approvalsRequired: 0)
             try await registry.create(spec)
             try await registry.start(experiment: "exp")
             let hash = String(repeating: "ab", count: 32)

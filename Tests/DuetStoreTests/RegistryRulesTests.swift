@@ -111,11 +111,15 @@ import Testing
         }
         let decision = Decision(experimentID: "e", outcome: .ship, arm: "treatment", reviewer: "ana", reason: "up",
                                 analysisHash: String(repeating: "ab", count: 32), decidedAt: 1)
-        try RegistryRules.record(decision, experiment: (.stopped, spec))
-        #expect { try RegistryRules.record(decision, experiment: (.running, spec)) } throws: { "\($0)".contains("before deciding") }
+        let ana = Person(name: "ana", team: "recs", contact: "ana@example.com", createdAt: 0)
+        var unreviewed = spec
+        unreviewed.approvalsRequired = 0
+        try RegistryRules.record(decision, experiment: (.stopped, unreviewed), review: [], reviewer: ana)
+        #expect { try RegistryRules.record(decision, experiment: (.running, unreviewed), review: [], reviewer: ana) } throws: { "\($0)".contains("before deciding") }
+        #expect { try RegistryRules.record(decision, experiment: (.stopped, unreviewed), review: [], reviewer: nil) } throws: { "\($0)".contains("nobody named 'ana'") }
         var wrongArm = decision
         wrongArm.arm = "nope"
-        #expect { try RegistryRules.record(wrongArm, experiment: (.stopped, spec)) } throws: { "\($0)".contains("has no arm 'nope'") }
+        #expect { try RegistryRules.record(wrongArm, experiment: (.stopped, unreviewed), review: [], reviewer: ana) } throws: { "\($0)".contains("has no arm 'nope'") }
         #expect { try RegistryRules.add(Incident(from: 5, until: 5, reason: "x", createdAt: 0)) } throws: { "\($0)".contains("before --to") }
         #expect { try RegistryRules.changeStatus(of: "a", from: .production, to: .retired) } throws: { "\($0)".contains("only through promote") }
         #expect { try RegistryRules.register(ModelRecord(id: "m", name: "m", kind: "als", snapshot: "s", parent: nil, createdAt: 0), alreadyRegistered: true) } throws: {

@@ -61,6 +61,11 @@ public final class DemoStory {
         let split = try lab.split(snapshot: snapshot.hash, method: .random(testFraction: 0.2, seed: 42))
         print("   split \(split.id): \(split.train) train / \(split.test) held-out test interactions")
 
+        // The people who act: every change below names one of them.
+        for (name, team) in [("ana", "recs"), ("bob", "recs"), ("chen", "search")] {
+            _ = try await lab.addPerson(name, team: team, contact: "\(name)@example.com")
+        }
+
         step(2, "Train a baseline, evaluate it against popularity, promote it")
         var weak = ALSConfiguration()
         weak.factors = 8
@@ -69,7 +74,7 @@ public final class DemoStory {
         let baseline = try await lab.train(snapshot: snapshot.hash, split: split.id, algorithm: .als(weak), name: "baseline-als-8", register: true).bundleID
         let (firstComparison, _) = try await lab.evaluate(candidate: baseline, baseline: "popularity", threads: weak.threads)
         firstComparison.textLines.forEach { print("   " + $0) }
-        let first = try await lab.promote(baseline, actor: "demo", reason: "beats popularity offline")
+        let first = try await lab.promote(baseline, actor: "ana", reason: "beats popularity offline")
         print("   generation \(first.generation): production is \(baseline.prefix(12)) (rests on evaluation #\(first.evaluationID ?? 0))")
 
         step(3, "Start `duet serve` and ask it for recommendations and similar tracks")
@@ -102,7 +107,8 @@ public final class DemoStory {
                                                ExperimentArm(name: "treatment", bundleID: candidate, weight: 0.5)],
                                         seed: "als-48-vs-8", // fixed, so the demo's figures repeat run to run
                                         successMetrics: [ExperimentMetric.playsPerUser.rawValue, ExperimentMetric.playThroughRate.rawValue],
-                                        guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)])
+                                        guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)],
+                                        owner: Owner(team: "recs", contact: "ana@example.com"), author: "ana", reviewers: ["bob", "chen"])
         try await lab.createExperiment(experiment)
         try await lab.start(experiment: experiment.id)
         try await waitForExperiments(1)
@@ -117,11 +123,30 @@ public final class DemoStory {
         print("   report: \(analysis.htmlPath.path)")
         _ = traffic
 
-        step(7, "Record the decision, promote, and watch Serve swap under load with zero errors")
+        step(7, "Review it: a question, an objection that blocks the decision until resolved, two approvals")
+        let question = try await lab.comment(on: experiment.id, as: "bob", text: "Is the lift the same for light listeners?")
+        print("   #\(question.id ?? 0) bob: \(question.text)")
+        let answer = try await lab.comment(on: experiment.id, as: "ana", text: "The exploratory segments in the report show it for both halves.",
+                                           replyingTo: question.id)
+        print("   #\(answer.id ?? 0) ana (re #\(question.id ?? 0)): \(answer.text)")
+        let objection = try await lab.object(to: experiment.id, as: "chen", text: "Search traffic shares these users; was the skip guardrail powered?")
+        print("   #\(objection.id ?? 0) chen objects: \(objection.text)")
+        do {
+            _ = try await lab.decide(experiment: experiment.id, outcome: analysis.report.recommendation.outcome, arm: "treatment", reviewer: "ana",
+                                     reason: "success metrics up", overrideReason: nil)
+        } catch {
+            print("   deciding now is \(error)")
+        }
+        try await lab.resolve(objection: objection.id!, of: experiment.id, as: "chen", text: "the guardrail's interval excludes a 5% drop; resolved")
+        print("   chen resolves #\(objection.id ?? 0): the guardrail's interval excludes a 5% drop")
+        for reviewer in ["bob", "chen"] { try await lab.approve(experiment.id, as: reviewer, analysis: analysis.hash) }
+        print("   bob and chen approve analysis \(analysis.hash.prefix(12))")
+
+        step(8, "Record the decision, promote, and watch Serve swap under load with zero errors")
         let (decisionID, decision) = try await lab.decide(experiment: experiment.id, outcome: analysis.report.recommendation.outcome,
-                                                          arm: "treatment", reviewer: "demo-reviewer",
+                                                          arm: "treatment", reviewer: "ana",
                                                           reason: "success metrics up, skip-rate guardrail holds", overrideReason: nil)
-        print("   decision #\(decisionID): \(decision.outcome.rawValue) by \(decision.reviewer), resting on analysis \(decision.analysisHash.prefix(12))")
+        print("   decision #\(decisionID): \(decision.outcome.rawValue) by \(decision.reviewer), approved by \(decision.approvers.joined(separator: " and ")), resting on analysis \(decision.analysisHash.prefix(12))")
         guard decision.outcome == .ship else {
             print("   the analysis did not recommend shipping, so the demo stops promoting here")
             return
@@ -132,7 +157,7 @@ public final class DemoStory {
         let loadSimulator = ListenerSimulator(world: world, configuration: loadConfiguration)
         let load = Task { try await loadSimulator.run() }
         try await Task.sleep(for: .milliseconds(300))
-        let promoted = try await lab.promote(candidate, actor: "demo", reason: "shipped by \(experiment.id)")
+        let promoted = try await lab.promote(candidate, actor: "ana", reason: "shipped by \(experiment.id)")
         let swapStart = clock.now
         try await waitUntilReady(generation: promoted.generation)
         let swapSeconds = (clock.now - swapStart).seconds
@@ -142,17 +167,17 @@ public final class DemoStory {
                      swapSeconds, during.requests, during.non2xx + during.transportErrors,
                      during.bundlesSeen.map { "\($0.key.prefix(12))×\($0.value)" }.sorted().joined(separator: ", ")))
 
-        step(8, "Roll back one step, and read the history")
-        let back = try await lab.rollback(actor: "demo", reason: "rehearsing the runbook")
+        step(9, "Roll back one step, and read the history")
+        let back = try await lab.rollback(actor: "bob", reason: "rehearsing the runbook")
         try await waitUntilReady(generation: back.generation)
         for change in try await lab.registry.history() {
-            var line = "   gen \(change.generation) \(change.action.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(change.from?.prefix(12) ?? "—") → \(change.to.prefix(12)): \(change.reason)"
+            var line = "   gen \(change.generation) \(change.action.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(change.from?.prefix(12) ?? "—") → \(change.to.prefix(12)) by \(change.actor): \(change.reason)"
             if let evaluation = change.evaluationID { line += " [evaluation #\(evaluation)]" }
             if let decision = change.decisionID { line += " [decision #\(decision)]" }
             print(line)
         }
 
-        step(9, "One more experiment, with a deliberately broken treatment bundle")
+        step(10, "One more experiment, with a deliberately broken treatment bundle")
         var third = strong
         third.seed = 7
         let broken = try await lab.train(snapshot: snapshot.hash, split: split.id, algorithm: .als(third), name: "broken-candidate", register: true).bundleID
@@ -161,7 +186,8 @@ public final class DemoStory {
                                                      ExperimentArm(name: "treatment", bundleID: broken, weight: 0.5)],
                                               seed: "broken-treatment",
                                               successMetrics: [ExperimentMetric.playsPerUser.rawValue],
-                                              guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)])
+                                              guardrails: [GuardrailMetric(metric: ExperimentMetric.skipRate.rawValue, margin: 0.05)],
+                                              owner: Owner(team: "recs", contact: "ana@example.com"), author: "ana")
         try await lab.createExperiment(brokenExperiment)
         // Damage the bundle after the Lab verified it, as a bad disk or a half-synced shared volume would.
         // Serve is paused meanwhile, so its next poll is the first to see the experiment.

@@ -88,6 +88,7 @@ public final class PostgresRegistry: LabRegistry {
     }
 
     static let migrationName = "registry-v1"
+    static let reviewMigrationName = "registry-v2-review"
 
     static func migrate(_ database: PostgresDatabase) async throws {
         try await database.migrate(migrationName, [
@@ -126,6 +127,31 @@ public final class PostgresRegistry: LabRegistry {
             "CREATE TRIGGER production_history_append_only BEFORE UPDATE OR DELETE ON production_history FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
             "CREATE TABLE serving_state (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
             "INSERT INTO serving_state (id, version) VALUES (1, 0)",
+        ])
+        try await database.migrate(reviewMigrationName, [
+            "ALTER TABLE experiments DROP CONSTRAINT experiments_status_check",
+            "ALTER TABLE experiments ADD CONSTRAINT experiments_status_check CHECK (status IN ('draft', 'running', 'stopped', 'in-review', 'decided'))",
+            "ALTER TABLE models ADD COLUMN owner_team TEXT, ADD COLUMN owner_contact TEXT",
+            "ALTER TABLE decisions ADD COLUMN review TEXT",
+            "CREATE TABLE people (name TEXT PRIMARY KEY, team TEXT NOT NULL, contact TEXT NOT NULL, token_sha256 TEXT, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE reviews (id BIGSERIAL PRIMARY KEY, experiment TEXT NOT NULL REFERENCES experiments(id),
+                kind TEXT NOT NULL CHECK (kind IN ('comment', 'objection', 'approval', 'resolution', 'overrule')),
+                author TEXT NOT NULL REFERENCES people(name), text TEXT NOT NULL, parent BIGINT REFERENCES reviews(id), analysis_hash TEXT,
+                created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX reviews_experiment ON reviews(experiment)",
+            "CREATE TRIGGER reviews_append_only BEFORE UPDATE OR DELETE ON reviews FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+            """
+            CREATE TABLE webhooks (id BIGSERIAL PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL, created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL, active BOOLEAN NOT NULL)
+            """,
+            """
+            CREATE TABLE webhook_attempts (id BIGSERIAL PRIMARY KEY, webhook BIGINT NOT NULL REFERENCES webhooks(id), delivery TEXT NOT NULL,
+                event TEXT NOT NULL, payload TEXT NOT NULL, attempt INTEGER NOT NULL, status_code INTEGER, error TEXT,
+                outcome TEXT NOT NULL CHECK (outcome IN ('delivered', 'retrying', 'failed')), at BIGINT NOT NULL)
+            """,
+            "CREATE TRIGGER webhook_attempts_append_only BEFORE UPDATE ON webhook_attempts FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
         ])
     }
 
@@ -168,10 +194,11 @@ public final class PostgresRegistry: LabRegistry {
 
     // MARK: - Models
 
-    typealias ModelRow = (String, String, String, String, String?, Int64, String)
-    static let modelColumns = "id, name, kind, snapshot, parent, created_at, status"
+    typealias ModelRow = (String, String, String, String, String?, Int64, String, String?, String?)
+    static let modelColumns = "id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact"
     static func model(_ row: ModelRow) -> ModelRecord {
-        ModelRecord(id: row.0, name: row.1, kind: row.2, snapshot: row.3, parent: row.4, createdAt: row.5, status: ModelStatus(rawValue: row.6) ?? .candidate)
+        ModelRecord(id: row.0, name: row.1, kind: row.2, snapshot: row.3, parent: row.4, createdAt: row.5, status: ModelStatus(rawValue: row.6) ?? .candidate,
+                    owner: row.7.map { Owner(team: $0, contact: row.8 ?? "") })
     }
 
     public func register(_ model: ModelRecord) async throws {
@@ -180,8 +207,9 @@ public final class PostgresRegistry: LabRegistry {
             let exists = try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(model.id)", as: Int32.self, logger: logger) != nil
             try RegistryRules.register(model, alreadyRegistered: exists)
             try await connection.query("""
-                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status)
-                VALUES (\(model.id), \(model.name), \(model.kind), \(model.snapshot), \(model.parent), \(model.createdAt), \(model.status.rawValue))
+                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact)
+                VALUES (\(model.id), \(model.name), \(model.kind), \(model.snapshot), \(model.parent), \(model.createdAt), \(model.status.rawValue),
+                        \(model.owner?.team), \(model.owner?.contact))
                 """, logger: logger)
         }
     }
@@ -280,13 +308,17 @@ public final class PostgresRegistry: LabRegistry {
                 try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) ORDER BY id DESC LIMIT 1", as: Int64.self, logger: logger)
             }
             var ships: [RegistryRules.ShipDecision] = []
-            for try await (id, arm, spec) in try await connection.query("""
-                SELECT d.id, d.arm, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment WHERE d.outcome = 'ship' ORDER BY d.id DESC
-                """, logger: logger).decode((Int64, String?, String).self) {
-                ships.append(.init(id: id, arm: arm, spec: try Self.decodeSpec(spec)))
+            for try await (id, arm, review, spec) in try await connection.query("""
+                SELECT d.id, d.arm, d.review, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment WHERE d.outcome = 'ship' ORDER BY d.id DESC
+                """, logger: logger).decode((Int64, String?, String?, String).self) {
+                ships.append(.init(id: id, arm: arm, spec: try Self.decodeSpec(spec), approvers: DecisionReview.decode(review).approvers))
             }
+            let owner = try await Self.first(connection, "SELECT owner_team, owner_contact FROM models WHERE id = \(model)",
+                                             as: (String?, String?).self, logger: logger)
+                .flatMap { row in row.0.map { Owner(team: $0, contact: row.1 ?? "") } }
             let facts = RegistryRules.PromotionFacts(production: production, candidateStatus: status.flatMap(ModelStatus.init(rawValue:)),
-                                                     evaluationAgainstCurrent: evaluation, ships: ships)
+                                                     evaluationAgainstCurrent: evaluation, ships: ships, candidateOwner: owner,
+                                                     teams: try await Self.teams(connection, logger: logger))
             let change = try RegistryRules.promote(request, facts: facts, at: Date().epochMillis)
             try await Self.apply(change, connection, logger: logger)
             if let decisionID = change.decisionID {
@@ -414,11 +446,14 @@ public final class PostgresRegistry: LabRegistry {
             let row = try await Self.first(connection, "SELECT status, spec FROM experiments WHERE id = \(decision.experimentID)",
                                            as: (String, String).self, logger: logger)
             let experiment = try row.map { (status: ExperimentStatus(rawValue: $0.0) ?? .draft, spec: try Self.decodeSpec($0.1)) }
-            try RegistryRules.record(decision, experiment: experiment)
+            let recorded = try RegistryRules.record(decision, experiment: experiment,
+                                                    review: try await Self.reviewEntries(connection, of: decision.experimentID, logger: logger),
+                                                    reviewer: try await Self.person(connection, decision.reviewer, logger: logger))
+            let review = try SQLiteRegistry.encode(DecisionReview(approvers: recorded.approvers, dissent: recorded.dissent))
             let id = try await Self.first(connection, """
-                INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at)
-                VALUES (\(decision.experimentID), \(decision.outcome.rawValue), \(decision.arm), \(decision.reviewer), \(decision.reason),
-                        \(decision.analysisHash), \(decision.overrideReason), \(decision.decidedAt))
+                INSERT INTO decisions (experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, decided_at, review)
+                VALUES (\(recorded.experimentID), \(recorded.outcome.rawValue), \(recorded.arm), \(recorded.reviewer), \(recorded.reason),
+                        \(recorded.analysisHash), \(recorded.overrideReason), \(recorded.decidedAt), \(review))
                 RETURNING id
                 """, as: Int64.self, logger: logger)!
             try await connection.query("UPDATE experiments SET status = 'decided' WHERE id = \(decision.experimentID)", logger: logger)
@@ -427,15 +462,168 @@ public final class PostgresRegistry: LabRegistry {
     }
 
     public func decisions(experiment: String?) async throws -> [StoredDecision] {
-        var query = DynamicQuery("SELECT id, experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, registry_generation, decided_at FROM decisions")
+        var query = DynamicQuery("SELECT id, experiment, outcome, arm, reviewer, reason, analysis_hash, override_reason, registry_generation, decided_at, review FROM decisions")
         if let experiment { query.sql += " WHERE experiment = \(try query.bind(experiment))" }
         query.sql += " ORDER BY id"
         return try await collect(query.query) { row in
-            let r = try row.decode((Int64, String, String, String?, String, String, String, String?, Int32?, Int64).self)
+            let r = try row.decode((Int64, String, String, String?, String, String, String, String?, Int32?, Int64, String?).self)
+            let review = DecisionReview.decode(r.10)
             return StoredDecision(id: r.0, decision: Decision(experimentID: r.1, outcome: DecisionOutcome(rawValue: r.2) ?? .inconclusive, arm: r.3,
                                                         reviewer: r.4, reason: r.5, analysisHash: r.6, overrideReason: r.7,
-                                                        registryGeneration: r.8.map(Int.init), decidedAt: r.9))
+                                                        registryGeneration: r.8.map(Int.init), decidedAt: r.9,
+                                                        approvers: review.approvers, dissent: review.dissent))
         }
+    }
+
+    // MARK: - People and review
+
+    static func person(_ connection: PostgresConnection, _ name: String, logger: Logger) async throws -> Person? {
+        try await first(connection, "SELECT name, team, contact, created_at FROM people WHERE name = \(name)",
+                        as: (String, String, String, Int64).self, logger: logger)
+            .map { Person(name: $0.0, team: $0.1, contact: $0.2, createdAt: $0.3) }
+    }
+
+    static func teams(_ connection: PostgresConnection, logger: Logger) async throws -> [String: String] {
+        var teams: [String: String] = [:]
+        for try await (name, team) in try await connection.query("SELECT name, team FROM people", logger: logger).decode((String, String).self) {
+            teams[name] = team
+        }
+        return teams
+    }
+
+    public func add(_ person: Person) async throws {
+        let logger = self.logger
+        try await write { connection in
+            try RegistryRules.addPerson(person, exists: try await Self.person(connection, person.name, logger: logger) != nil)
+            try await connection.query("""
+                INSERT INTO people (name, team, contact, created_at) VALUES (\(person.name), \(person.team), \(person.contact), \(person.createdAt))
+                """, logger: logger)
+        }
+    }
+
+    public func people() async throws -> [Person] {
+        try await collect("SELECT name, team, contact, created_at FROM people ORDER BY name") { row in
+            let r = try row.decode((String, String, String, Int64).self)
+            return Person(name: r.0, team: r.1, contact: r.2, createdAt: r.3)
+        }
+    }
+
+    public func setSignInTokenHash(_ hash: String?, for name: String) async throws {
+        let logger = self.logger
+        try await write { connection in
+            guard try await Self.person(connection, name, logger: logger) != nil else { throw RegistryRules.unregistered(name) }
+            try await connection.query("UPDATE people SET token_sha256 = \(hash) WHERE name = \(name)", logger: logger)
+        }
+    }
+
+    public func signInTokenHash(for name: String) async throws -> String? {
+        try await collect(PostgresQuery(unsafeSQL: "SELECT token_sha256 FROM people WHERE name = $1", binds: try Self.binds(name))) {
+            try $0.decode(String?.self)
+        }.first ?? nil
+    }
+
+    public func setOwner(_ owner: Owner?, ofModel id: String) async throws {
+        try owner?.validate()
+        let logger = self.logger
+        try await write { connection in
+            guard try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(id)", as: Int32.self, logger: logger) != nil else {
+                throw DuetError.notFound(kind: "model", id: id)
+            }
+            try await connection.query("UPDATE models SET owner_team = \(owner?.team), owner_contact = \(owner?.contact) WHERE id = \(id)", logger: logger)
+        }
+    }
+
+    typealias ReviewRow = (Int64, String, String, String, String, Int64?, String?, Int64)
+    static let reviewColumns = "id, experiment, kind, author, text, parent, analysis_hash, created_at"
+    static func reviewEntry(_ r: ReviewRow) -> ReviewEntry {
+        ReviewEntry(id: r.0, experimentID: r.1, kind: ReviewKind(rawValue: r.2) ?? .comment, author: r.3, text: r.4, parent: r.5,
+                    analysisHash: r.6, createdAt: r.7)
+    }
+
+    static func reviewEntries(_ connection: PostgresConnection, of experiment: String, logger: Logger) async throws -> [ReviewEntry] {
+        var entries: [ReviewEntry] = []
+        let query = PostgresQuery(unsafeSQL: "SELECT \(reviewColumns) FROM reviews WHERE experiment = $1 ORDER BY id", binds: try binds(experiment))
+        for try await row in try await connection.query(query, logger: logger).decode(ReviewRow.self) { entries.append(reviewEntry(row)) }
+        return entries
+    }
+
+    @discardableResult
+    public func add(_ entry: ReviewEntry) async throws -> ReviewEntry {
+        let logger = self.logger
+        return try await write { connection in
+            let row = try await Self.first(connection, "SELECT status, spec FROM experiments WHERE id = \(entry.experimentID)",
+                                           as: (String, String).self, logger: logger)
+            let experiment = try row.map { (status: ExperimentStatus(rawValue: $0.0) ?? .draft, spec: try Self.decodeSpec($0.1)) }
+            var (stored, opensReview) = try RegistryRules.review(entry, experiment: experiment,
+                                                                 entries: try await Self.reviewEntries(connection, of: entry.experimentID, logger: logger),
+                                                                 author: try await Self.person(connection, entry.author, logger: logger))
+            stored.id = try await Self.first(connection, """
+                INSERT INTO reviews (experiment, kind, author, text, parent, analysis_hash, created_at)
+                VALUES (\(stored.experimentID), \(stored.kind.rawValue), \(stored.author), \(stored.text), \(stored.parent), \(stored.analysisHash),
+                        \(stored.createdAt))
+                RETURNING id
+                """, as: Int64.self, logger: logger)
+            if opensReview {
+                try await connection.query("UPDATE experiments SET status = 'in-review' WHERE id = \(entry.experimentID)", logger: logger)
+            }
+            return stored
+        }
+    }
+
+    // MARK: - Webhooks
+
+    @discardableResult
+    public func add(_ webhook: WebhookRecord) async throws -> Int64 {
+        try WebhookRules.validate(webhook)
+        let logger = self.logger
+        return try await write { connection in
+            try await Self.first(connection, """
+                INSERT INTO webhooks (url, secret, events, created_by, created_at, active)
+                VALUES (\(webhook.url), \(webhook.secret), \(webhook.events.joined(separator: ",")), \(webhook.createdBy), \(webhook.createdAt), \(webhook.active))
+                RETURNING id
+                """, as: Int64.self, logger: logger)!
+        }
+    }
+
+    public func webhooks() async throws -> [WebhookRecord] {
+        try await collect("SELECT id, url, secret, events, created_by, created_at, active FROM webhooks ORDER BY id") { row in
+            let r = try row.decode((Int64, String, String, String, String, Int64, Bool).self)
+            return WebhookRecord(id: r.0, url: r.1, secret: r.2, events: r.3.split(separator: ",").map(String.init), createdBy: r.4, createdAt: r.5, active: r.6)
+        }
+    }
+
+    public func setWebhook(_ id: Int64, active: Bool) async throws {
+        let logger = self.logger
+        try await write { connection in
+            guard try await Self.first(connection, "UPDATE webhooks SET active = \(active) WHERE id = \(id) RETURNING id", as: Int64.self, logger: logger) != nil else {
+                throw DuetError.notFound(kind: "webhook", id: "#\(id)")
+            }
+        }
+    }
+
+    public func add(_ attempt: WebhookAttempt) async throws {
+        try await database.client.query("""
+            INSERT INTO webhook_attempts (webhook, delivery, event, payload, attempt, status_code, error, outcome, at)
+            VALUES (\(attempt.webhook), \(attempt.delivery), \(attempt.event), \(attempt.payload), \(Int32(attempt.attempt)), \(attempt.statusCode.map(Int32.init)),
+                    \(attempt.error), \(attempt.outcome.rawValue), \(attempt.at))
+            """, logger: logger)
+    }
+
+    public func webhookAttempts(limit: Int) async throws -> [WebhookAttempt] {
+        try await collect("""
+            SELECT id, webhook, delivery, event, payload, attempt, status_code, error, outcome, at FROM webhook_attempts ORDER BY id DESC LIMIT \(Int64(limit))
+            """) { row in
+            let r = try row.decode((Int64, Int64, String, String, String, Int32, Int32?, String?, String, Int64).self)
+            return WebhookAttempt(id: r.0, webhook: r.1, delivery: r.2, event: r.3, payload: r.4, attempt: Int(r.5), statusCode: r.6.map(Int.init),
+                                  error: r.7, outcome: WebhookAttempt.Outcome(rawValue: r.8) ?? .failed, at: r.9)
+        }
+    }
+
+    public func review(of experiment: String?) async throws -> [ReviewEntry] {
+        var query = DynamicQuery("SELECT \(Self.reviewColumns) FROM reviews")
+        if let experiment { query.sql += " WHERE experiment = \(try query.bind(experiment))" }
+        query.sql += " ORDER BY id"
+        return try await collect(query.query) { Self.reviewEntry(try $0.decode(ReviewRow.self)) }
     }
 
     @discardableResult

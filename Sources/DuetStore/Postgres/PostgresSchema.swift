@@ -7,7 +7,8 @@ import PostgresNIO
 /// the schema is exactly one it knows, and refuses to start otherwise.
 public enum PostgresSchema {
     /// Every migration this build knows, in the order they apply.
-    public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName, PostgresEventLog.batchesMigrationName]
+    public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName, PostgresEventLog.batchesMigrationName,
+                                     PostgresRegistry.reviewMigrationName]
 
     /// Creates or brings up to date the registry and event log tables (the Lab's job).
     public static func migrate(_ database: PostgresDatabase) async throws {

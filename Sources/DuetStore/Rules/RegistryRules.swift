@@ -63,11 +63,13 @@ public enum RegistryRules {
         public var id: Int64
         public var arm: String?
         public var spec: ExperimentSpec
+        public var approvers: [String]
 
-        public init(id: Int64, arm: String?, spec: ExperimentSpec) {
+        public init(id: Int64, arm: String?, spec: ExperimentSpec, approvers: [String] = []) {
             self.id = id
             self.arm = arm
             self.spec = spec
+            self.approvers = approvers
         }
     }
 
@@ -81,12 +83,19 @@ public enum RegistryRules {
         public var evaluationAgainstCurrent: Int64?
         /// Ship decisions, newest first.
         public var ships: [ShipDecision]
+        /// The team owning the candidate, if any.
+        public var candidateOwner: Owner?
+        /// Every registered person's team, by name.
+        public var teams: [String: String]
 
-        public init(production: Production, candidateStatus: ModelStatus?, evaluationAgainstCurrent: Int64?, ships: [ShipDecision]) {
+        public init(production: Production, candidateStatus: ModelStatus?, evaluationAgainstCurrent: Int64?, ships: [ShipDecision],
+                    candidateOwner: Owner? = nil, teams: [String: String] = [:]) {
             self.production = production
             self.candidateStatus = candidateStatus
             self.evaluationAgainstCurrent = evaluationAgainstCurrent
             self.ships = ships
+            self.candidateOwner = candidateOwner
+            self.teams = teams
         }
     }
 
@@ -114,6 +123,8 @@ public enum RegistryRules {
             (evaluationID, decisionID) = try evidence(model: model, current: production.model,
                                                       evaluationAgainstCurrent: facts.evaluationAgainstCurrent, ships: facts.ships)
         }
+        let approvers = facts.ships.first { $0.id == decisionID }?.approvers ?? []
+        try requireOwnerConsent(model: model, owner: facts.candidateOwner, actor: request.actor, teams: facts.teams, approvers: approvers)
         return ProductionChange(generation: production.generation + 1, action: .promote, from: production.model, to: model,
                                 actor: request.actor, reason: request.reason, evaluationID: evaluationID, decisionID: decisionID,
                                 overrideReason: overrideReason, changedAt: now)
@@ -252,16 +263,6 @@ public enum RegistryRules {
     }
 
     // MARK: - Decisions and incidents
-
-    /// A decision is recorded on a stopped experiment, for an arm it has; it moves the experiment to decided.
-    public static func record(_ decision: Decision, experiment: (status: ExperimentStatus, spec: ExperimentSpec)?) throws {
-        try decision.validate()
-        guard let experiment else { throw DuetError.notFound(kind: "experiment", id: decision.experimentID) }
-        if experiment.status == .running { throw DuetError.refused("stop experiment '\(decision.experimentID)' before deciding it") }
-        if let arm = decision.arm, !experiment.spec.arms.contains(where: { $0.name == arm }) {
-            throw DuetError.invalidValue(field: "arm", reason: "experiment '\(decision.experimentID)' has no arm '\(arm)'")
-        }
-    }
 
     public static func add(_ incident: Incident) throws {
         guard incident.from < incident.until else {
