@@ -199,4 +199,8 @@ extension Lab {
     public func addWebhook(url: String, secret: String, events: [String], by person: String) async throws -> Int64 {
         try await registry.add(WebhookRecord(url: url, secret: secret, events: events, createdBy: person, createdAt: Date().epochMillis))
     }
+
+    public func disableWebhook(_ id: Int64) async throws {
+        try await registry.setWebhook(id, active: false)
+    }
 }

@@ -36,38 +36,6 @@ struct AnalyzeCommand: AsyncParsableCommand {
     }
 }
 
-struct DecideCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "decide",
-        abstract: "Record a reviewed decision resting on the analysis it names.",
-        discussion: "--analysis names the analysis the reviewer read (its id, or at least 12 characters of it); it must be the experiment's newest. The decision needs the approvals the experiment requires (of that analysis, its author's excluded) and no open objection: see `duet lab review`. Deciding against the analysis' recommendation needs --override \"why\", which is recorded."
-    )
-    @OptionGroup var home: HomeOptions
-    @Argument(help: "Experiment id.") var id: String
-    @Option(help: "ship, no-ship, inconclusive or abandon.") var outcome: String
-    @Option(help: "The arm shipped (default: the best treatment).") var arm: String?
-    @OptionGroup var person: ActorOptions
-    @Option(help: "Why.") var reason: String
-    @Option(help: "Reason for deciding against the recommendation.") var override: String?
-    @Option(help: "The analysis id the decision rests on (printed by `duet lab analyze`).") var analysis: String
-
-    func run() async throws {
-        guard let chosen = DecisionOutcome(rawValue: outcome) else {
-            throw ValidationError("--outcome must be one of \(DecisionOutcome.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        let lab = try await home.lab()
-        let (id, decision) = try await lab.decide(experiment: self.id, outcome: chosen, arm: arm, reviewer: try person.resolved(), reason: reason,
-                                                  overrideReason: override, shown: analysis)
-        await lab.webhooks.drain(within: .seconds(10))
-        print("decision #\(id) recorded: \(decision.outcome.rawValue)\(decision.arm.map { " (arm \($0))" } ?? "") by \(decision.reviewer), resting on analysis \(decision.analysisHash.prefix(16))…")
-        print("  approved by \(decision.approvers.isEmpty ? "nobody (none required)" : decision.approvers.joined(separator: ", "))")
-        for dissent in decision.dissent {
-            print("  dissent: objection #\(dissent.objection) by \(dissent.author) (\"\(dissent.text)\"), overruled by \(dissent.overruledBy): \(dissent.reason)")
-        }
-        if decision.overrideReason != nil { print("  override recorded: \(decision.overrideReason!)") }
-    }
-}
-
 struct IncidentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "incident",

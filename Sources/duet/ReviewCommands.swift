@@ -119,129 +119,32 @@ struct ReviewCommand: AsyncParsableCommand {
     }
 }
 
-struct PeopleCommand: AsyncParsableCommand {
+struct DecideCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "people",
-        abstract: "The people who act in the Lab, their teams, and their dashboard sign-in tokens.",
-        subcommands: [Add.self, List.self, Token.self],
-        defaultSubcommand: List.self
+        commandName: "decide",
+        abstract: "Record a reviewed decision resting on the analysis it names.",
+        discussion: "--analysis names the analysis the reviewer read (its id, or at least 12 characters of it); it must be the experiment's newest. The decision needs the approvals the experiment requires (of that analysis, its author's excluded) and no open objection: see `duet lab review`. Deciding against the analysis' recommendation needs --override \"why\", which is recorded."
     )
+    @OptionGroup var home: HomeOptions
+    @Argument(help: "Experiment id.") var id: String
+    @Option(help: "ship, no-ship, inconclusive or abandon.") var outcome: String
+    @Option(help: "The arm shipped (default: the best treatment).") var arm: String?
+    @OptionGroup var person: ActorOptions
+    @Option(help: "Why.") var reason: String
+    @Option(help: "Reason for deciding against the recommendation.") var override: String?
+    @Option(help: "The analysis id the decision rests on (printed by `duet lab analyze`).") var analysis: String
 
-    struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a person with their team.")
-        @OptionGroup var home: HomeOptions
-        @Argument(help: "Their name (letters, digits, . _ -).") var name: String
-        @Option(help: "Their team.") var team: String
-        @Option(help: "How to reach them.") var contact: String
-        @Flag(help: "Also issue a dashboard sign-in token, printed once.") var token = false
-        func run() async throws {
-            let lab = try await home.lab()
-            let person = try await lab.addPerson(name, team: team, contact: contact)
-            print("\(person.name) registered in team \(person.team)")
-            if token { print("sign-in token (shown once): \(try await lab.issueSignInToken(for: name))") }
+    func run() async throws {
+        guard let chosen = DecisionOutcome(rawValue: outcome) else {
+            throw ValidationError("--outcome must be one of \(DecisionOutcome.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-    }
-
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Registered people.")
-        @OptionGroup var home: HomeOptions
-        @OptionGroup var output: OutputOptions
-        func run() async throws {
-            let people = try await home.lab().registry.people()
-            if output.json { return try printJSON(people) }
-            for person in people { print("\(person.name)  team \(person.team)  \(person.contact)") }
-        }
-    }
-
-    struct Token: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Issue a new dashboard sign-in token (the old one stops working).")
-        @OptionGroup var home: HomeOptions
-        @Argument(help: "Their name.") var name: String
-        func run() async throws {
-            print(try await home.lab().issueSignInToken(for: name))
-        }
-    }
-}
-
-struct WebhookCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "webhooks",
-        abstract: "Notify other systems of promotions, rollbacks, decisions, objections and experiment starts and stops.",
-        discussion: """
-            Each POST carries a JSON body and Duet-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body"> keyed \
-            by the webhook's secret. A failed delivery is retried with backoff; a webhook never blocks the action. \
-            Events: \(WebhookRules.events.joined(separator: ", ")).
-            """,
-        subcommands: [Add.self, List.self, Disable.self, Deliveries.self, Retry.self],
-        defaultSubcommand: List.self
-    )
-
-    struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a webhook.")
-        @OptionGroup var home: HomeOptions
-        @OptionGroup var person: ActorOptions
-        @Argument(help: "The receiver's URL.") var url: String
-        @Option(help: "File holding the HMAC secret (16–256 characters); without it a secret is made and printed once.") var secretFile: String?
-        @Option(help: "Events, comma-separated, or *.") var events: String = "*"
-        func run() async throws {
-            var secret = Secrets.randomHex(bytes: 32)
-            var made = true
-            if let secretFile {
-                guard let text = try? String(contentsOfFile: secretFile, encoding: .utf8) else {
-                    throw ValidationError("--secret-file \(secretFile) cannot be read")
-                }
-                secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                made = false
-            }
-            let id = try await home.lab().addWebhook(url: url, secret: secret, events: events.split(separator: ",").map(String.init), by: try person.resolved())
-            print("webhook #\(id) → \(url) for \(events)")
-            if made { print("signing secret (shown once): \(secret)") }
-        }
-    }
-
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Registered webhooks (secrets not shown).")
-        @OptionGroup var home: HomeOptions
-        func run() async throws {
-            for hook in try await home.lab().registry.webhooks() {
-                print("#\(hook.id ?? 0) \(hook.active ? "active  " : "disabled") \(hook.url)  events \(hook.events.joined(separator: ","))  by \(hook.createdBy)")
-            }
-        }
-    }
-
-    struct Disable: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop delivering to a webhook.")
-        @OptionGroup var home: HomeOptions
-        @Argument(help: "Webhook number.") var id: Int64
-        func run() async throws {
-            try await home.lab().registry.setWebhook(id, active: false)
-            print("webhook #\(id) disabled")
-        }
-    }
-
-    struct Deliveries: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The delivery log, newest first.")
-        @OptionGroup var home: HomeOptions
-        @OptionGroup var output: OutputOptions
-        @Option(help: "How many attempts.") var limit: Int = 50
-        func run() async throws {
-            let attempts = try await home.lab().registry.webhookAttempts(limit: limit)
-            if output.json { return try printJSON(attempts) }
-            for attempt in attempts {
-                let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(attempt.at) / 1000))
-                print("\(time)  #\(attempt.webhook)  \(attempt.event)  delivery \(attempt.delivery.prefix(8))  attempt \(attempt.attempt)  \(attempt.outcome.rawValue)\(attempt.statusCode.map { "  HTTP \($0)" } ?? "")\(attempt.error.map { "  \($0)" } ?? "")")
-            }
-        }
-    }
-
-    struct Retry: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Retry deliveries an earlier process left retrying (run it from cron, say).")
-        @OptionGroup var home: HomeOptions
-        func run() async throws {
-            let lab = try await home.lab()
-            let started = try await lab.webhooks.retryPending()
-            await lab.webhooks.drain(within: .seconds(30))
-            print("\(started) deliveries retried")
-        }
+        let lab = try await home.lab()
+        let (id, decision) = try await lab.decide(experiment: self.id, outcome: chosen, arm: arm, reviewer: try person.resolved(), reason: reason,
+                                                  overrideReason: override, shown: analysis)
+        await lab.webhooks.drain(within: .seconds(10))
+        print("decision #\(id) recorded: \(decision.outcome.rawValue)\(decision.arm.map { " (arm \($0))" } ?? "") by \(decision.reviewer), resting on analysis \(decision.analysisHash.prefix(16))…")
+        print("  approved by \(decision.approvers.isEmpty ? "nobody (none required)" : decision.approvers.joined(separator: ", "))")
+        decision.dissent.forEach { print("  dissent: objection #\($0.objection) by \($0.author) (\"\($0.text)\"), overruled by \($0.overruledBy): \($0.reason)") }
+        if decision.overrideReason != nil { print("  override recorded: \(decision.overrideReason!)") }
     }
 }
