@@ -43,7 +43,7 @@ public struct DashboardPages: Sendable {
             <!doctype html><html><head><meta charset="utf-8"><title>Duet · \(title)</title><style>\(H.style)</style></head><body>\
             <nav><b>Duet Lab</b> <a href="/">overview</a><a href="/models">models</a><a href="/history">production history</a>\
             <a href="/evaluations">offline evaluations</a><a href="/experiments">experiments</a><a href="/decisions">decisions</a>\
-            <a href="/incidents">incidents</a>\(logout)</nav>\(body)</body></html>
+            <a href="/incidents">incidents</a><a href="/webhooks">webhooks</a>\(logout)</nav>\(body)</body></html>
             """
     }
 
@@ -285,6 +285,22 @@ public struct DashboardPages: Sendable {
                 """
         }
         return Self.page("incidents", viewer, body + "</table><p>Fallback bursts found in the exposure log are listed on each experiment's analysis.</p>")
+    }
+
+    /// Webhooks (never their secrets) and the newest delivery attempts.
+    public func webhooks(_ viewer: Viewer) async throws -> HTML {
+        var body: HTML = "<h1>Webhooks</h1><table><tr><th>#</th><th>url</th><th>events</th><th>state</th><th>added by</th></tr>"
+        for hook in try await lab.registry.webhooks() {
+            body += "<tr><td>\(hook.id ?? 0)</td><td><code>\(hook.url)</code></td><td>\(hook.events.joined(separator: ", "))</td><td>\(hook.active ? "active" : "disabled")</td><td>\(hook.createdBy)</td></tr>"
+        }
+        body += "</table><h2>Delivery log</h2><table id=\"deliveries\"><tr><th>when</th><th>webhook</th><th>event</th><th>delivery</th><th>attempt</th><th>outcome</th><th>answer</th></tr>"
+        for attempt in try await lab.registry.webhookAttempts(limit: 200) {
+            body += """
+                <tr><td>\(Self.time(attempt.at))</td><td>#\(attempt.webhook)</td><td>\(attempt.event)</td><td><code>\(attempt.delivery.prefix(8))</code></td>\
+                <td>\(attempt.attempt)</td><td>\(attempt.outcome.rawValue)</td><td>\(attempt.statusCode.map { "HTTP \($0)" } ?? attempt.error ?? "")</td></tr>
+                """
+        }
+        return Self.page("webhooks", viewer, body + "</table>")
     }
 
     public func login(failed: Bool) -> HTML {

@@ -129,6 +129,7 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
     })
     router.get("decisions", use: render { _, viewer in try await pages.decisions(viewer) })
     router.get("incidents", use: render { _, viewer in try await pages.incidents(viewer) })
+    router.get("webhooks", use: render { _, viewer in try await pages.webhooks(viewer) })
 
     router.get("login") { _, _ in html(pages.login(failed: false)) }
     router.post("login") { request, _ in

@@ -1,4 +1,5 @@
 import DuetCore
+import DuetDashboard
 import DuetLab
 import DuetStore
 import DuetTestSupport
@@ -83,6 +84,11 @@ import Testing
                 try await lab.comment(on: "exp", as: "bob", text: "fine")
                 await lab.webhooks.drain(within: .seconds(5))
                 #expect(await receiver.received.count == 2)
+                // The dashboard shows the log, never a secret.
+                let pages = DashboardPages(lab: lab, eventLog: try SQLiteEventLog(path: lab.home.eventLogPath.path))
+                let page = try await pages.webhooks(.readOnly).rendered
+                #expect(page.contains("retrying") && page.contains("delivered") && page.contains("HTTP 500") && page.contains("failed"))
+                #expect(!page.contains(Self.secret))
             }
         }
     }
