@@ -54,6 +54,14 @@ public enum ExperimentStatus: String, Hashable, Sendable, Codable, CaseIterable 
     }
 }
 
+/// An A/B test compares arms; a holdout keeps a slice of users on a pinned bundle (its first arm)
+/// while everyone else (its second arm, "launches") gets production and every launch, so its
+/// analysis measures what all launches since its start did together.
+public enum ExperimentKind: String, Hashable, Sendable, Codable, CaseIterable {
+    case abTest = "ab-test"
+    case holdout
+}
+
 public struct ExperimentSpec: Hashable, Sendable, Codable {
     public var id: String
     public var hypothesis: String
@@ -81,13 +89,17 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
     public var approvalsRequired: Int?
     /// People asked to review; a refused decision names those who have not approved.
     public var reviewers: [String]?
+    /// Nil means an A/B test.
+    public var kind: ExperimentKind?
+    /// When a holdout's stated period ends (it keeps running until someone stops it).
+    public var plannedEnd: EpochMillis?
     public var status: ExperimentStatus
 
     public init(id: String, hypothesis: String, arms: [ExperimentArm], coverage: Double = 1, seed: String? = nil,
                 namespace: NamespaceRange? = nil, successMetrics: [String], guardrails: [GuardrailMetric] = [],
                 plannedSampleSize: Int? = nil, sequentialTuning: Int? = nil, minimumDetectableEffect: Double? = nil,
                 owner: Owner? = nil, author: String? = nil, approvalsRequired: Int? = nil, reviewers: [String]? = nil,
-                status: ExperimentStatus = .draft) {
+                kind: ExperimentKind? = nil, plannedEnd: EpochMillis? = nil, status: ExperimentStatus = .draft) {
         self.id = id
         self.hypothesis = hypothesis
         self.arms = arms
@@ -103,8 +115,12 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         self.author = author
         self.approvalsRequired = approvalsRequired
         self.reviewers = reviewers
+        self.kind = kind
+        self.plannedEnd = plannedEnd
         self.status = status
     }
+
+    public var isHoldout: Bool { kind == .holdout }
 
     public var control: ExperimentArm { arms[0] }
 
@@ -156,6 +172,12 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
         }
         if let minimumDetectableEffect, !(minimumDetectableEffect > 0 && minimumDetectableEffect < 10) {
             throw .invalidValue(field: "minimum detectable effect", reason: "\(minimumDetectableEffect) must be a relative lift in (0, 10), e.g. 0.02")
+        }
+        if isHoldout {
+            guard arms.count == 2 else {
+                throw .invalidValue(field: "arms", reason: "a holdout has two arms: the pinned slice first, then everyone else")
+            }
+            guard plannedEnd != nil else { throw .invalidValue(field: "period", reason: "a holdout states how long it runs") }
         }
         try owner?.validate()
         if let author { try Identifier.validateFileSafe(author, field: "author") }

@@ -28,6 +28,29 @@ extension Lab {
         try await registry.create(resolved)
     }
 
+    /// Creates a draft holdout: `share` of users (inside `namespace`, if given) stay on the pinned
+    /// bundle (default: production now) for `days`, while everyone else gets every launch. Start it
+    /// like an experiment; analyse it like one, over its whole life, to see what the launches did
+    /// together. Its second arm names production at creation only for the record: Serve serves
+    /// whatever production is.
+    @discardableResult
+    public func createHoldout(id: String, hypothesis: String, pinned reference: String = "production", share: Double, days: Int,
+                              namespace: NamespaceRange? = nil, successMetrics: [String], guardrails: [GuardrailMetric] = [],
+                              owner: Owner? = nil, author: String? = nil, now: Date = Date()) async throws -> ExperimentSpec {
+        guard share > 0, share <= 0.5 else { throw DuetError.invalidValue(field: "share", reason: "\(share) must be in (0, 0.5]") }
+        guard (1...730).contains(days) else { throw DuetError.invalidValue(field: "days", reason: "\(days) must be 1–730") }
+        let pinned = try await resolveBundle(reference)
+        let launches = try await registry.production().model ?? pinned
+        let spec = ExperimentSpec(id: id, hypothesis: hypothesis,
+                                  arms: [ExperimentArm(name: "holdout", bundleID: pinned, weight: share),
+                                         ExperimentArm(name: "launches", bundleID: launches, weight: 1 - share)],
+                                  namespace: namespace, successMetrics: successMetrics, guardrails: guardrails, owner: owner, author: author,
+                                  approvalsRequired: 0, kind: .holdout, plannedEnd: now.epochMillis + EpochMillis(days) * 86_400_000)
+        try spec.validate()
+        try await createExperiment(spec)
+        return spec
+    }
+
     /// Starts a draft experiment once every arm's bundle verifies: Serve picks it up at its next poll.
     public func start(experiment id: String) async throws {
         try Identifier.validateFileSafe(id, field: "experiment id")

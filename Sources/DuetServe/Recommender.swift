@@ -165,10 +165,31 @@ public final class Recommender: Sendable {
 
     /// The bundle this user is served and the arms of every running experiment they are in.
     /// An arm whose bundle is unavailable is served as control, and the exposure says why.
+    /// Holdouts come first: a held-out user gets the pinned bundle and joins no experiment (so no
+    /// launch reaches them); everyone else is recorded in the holdout's second arm and goes on.
     func choose(for user: String, state: ServingState, production: LoadedBundle) -> (LoadedBundle, [ExperimentArmExposure]) {
         var chosen: LoadedBundle?
         var arms: [ExperimentArmExposure] = []
-        for experiment in state.experiments {
+        for holdout in state.experiments where holdout.spec.isHoldout {
+            guard let assigned = assigner.arm(for: user, in: holdout.spec) else { continue }
+            holdout.exposureCounters[assigned.name]?.increment()
+            let pinned = holdout.spec.control
+            guard assigned.name == pinned.name else {
+                arms.append(ExperimentArmExposure(experimentID: holdout.spec.id, phase: holdout.phase, assigned: assigned.name, served: assigned.name))
+                continue
+            }
+            if case let .success(bundle)? = holdout.arms[pinned.name] {
+                arms.append(ExperimentArmExposure(experimentID: holdout.spec.id, phase: holdout.phase, assigned: pinned.name, served: pinned.name))
+                return (bundle, arms)
+            }
+            // The pinned bundle is unavailable: the user gets production, and the exposure says so.
+            let reason = "holdout-bundle-unavailable"
+            metrics.fallback(reason)
+            arms.append(ExperimentArmExposure(experimentID: holdout.spec.id, phase: holdout.phase, assigned: pinned.name,
+                                              served: holdout.spec.arms[1].name, fallbackReason: reason))
+            return (production, arms)
+        }
+        for experiment in state.experiments where !experiment.spec.isHoldout {
             guard let assigned = assigner.arm(for: user, in: experiment.spec) else { continue }
             let control = experiment.spec.control
             var served = assigned.name

@@ -82,7 +82,8 @@ public final class StateReloader: Service, Sendable {
         }
         let experiments = configuration.experiments.map { record in
             var arms: [String: Result<LoadedBundle, LoadedExperiment.ArmUnavailable>] = [:]
-            for arm in record.spec.arms { arms[arm.name] = load(arm.bundleID) }
+            // A holdout's second arm is production, whatever it is: only the pinned bundle is loaded.
+            for arm in record.spec.isHoldout ? [record.spec.control] : record.spec.arms { arms[arm.name] = load(arm.bundleID) }
             let counters = Dictionary(uniqueKeysWithValues: record.spec.arms.map {
                 ($0.name, metrics.exposureCounter(experiment: record.spec.id, phase: record.phase, arm: $0.name))
             })

@@ -114,4 +114,54 @@ struct ExperimentReply: Decodable {
             #expect(report.reasons.first?.contains("sample ratio mismatch") == true)
         }
     }
+
+    /// A holdout keeps its slice on the pinned bundle through a launch and out of every experiment;
+    /// everyone else gets the new production and the experiments, and both sides are recorded.
+    @Test func aHoldoutKeepsItsSliceOnThePinnedBundleAndOutOfExperiments() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            try await lab.registry.promote(fixture.first, actor: "t", reason: "setup", evidence: .override(reason: "test"), expectedGeneration: 0)
+            let holdout = try await lab.createHoldout(id: "hold", hypothesis: "launches help", share: 0.3, days: 30, successMetrics: ["plays_per_user"])
+            #expect(holdout.control.bundleID == fixture.first && holdout.isHoldout && holdout.plannedEnd != nil)
+            try await lab.start(experiment: "hold")
+            var test = Self.experiment(fixture)
+            test.approvalsRequired = 0
+            try await lab.createExperiment(test)
+            try await lab.start(experiment: "exp")
+            // The launch: production moves to the second bundle.
+            try await lab.registry.promote(fixture.second, actor: "t", reason: "launch", evidence: .override(reason: "test"), expectedGeneration: 1)
+            let (app, components, log) = try await Self.serve(fixture)
+            _ = await components.reloader.reloadIfChanged()
+            let replies = try await app.test(.router) { client in
+                var replies: [(String, ExperimentReply)] = []
+                for user in 0..<300 {
+                    let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=5", method: .get)
+                    #expect(response.status == .ok)
+                    replies.append(("u\(user)", try JSONDecoder().decode(ExperimentReply.self, from: Data(response.body.readableBytesView))))
+                }
+                return replies
+            }
+            var heldOut = 0
+            for (user, reply) in replies {
+                let slice = holdout.assignedArm(for: user)?.name
+                if slice == "holdout" {
+                    heldOut += 1
+                    #expect(reply.bundle == fixture.first, "\(user) is held out, yet got \(reply.bundle.prefix(8))")
+                    #expect(reply.experiments.map(\.experimentId) == ["hold"], "a held-out user joins no experiment")
+                    #expect(reply.experiments.first?.served == "holdout")
+                } else {
+                    #expect(reply.experiments.first { $0.experimentId == "hold" }?.served == "launches")
+                    let arm = try #require(reply.experiments.first { $0.experimentId == "exp" })
+                    #expect(reply.bundle == (arm.served == "control" ? fixture.first : fixture.second))
+                }
+            }
+            #expect((60...120).contains(heldOut), "30% of 300 users, give or take: \(heldOut)")
+            while components.exposures.pending > 0 { await components.exposures.flush() }
+            try await lab.stop(experiment: "hold")
+            let report = try await lab.analyze(experiment: "hold", eventLog: log).report
+            #expect(report.arms.map(\.arm) == ["holdout", "launches"])
+            #expect(report.arms[0].exposures == heldOut && report.arms[1].exposures == 300 - heldOut)
+        }
+    }
 }
