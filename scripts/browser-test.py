@@ -78,9 +78,11 @@ with sync_playwright() as playwright:
           session.get("httpOnly") is True and session.get("sameSite") == "Strict", str(session))
     check("the cookie does not hold the token", token not in session.get("value", ""))
 
-    pages = [("", f'id="generation">{generation}<'), ("models", "candidate-als-48"), ("history", "rehearsing the runbook"),
+    pages = [("", f'id="generation">{generation}<'), ("", 'id="last-hour">Last hour: <b>'), ("", "launches-2026</a></td><td>holdout"),
+             ("", "broken-treatment</a>: stopped, 0 of 2 approvals"), ("models", "candidate-als-48"), ("history", "rehearsing the runbook"),
              ("evaluations", "ndcg@10"), ("experiments", "broken-treatment"), ("experiments/als-48-vs-8", "Recommendation: ship"),
-             ("experiments/broken-treatment", "served by fallback"), ("decisions", "bob, chen"), ("incidents", "Incidents")]
+             ("experiments/broken-treatment", "served by fallback"), ("decisions", "bob, chen"), ("incidents", "Incidents"),
+             ("memory", 'id="offline-online"'), ("memory?owner=recs&metric=plays_per_user", "launches-2026")]
     for path, expected in pages:
         page.goto(f"{base}/{path}")
         name = path.replace("/", "_") or "overview"
@@ -88,6 +90,19 @@ with sync_playwright() as playwright:
         check(f"/{path} shows {expected!r}", expected in page.content())
         leaks = token_leaks(page)
         check(f"/{path} keeps the token out of its URL, links and text", not leaks, ", ".join(leaks))
+
+    # The memory's JSON: the demo's experiments, offline and online numbers side by side.
+    memory = page.request.get(base + "/memory.json").json()
+    shipped = next((e for e in memory if e["id"] == "als-48-vs-8"), {})
+    check("/memory.json lists the demo's experiments and holdout",
+          {e["id"] for e in memory} >= {"als-48-vs-8", "broken-treatment", "launches-2026"}, str([e["id"] for e in memory]))
+    check("/memory.json sets the offline delta beside the online lift",
+          any(d["metric"].startswith("ndcg@") for d in shipped.get("offline", []))
+          and any(l["metric"] == "plays_per_user" and l["lower"] <= l["lift"] <= l["upper"] for l in shipped.get("online", []))
+          and shipped.get("decision", {}).get("approvers") == ["bob", "chen"], str(shipped)[:400])
+    holdout = next((e for e in memory if e["id"] == "launches-2026"), {})
+    check("the holdout's cumulative lift is positive", any(l["metric"] == "plays_per_user" and l["lower"] > 0 for l in holdout.get("online", [])),
+          str(holdout.get("online"))[:300])
 
     page.click("nav form button")  # log out
     check("signing out returns to the sign-in form", page.url.endswith("/login"), page.url)

@@ -42,7 +42,7 @@ public struct DashboardPages: Sendable {
         return """
             <!doctype html><html><head><meta charset="utf-8"><title>Duet · \(title)</title><style>\(H.style)</style></head><body>\
             <nav><b>Duet Lab</b> <a href="/">overview</a><a href="/models">models</a><a href="/history">production history</a>\
-            <a href="/evaluations">offline evaluations</a><a href="/experiments">experiments</a><a href="/decisions">decisions</a>\
+            <a href="/evaluations">offline evaluations</a><a href="/experiments">experiments</a><a href="/memory">memory</a><a href="/decisions">decisions</a>\
             <a href="/incidents">incidents</a><a href="/webhooks">webhooks</a>\(logout)</nav>\(body)</body></html>
             """
     }
@@ -60,13 +60,55 @@ public struct DashboardPages: Sendable {
         return "<form method=\"post\" action=\"\(path: "actions", action)\">\(csrfField(viewer))\(fields)\(reasonField)<button>\(label)</button></form>"
     }
 
+    /// What is live and whether it is healthy, at a glance: production and since when, running
+    /// experiments and holdouts with their sample-ratio state, fallback share and days remaining
+    /// (from their newest stored analysis), reviews waiting, the last changes with their evidence,
+    /// and the last hour of exposures counted in the event log.
     public func overview(_ viewer: Viewer) async throws -> HTML {
+        let now = Date().epochMillis
         let (generation, production) = try await lab.registry.production()
         let models = try await lab.registry.models()
         let experiments = try await lab.registry.experiments()
-        var body: HTML = "<h1>Overview</h1><p>Production generation <b id=\"generation\">\(generation)</b>: \(Self.short(production))"
-        if let production, let model = models.first(where: { $0.id == production }) { body += " (\(model.name), \(model.kind))" }
-        body += "</p><p>\(models.count) models, \(experiments.filter { $0.spec.status == .running }.count) running experiments, \(experiments.count) in all.</p>"
+        let history = try await lab.registry.history()
+        var body: HTML = "<h1>Overview</h1><h2>Production</h2><p>Generation <b id=\"generation\">\(generation)</b>: \(Self.short(production))"
+        if let production, let model = models.first(where: { $0.id == production }) {
+            body += " (\(model.name), \(model.kind), trained on snapshot \(Self.short(model.snapshot))\(model.owner.map { ", owned by \($0.team)" } ?? ""))"
+        }
+        if let last = history.last { body += ", since \(Self.time(last.changedAt)) (\(last.action.rawValue) by \(last.actor))" }
+        body += ".</p>"
+
+        let hour = try await eventLog.exposureSummary(from: now - 3_600_000, until: now + 1)
+        func share(_ part: Int) -> String { hour.exposures > 0 ? H.number("%.1f%%", 100 * Double(part) / Double(hour.exposures)) : "—" }
+        body += """
+            <p id="last-hour">Last hour: <b>\(hour.exposures)</b> lists shown; \(share(hour.popularityFallbacks)) fell back to popularity, \
+            \(share(hour.armFallbacks)) served an experiment arm by fallback.</p>
+            """
+
+        let live = experiments.filter { $0.spec.status == .running }
+        body += "<h2>Running experiments and holdouts</h2>"
+        if live.isEmpty { body += "<p>None.</p>" } else {
+            body += "<table id=\"running\"><tr><th>id</th><th>kind</th><th>arms</th><th>started</th><th>sample ratio</th><th>fallback share</th><th>days remaining</th></tr>"
+            for record in live {
+                let spec = record.spec
+                let arms = spec.arms.map { "\($0.name) \(Int(($0.weight * 100).rounded()))%" }.joined(separator: " / ")
+                var ratio: HTML = "no analysis yet", fallback: HTML = "—", remaining: HTML = "—"
+                if let (report, _) = try lab.latestAnalysis(of: spec.id) {
+                    let srm = report.srm
+                    ratio = srm.tooSmallToJudge == true ? "too few users" : srm.detected ? "<b class=\"no-ship\">mismatch</b> (p = \(H.number("%.2g", srm.pValue)))"
+                        : "ok (p = \(H.number("%.2f", srm.pValue)))"
+                    let exposures = report.arms.reduce(0) { $0 + $1.exposures }, fallbacks = report.arms.reduce(0) { $0 + $1.fallbackExposures }
+                    fallback = exposures > 0 ? "\(H.number("%.1f%%", 100 * Double(fallbacks) / Double(exposures)))" : "—"
+                    if !spec.isHoldout, let days = report.power?.daysRemaining { remaining = "\(H.number("%.1f", days)) (for power)" }
+                }
+                if let end = spec.plannedEnd { remaining = "\(H.number("%.0f", max(0, Double(end - now) / 86_400_000))) (period ends \(Self.time(end)))" }
+                body += """
+                    <tr><td><a href="\(path: "experiments", spec.id)">\(spec.id)</a></td><td>\((spec.kind ?? .abTest).rawValue)</td><td>\(arms)</td>\
+                    <td>\(Self.time(record.startedAt))</td><td>\(ratio)</td><td>\(fallback)</td><td>\(remaining)</td></tr>
+                    """
+            }
+            body += "</table>"
+        }
+
         // Reviews waiting for someone: experiments stopped or in review, with their open objections.
         var waiting: HTML = .empty
         for record in experiments where record.spec.status == .stopped || record.spec.status == .inReview {
@@ -79,9 +121,22 @@ public struct DashboardPages: Sendable {
                 \(approvals) of \(record.spec.requiredApprovals) approvals\(state.openObjections.isEmpty ? HTML.empty : "; open objections: \(open)")</li>
                 """
         }
-        if waiting != .empty { body += "<h2>Waiting for review</h2><ul id=\"waiting\">\(waiting)</ul>" }
+        body += "<h2>Waiting for review</h2>" + (waiting == .empty ? "<p>Nothing.</p>" : "<ul id=\"waiting\">\(waiting)</ul>")
+
+        body += "<h2>Last changes to production</h2><table id=\"changes\"><tr><th>generation</th><th>when</th><th>what</th><th>who</th><th>why</th><th>evidence</th></tr>"
+        for change in history.suffix(5).reversed() {
+            var evidence: [HTML] = []
+            if let evaluation = change.evaluationID { evidence.append("evaluation #\(evaluation)") }
+            if let decision = change.decisionID { evidence.append("<a href=\"/decisions\">decision #\(decision)</a>") }
+            if let override = change.overrideReason { evidence.append("<b>override</b>: \(override)") }
+            body += """
+                <tr><td>\(change.generation)</td><td>\(Self.time(change.changedAt))</td><td>\(change.action.rawValue) \(Self.short(change.from)) → \(Self.short(change.to))</td>\
+                <td>\(change.actor)</td><td>\(change.reason)</td><td>\(evidence.isEmpty ? "—" : evidence.joined(separator: ", "))</td></tr>
+                """
+        }
+        body += "</table><p>\(models.count) models, \(experiments.count) experiments in all.</p>"
         body += viewer.canAct ? "<p>Signed in as \(viewer.person ?? "admin"): actions are enabled and each one records its reason.</p>"
-            : "<p>Read-only. Start the dashboard with $DUET_ADMIN_TOKEN (or --admin-token-file) and sign in to act.</p>"
+            : "<p>Read-only. Start the dashboard with $DUET_ADMIN_TOKEN (or --admin-token-file), or give people sign-in tokens, to act.</p>"
         return Self.page("overview", viewer, body)
     }
 
@@ -285,6 +340,61 @@ public struct DashboardPages: Sendable {
                 """
         }
         return Self.page("incidents", viewer, body + "</table><p>Fallback bursts found in the exposure log are listed on each experiment's analysis.</p>")
+    }
+
+    /// Every experiment with its offline and online numbers side by side, a chart of one against the
+    /// other, and a search by metric, model or owner. `/memory.json` serves the same list.
+    public func memory(_ viewer: Viewer, metric: String?, model: String?, owner: String?) async throws -> HTML {
+        let entries = try await lab.experimentMemory(metric: metric, model: model, owner: owner)
+        var body: HTML = """
+            <h1>The memory of every experiment</h1>\
+            <form method="get" action="/memory"><input name="metric" placeholder="metric" value="\(metric ?? "")"> \
+            <input name="model" placeholder="model (id prefix or name)" value="\(model ?? "")"> <input name="owner" placeholder="owner (team or person)" value="\(owner ?? "")"> \
+            <button>search</button> <a href="/memory.json">JSON</a></form>
+            """
+        body += Self.offlineOnlineChart(entries.compactMap { entry in entry.chartPoint.map { (entry.id, $0.offline, $0.online) } })
+        body += """
+            <table id="memory"><tr><th>experiment</th><th>kind</th><th>owner</th><th>dates</th><th>hypothesis</th><th>offline (treatment − control)</th>\
+            <th>online lift [95% CI]</th><th>decision</th></tr>
+            """
+        for entry in entries {
+            let offline = entry.offline.filter { $0.metric.hasPrefix("ndcg@") || $0.metric.hasPrefix("recall@") }
+                .map { "\($0.arm) \($0.metric) \(H.number("%+.4f [%+.4f, %+.4f]", $0.difference, $0.lower, $0.upper)) (evaluation #\($0.evaluation))" as HTML }
+            let online = entry.online.filter { $0.role != "exploratory" }
+                .map { "\($0.arm) \($0.metric) \($0.relative ? H.number("%+.1f%% [%+.1f%%, %+.1f%%]", $0.lift * 100, $0.lower * 100, $0.upper * 100) : H.number("%+.4f [%+.4f, %+.4f]", $0.lift, $0.lower, $0.upper)) \($0.verdict)" as HTML }
+            var decision: HTML = "—"
+            if let decided = entry.decision {
+                decision = "#\(decided.id) \(decided.outcome) by \(decided.decidedBy); approved by \(decided.approvers.isEmpty ? "nobody" : decided.approvers.joined(separator: ", "))"
+                for dissent in decided.dissent { decision += "; dissent: \(dissent.author) (\(dissent.text))" }
+            }
+            body += """
+                <tr><td><a href="\(path: "experiments", entry.id)">\(entry.id)</a></td><td>\(entry.kind)</td><td>\(entry.owner?.team ?? "—")</td>\
+                <td>\(Self.time(entry.startedAt)) – \(Self.time(entry.stoppedAt))</td><td>\(entry.hypothesis)</td>\
+                <td>\(offline.isEmpty ? "—" : offline.joined(separator: "<br>"))</td><td>\(online.isEmpty ? "—" : online.joined(separator: "<br>"))</td><td>\(decision)</td></tr>
+                """
+        }
+        return Self.page("memory", viewer, body + "</table>")
+    }
+
+    /// Offline NDCG difference (x) against online relative lift (y), one point per experiment: does
+    /// the offline metric predict the online win?
+    static func offlineOnlineChart(_ points: [(id: String, offline: Double, online: Double)]) -> HTML {
+        guard !points.isEmpty else { return "<p>No experiment has both an offline evaluation of its treatment against its control and an online lift yet.</p>" }
+        let width = 480.0, height = 260.0, pad = 40.0
+        let xs = points.map(\.offline) + [0], ys = points.map(\.online) + [0]
+        let (x0, x1) = (xs.min()!, max(xs.max()!, xs.min()! + 1e-9)), (y0, y1) = (ys.min()!, max(ys.max()!, ys.min()! + 1e-9))
+        func x(_ value: Double) -> String { H.number("%.1f", pad + (value - x0) / (x1 - x0) * (width - 2 * pad)) }
+        func y(_ value: Double) -> String { H.number("%.1f", height - pad - (value - y0) / (y1 - y0) * (height - 2 * pad)) }
+        var svg: HTML = """
+            <svg id="offline-online" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" role="img"><title>offline NDCG difference vs online lift</title>\
+            <line x1="\(x(x0))" y1="\(y(0))" x2="\(x(x1))" y2="\(y(0))" stroke="#999"/><line x1="\(x(0))" y1="\(y(y0))" x2="\(x(0))" y2="\(y(y1))" stroke="#999"/>\
+            <text x="\(Int(width / 2))" y="\(Int(height - 8))" font-size="11" text-anchor="middle">offline NDCG difference</text>\
+            <text x="12" y="\(Int(height / 2))" font-size="11" transform="rotate(-90 12 \(Int(height / 2)))" text-anchor="middle">online lift</text>
+            """
+        for point in points {
+            svg += "<circle cx=\"\(x(point.offline))\" cy=\"\(y(point.online))\" r=\"5\" fill=\"#2b6cb0\"><title>\(point.id)</title></circle><text x=\"\(x(point.offline))\" y=\"\(y(point.online))\" dx=\"7\" font-size=\"11\">\(point.id)</text>"
+        }
+        return svg + "</svg>"
     }
 
     /// Webhooks (never their secrets) and the newest delivery attempts.

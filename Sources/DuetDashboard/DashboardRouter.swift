@@ -130,6 +130,20 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
     router.get("decisions", use: render { _, viewer in try await pages.decisions(viewer) })
     router.get("incidents", use: render { _, viewer in try await pages.incidents(viewer) })
     router.get("webhooks", use: render { _, viewer in try await pages.webhooks(viewer) })
+    router.get("memory", use: render { request, viewer in
+        let query = request.uri.queryParameters
+        return try await pages.memory(viewer, metric: query.get("metric"), model: query.get("model"), owner: query.get("owner"))
+    })
+    router.get("memory.json") { request, _ -> Response in
+        guard viewer(request) != nil else { return redirect("/login") }
+        let query = request.uri.queryParameters
+        let entries = try await pages.lab.experimentMemory(metric: query.get("metric"), model: query.get("model"), owner: query.get("owner"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(entries))))
+    }
 
     router.get("login") { _, _ in html(pages.login(failed: false)) }
     router.post("login") { request, _ in

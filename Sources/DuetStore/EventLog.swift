@@ -35,6 +35,23 @@ public protocol EventLog: EventSink, EventTail {
     /// The newest sequence numbers: freeze points for snapshots and analyses.
     func highWaterMark() async throws -> (events: Int64, exposures: Int64)
     func count(matching filter: EventFilter) async throws -> Int
+    /// Exposures with a timestamp in [from, until), counted in the database.
+    func exposureSummary(from: EpochMillis, until: EpochMillis) async throws -> ExposureSummary
+}
+
+/// How many lists Serve showed in a window, and how many of them fell back.
+public struct ExposureSummary: Hashable, Sendable, Codable {
+    public var exposures: Int
+    /// Lists that fell back to popularity (an unknown user, or too little history).
+    public var popularityFallbacks: Int
+    /// Lists where an experiment's or holdout's arm was served by fallback (its bundle unavailable).
+    public var armFallbacks: Int
+
+    public init(exposures: Int, popularityFallbacks: Int, armFallbacks: Int) {
+        self.exposures = exposures
+        self.popularityFallbacks = popularityFallbacks
+        self.armFallbacks = armFallbacks
+    }
 }
 
 extension EventLog {

@@ -270,6 +270,17 @@ public final class SQLiteEventLog: EventLog {
         }
     }
 
+    public func exposureSummary(from: EpochMillis, until: EpochMillis) async throws -> ExposureSummary {
+        try await pool.read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS total, COUNT(fallback) AS popularity,
+                       COALESCE(SUM(experiments LIKE '%"fallbackReason"%'), 0) AS arms
+                FROM exposures WHERE ts >= ? AND ts < ?
+                """, arguments: [from, until])
+            return ExposureSummary(exposures: row?["total"] ?? 0, popularityFallbacks: row?["popularity"] ?? 0, armFallbacks: row?["arms"] ?? 0)
+        }
+    }
+
     public func count(matching filter: EventFilter) async throws -> Int {
         let (clause, arguments) = Self.whereClause(after: 0, filter: filter)
         return try await pool.read { db in

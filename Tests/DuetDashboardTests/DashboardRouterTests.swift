@@ -132,7 +132,7 @@ struct BrowserSession {
                     #expect(response.status == .forbidden, "a cross-site sign-in is refused")
                 }
                 let session = try await Self.signIn(client)
-                for uri in ["/", "/models", "/history", "/evaluations", "/experiments", "/decisions", "/incidents", "/webhooks", "/login"] {
+                for uri in ["/", "/models", "/history", "/evaluations", "/experiments", "/decisions", "/incidents", "/webhooks", "/memory", "/login"] {
                     try await client.execute(uri: uri, method: .get, headers: [.cookie: session.cookie]) { response in
                         #expect(response.status == .ok, "\(uri)")
                         let everything = String(buffer: response.body) + response.headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n")

@@ -98,7 +98,9 @@ import Testing
                 rendered += [("overview-\(suffix)", try await pages.overview(viewer)), ("models-\(suffix)", try await pages.models(viewer)),
                              ("history-\(suffix)", try await pages.history(viewer)), ("evaluations-\(suffix)", try await pages.evaluations(viewer)),
                              ("experiments-\(suffix)", try await pages.experiments(viewer)), ("experiment-\(suffix)", try await pages.experiment("exp", viewer)),
-                             ("decisions-\(suffix)", try await pages.decisions(viewer)), ("incidents-\(suffix)", try await pages.incidents(viewer))]
+                             ("decisions-\(suffix)", try await pages.decisions(viewer)), ("incidents-\(suffix)", try await pages.incidents(viewer)),
+                             ("memory-\(suffix)", try await pages.memory(viewer, metric: evil[4], model: nil, owner: evil[1])),
+                             ("webhooks-\(suffix)", try await pages.webhooks(viewer))]
             }
             rendered.append(("login", pages.login(failed: true)))
             for (name, page) in rendered { try Data(page.rendered.utf8).write(to: out.appendingPathComponent("\(name).html")) }

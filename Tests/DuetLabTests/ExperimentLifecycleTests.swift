@@ -96,6 +96,21 @@ import Testing
             _ = try await lab.evaluate(candidate: fixture.second, baseline: "production", resamples: 200)
             let change = try await lab.registry.promote(fixture.second, actor: "ana", reason: "shipped", evidence: .rules, expectedGeneration: 1)
             #expect(change.decisionID == id)
+
+            // The memory sets the offline evaluation of treatment vs control beside the online lift.
+            let remembered = try #require(try await lab.experimentMemory().first { $0.id == "exp" })
+            let offline = try #require(remembered.offline.first { $0.metric.hasPrefix("ndcg@") })
+            let evaluation = try #require(try await lab.registry.evaluations(candidate: fixture.second).last)
+            #expect(offline.arm == "treatment" && offline.evaluation == evaluation.id)
+            let online = try #require(remembered.online.first { $0.metric == "plays_per_user" })
+            #expect(online.relative && online.lift > 0 && online.lower <= online.lift && online.lift <= online.upper && online.verdict == "better")
+            #expect(remembered.decision?.approvers == ["bob", "dave"] && remembered.decision?.promotedAs == 2)
+            #expect(remembered.analysis == analysis.hash && remembered.chartPoint?.online == online.lift)
+            #expect(try await lab.experimentMemory(metric: "plays_per_user").map(\.id) == ["exp"])
+            #expect(try await lab.experimentMemory(metric: "skip_rate").isEmpty)
+            #expect(try await lab.experimentMemory(model: String(fixture.second.prefix(10))).map(\.id) == ["exp"])
+            #expect(try await lab.experimentMemory(model: "second").map(\.id) == ["exp"], "by model name")
+            #expect(try await lab.experimentMemory(owner: "nobody").isEmpty)
         }
     }
 }

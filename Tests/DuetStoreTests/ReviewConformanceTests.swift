@@ -152,4 +152,22 @@ import Testing
             await #expect { try await registry.setWebhook(99, active: false) } throws: { "\($0)".contains("#99") }
         }
     }
+
+    /// The overview's last hour, counted in the database on both backends.
+    @Test(arguments: StoreBackend.enabled)
+    func exposureSummaryCountsFallbacksInItsWindow(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            func exposure(_ n: Int, at time: EpochMillis, popularity: Bool = false, arm: Bool = false) -> Exposure {
+                Exposure(requestID: "r\(n)", user: "u\(n)", timestamp: time, items: ["t1"], bundleID: "b",
+                         experiments: [ExperimentArmExposure(experimentID: "exp", assigned: "treatment", served: arm ? "control" : "treatment",
+                                                             fallbackReason: arm ? "treatment-bundle-unavailable" : nil)],
+                         fallback: popularity ? "popularity" : nil)
+            }
+            _ = try await stores.eventLog.append(exposures: [exposure(1, at: 100), exposure(2, at: 1_000, popularity: true), exposure(3, at: 1_500, arm: true),
+                                                             exposure(4, at: 1_999, arm: true), exposure(5, at: 2_000, popularity: true)])
+            #expect(try await stores.eventLog.exposureSummary(from: 1_000, until: 2_000) == ExposureSummary(exposures: 3, popularityFallbacks: 1, armFallbacks: 2))
+            #expect(try await stores.eventLog.exposureSummary(from: 0, until: 10_000) == ExposureSummary(exposures: 5, popularityFallbacks: 2, armFallbacks: 2))
+            #expect(try await stores.eventLog.exposureSummary(from: 5_000, until: 6_000) == ExposureSummary(exposures: 0, popularityFallbacks: 0, armFallbacks: 0))
+        }
+    }
 }

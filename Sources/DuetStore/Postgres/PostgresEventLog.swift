@@ -212,6 +212,17 @@ public final class PostgresEventLog: EventLog {
         return (0, 0)
     }
 
+    public func exposureSummary(from: EpochMillis, until: EpochMillis) async throws -> ExposureSummary {
+        let rows = try await database.client.query("""
+            SELECT count(*), count(fallback), count(*) FILTER (WHERE experiments LIKE '%"fallbackReason"%')
+            FROM exposures WHERE ts >= \(from) AND ts < \(until)
+            """, logger: database.logger)
+        for try await (total, popularity, arms) in rows.decode((Int64, Int64, Int64).self) {
+            return ExposureSummary(exposures: Int(total), popularityFallbacks: Int(popularity), armFallbacks: Int(arms))
+        }
+        return ExposureSummary(exposures: 0, popularityFallbacks: 0, armFallbacks: 0)
+    }
+
     public func count(matching filter: EventFilter) async throws -> Int {
         var query = DynamicQuery("SELECT count(*) FROM events")
         try whereClause(&query, after: 0, filter: filter, kinds: true)
