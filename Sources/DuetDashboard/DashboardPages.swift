@@ -361,7 +361,7 @@ public struct DashboardPages: Sendable {
             let offline = entry.offline.filter { $0.metric.hasPrefix("ndcg@") || $0.metric.hasPrefix("recall@") }
                 .map { "\($0.arm) \($0.metric) \(H.number("%+.4f [%+.4f, %+.4f]", $0.difference, $0.lower, $0.upper)) (evaluation #\($0.evaluation))" as HTML }
             let online = entry.online.filter { $0.role != "exploratory" }
-                .map { "\($0.arm) \($0.metric) \($0.relative ? H.number("%+.1f%% [%+.1f%%, %+.1f%%]", $0.lift * 100, $0.lower * 100, $0.upper * 100) : H.number("%+.4f [%+.4f, %+.4f]", $0.lift, $0.lower, $0.upper)) \($0.verdict)" as HTML }
+                .map { "\($0.arm) \($0.metric)\(entry.metricOwners[$0.metric].map { " (owned by \($0.team))" } ?? "") \($0.relative ? H.number("%+.1f%% [%+.1f%%, %+.1f%%]", $0.lift * 100, $0.lower * 100, $0.upper * 100) : H.number("%+.4f [%+.4f, %+.4f]", $0.lift, $0.lower, $0.upper)) \($0.verdict)" as HTML }
             var decision: HTML = "—"
             if let decided = entry.decision {
                 decision = "#\(decided.id) \(decided.outcome) by \(decided.decidedBy); approved by \(decided.approvers.isEmpty ? "nobody" : decided.approvers.joined(separator: ", "))"

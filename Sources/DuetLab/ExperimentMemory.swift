@@ -53,6 +53,8 @@ public struct ExperimentMemory: Codable, Sendable {
     public var arms: [String: String]
     public var models: [String]
     public var successMetrics: [String]
+    /// Who owns each success metric, where someone does.
+    public var metricOwners: [String: Owner]
     public var offline: [OfflineDelta]
     public var analysis: String?
     public var online: [OnlineLift]
@@ -86,6 +88,7 @@ extension Lab {
         let names = Dictionary(try await registry.models().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         let evaluations = try await registry.evaluations(candidate: nil)
         let decisions = try await registry.decisions(experiment: nil)
+        let metricOwners = try await registry.metricOwners()
         var memory: [ExperimentMemory] = []
         for record in try await registry.experiments() {
             let spec = record.spec
@@ -117,6 +120,7 @@ extension Lab {
                 author: spec.author, createdAt: record.createdAt, startedAt: record.startedAt, stoppedAt: record.stoppedAt,
                 arms: Dictionary(uniqueKeysWithValues: spec.arms.map { ($0.name, $0.bundleID) }),
                 models: spec.arms.compactMap { names[$0.bundleID] }, successMetrics: spec.successMetrics,
+                metricOwners: metricOwners.filter { spec.successMetrics.contains($0.key) },
                 offline: offline, analysis: latest?.1, online: online, decision: decided)
             if entry.matches(metric: metric, model: model, owner: owner) { memory.append(entry) }
         }

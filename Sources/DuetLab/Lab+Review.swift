@@ -28,6 +28,18 @@ extension Lab {
         return person
     }
 
+    /// Sets the team owning a model (an id or prefix) or, with `metric`, a metric.
+    public func setOwner(_ owner: Owner, model reference: String) async throws {
+        try await registry.setOwner(owner, ofModel: try await resolveBundle(reference))
+    }
+
+    public func setOwner(_ owner: Owner, metric: String) async throws {
+        guard ExperimentMetric(rawValue: metric) != nil else {
+            throw DuetError.invalidValue(field: "metric", reason: "'\(metric)' is not one of \(ExperimentMetric.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        try await registry.setOwner(owner, ofMetric: metric)
+    }
+
     public func reviewState(of experiment: String) async throws -> ReviewState {
         try Identifier.validateFileSafe(experiment, field: "experiment id")
         return ReviewState(entries: try await registry.review(of: experiment))

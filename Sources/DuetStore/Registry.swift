@@ -44,6 +44,9 @@ public protocol LabRegistry: ServingSource {
     func signInTokenHash(for name: String) async throws -> String?
     /// Sets or clears the team owning a model.
     func setOwner(_ owner: Owner?, ofModel id: String) async throws
+    /// Sets the team owning a metric (its definition and its alerts); nil clears it.
+    func setOwner(_ owner: Owner?, ofMetric metric: String) async throws
+    func metricOwners() async throws -> [String: Owner]
 
     // Review (append-only; see `RegistryRules.review`)
     /// Adds the entry, moving a stopped experiment into review, and returns it as stored (with its id).

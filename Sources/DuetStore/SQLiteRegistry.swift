@@ -233,6 +233,9 @@ public final class SQLiteRegistry: LabRegistry {
                     BEGIN SELECT RAISE(ABORT, 'webhook_attempts is append-only'); END;
                 """)
         }
+        migrator.registerMigration("v3-metric-owners") { db in
+            try db.execute(sql: "CREATE TABLE metric_owners (metric TEXT PRIMARY KEY, team TEXT NOT NULL, contact TEXT NOT NULL)")
+        }
         return migrator
     }
 
@@ -577,6 +580,27 @@ public final class SQLiteRegistry: LabRegistry {
         try await write { db in
             guard try Self.exists(db, "SELECT 1 FROM models WHERE id = ?", id) else { throw DuetError.notFound(kind: "model", id: id) }
             try db.execute(sql: "UPDATE models SET owner_team = ?, owner_contact = ? WHERE id = ?", arguments: [owner?.team, owner?.contact, id])
+        }
+    }
+
+    public func setOwner(_ owner: Owner?, ofMetric metric: String) async throws {
+        try RegistryRules.requireText(metric, "metric")
+        try owner?.validate()
+        try await write { db in
+            if let owner {
+                try db.execute(sql: "INSERT INTO metric_owners (metric, team, contact) VALUES (?, ?, ?) ON CONFLICT (metric) DO UPDATE SET team = excluded.team, contact = excluded.contact",
+                               arguments: [metric, owner.team, owner.contact])
+            } else {
+                try db.execute(sql: "DELETE FROM metric_owners WHERE metric = ?", arguments: [metric])
+            }
+        }
+    }
+
+    public func metricOwners() async throws -> [String: Owner] {
+        try await read { db in
+            var owners: [String: Owner] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM metric_owners") { owners[row["metric"]] = Owner(team: row["team"], contact: row["contact"]) }
+            return owners
         }
     }
 

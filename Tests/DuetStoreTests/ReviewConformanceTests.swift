@@ -122,6 +122,15 @@ import Testing
             // Someone in recs may promote it.
             let change = try await registry.promote("b", actor: "dave", reason: "shipped", evidence: .rules, expectedGeneration: 1)
             #expect(change.to == "b")
+            #expect(try await registry.model("b")?.owner == Owner(team: "recs", contact: "recs@example.com"))
+
+            // Metrics have owners too; setting again replaces, nil clears.
+            try await registry.setOwner(Owner(team: "growth", contact: "g@example.com"), ofMetric: "plays_per_user")
+            try await registry.setOwner(Owner(team: "search", contact: "s@example.com"), ofMetric: "plays_per_user")
+            try await registry.setOwner(Owner(team: "recs", contact: "r@example.com"), ofMetric: "skip_rate")
+            try await registry.setOwner(nil, ofMetric: "skip_rate")
+            #expect(try await registry.metricOwners() == ["plays_per_user": Owner(team: "search", contact: "s@example.com")])
+            await #expect { try await registry.setOwner(Owner(team: "", contact: "x"), ofMetric: "plays_per_user") } throws: { "\($0)".contains("team") }
         }
     }
 

@@ -89,6 +89,7 @@ public final class PostgresRegistry: LabRegistry {
 
     static let migrationName = "registry-v1"
     static let reviewMigrationName = "registry-v2-review"
+    static let metricOwnersMigrationName = "registry-v3-metric-owners"
 
     static func migrate(_ database: PostgresDatabase) async throws {
         try await database.migrate(migrationName, [
@@ -152,6 +153,9 @@ public final class PostgresRegistry: LabRegistry {
                 outcome TEXT NOT NULL CHECK (outcome IN ('delivered', 'retrying', 'failed')), at BIGINT NOT NULL)
             """,
             "CREATE TRIGGER webhook_attempts_append_only BEFORE UPDATE ON webhook_attempts FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+        ])
+        try await database.migrate(metricOwnersMigrationName, [
+            "CREATE TABLE metric_owners (metric TEXT PRIMARY KEY, team TEXT NOT NULL, contact TEXT NOT NULL)",
         ])
     }
 
@@ -531,6 +535,31 @@ public final class PostgresRegistry: LabRegistry {
             }
             try await connection.query("UPDATE models SET owner_team = \(owner?.team), owner_contact = \(owner?.contact) WHERE id = \(id)", logger: logger)
         }
+    }
+
+    public func setOwner(_ owner: Owner?, ofMetric metric: String) async throws {
+        try RegistryRules.requireText(metric, "metric")
+        try owner?.validate()
+        let logger = self.logger
+        try await write { connection in
+            if let owner {
+                try await connection.query("""
+                    INSERT INTO metric_owners (metric, team, contact) VALUES (\(metric), \(owner.team), \(owner.contact))
+                    ON CONFLICT (metric) DO UPDATE SET team = excluded.team, contact = excluded.contact
+                    """, logger: logger)
+            } else {
+                try await connection.query("DELETE FROM metric_owners WHERE metric = \(metric)", logger: logger)
+            }
+        }
+    }
+
+    public func metricOwners() async throws -> [String: Owner] {
+        var owners: [String: Owner] = [:]
+        for (metric, owner) in try await collect("SELECT metric, team, contact FROM metric_owners", { row in
+            let r = try row.decode((String, String, String).self)
+            return (r.0, Owner(team: r.1, contact: r.2))
+        }) { owners[metric] = owner }
+        return owners
     }
 
     typealias ReviewRow = (Int64, String, String, String, String, Int64?, String?, Int64)
