@@ -55,20 +55,9 @@ struct ExperimentCommand: AsyncParsableCommand {
                 weightValues = Assignment.equalWeights(bundles.count)
             }
             let names = ["control"] + (treatment.count == 1 ? ["treatment"] : treatment.indices.map { "treatment\($0 + 1)" })
-            var range: NamespaceRange?
-            if let namespace {
-                let parts = namespace.split(separator: ":")
-                guard parts.count == 3, let start = Double(parts[1]), let end = Double(parts[2]) else {
-                    throw ValidationError("--namespace takes NAME:START:END, e.g. home:0:0.5")
-                }
-                range = NamespaceRange(id: String(parts[0]), start: start, end: end)
-            }
+            let range = try ExperimentFlags.namespace(namespace)
             let successMetrics = try success.split(separator: ",").map { try ExperimentMetric.named(String($0)).rawValue }
-            let guardrails = try guardrail.map { text -> GuardrailMetric in
-                let parts = text.split(separator: ":")
-                guard parts.count == 2, let margin = Double(parts[1]) else { throw ValidationError("--guardrail takes METRIC:MARGIN, e.g. skip_rate:0.02") }
-                return GuardrailMetric(metric: try ExperimentMetric.named(String(parts[0])).rawValue, margin: margin)
-            }
+            let guardrails = try ExperimentFlags.guardrails(guardrail)
             let arms = zip(zip(names, bundles), weightValues).map { ExperimentArm(name: $0.0, bundleID: $0.1, weight: $1) }
             let author = try person.resolved()
             let known = try await lab.registry.people().first { $0.name == author }

@@ -33,25 +33,34 @@ struct HoldoutCommand: AsyncParsableCommand {
 
         func run() async throws {
             let lab = try await home.lab()
-            var range: NamespaceRange?
-            if let namespace {
-                let parts = namespace.split(separator: ":")
-                guard parts.count == 3, let start = Double(parts[1]), let end = Double(parts[2]) else {
-                    throw ValidationError("--namespace takes NAME:START:END, e.g. home:0:0.5")
-                }
-                range = NamespaceRange(id: String(parts[0]), start: start, end: end)
-            }
-            let guardrails = try guardrail.map { text -> GuardrailMetric in
-                let parts = text.split(separator: ":")
-                guard parts.count == 2, let margin = Double(parts[1]) else { throw ValidationError("--guardrail takes METRIC:MARGIN, e.g. skip_rate:0.02") }
-                return GuardrailMetric(metric: try ExperimentMetric.named(String(parts[0])).rawValue, margin: margin)
-            }
+            let range = try ExperimentFlags.namespace(namespace)
+            let guardrails = try ExperimentFlags.guardrails(guardrail)
             let author = try person.resolved()
             let known = try await lab.registry.people().first { $0.name == author }
             let spec = try await lab.createHoldout(id: id, hypothesis: hypothesis, pinned: pin, share: share, days: days, namespace: range,
                                                    successMetrics: try success.split(separator: ",").map { try ExperimentMetric.named(String($0)).rawValue },
                                                    guardrails: guardrails, owner: known.map { Owner(team: $0.team, contact: $0.contact) }, author: author)
             print("holdout \(id) created as a draft: \(Int((share * 100).rounded()))% kept on \(spec.control.bundleID.prefix(12)) for \(days) days; start it with `duet lab experiment start \(id)`")
+        }
+    }
+}
+
+/// Flags `experiment create` and `holdout create` share.
+enum ExperimentFlags {
+    static func namespace(_ text: String?) throws -> NamespaceRange? {
+        guard let text else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 3, let start = Double(parts[1]), let end = Double(parts[2]) else {
+            throw ValidationError("--namespace takes NAME:START:END, e.g. home:0:0.5")
+        }
+        return NamespaceRange(id: String(parts[0]), start: start, end: end)
+    }
+
+    static func guardrails(_ flags: [String]) throws -> [GuardrailMetric] {
+        try flags.map { text in
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let margin = Double(parts[1]) else { throw ValidationError("--guardrail takes METRIC:MARGIN, e.g. skip_rate:0.02") }
+            return GuardrailMetric(metric: try ExperimentMetric.named(String(parts[0])).rawValue, margin: margin)
         }
     }
 }
