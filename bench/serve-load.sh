@@ -33,7 +33,7 @@ B_SNAP=$("$DUET" import csv "$WORK/events-b.tsv" --user-col user --item-col item
 train() { "$DUET" lab train --snapshot "$1" --register --name "$2" --factors 64 --iterations 8 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])'; }
 A=$(train "$A_SNAP" load-a)
 B=$(train "$B_SNAP" load-b)
-"$DUET" lab promote "$A" --override --reason "load benchmark setup" >/dev/null
+"$DUET" lab promote "$A" --as serve-load --override --reason "load benchmark setup" >/dev/null
 ITEMS=$(python3 -c "import json,sys; print(json.load(open('$DUET_HOME/bundles/$A/manifest.json'))['counts']['items'])")
 echo "bundle A $A ($ITEMS items t…), bundle B $B (items bt…)"
 

@@ -61,7 +61,8 @@ def stop_everything():
 atexit.register(stop_everything)
 sh("psql", "-h", "127.0.0.1", "-p", str(a.pg_port), "-U", "postgres", "-q", "-c", "CREATE DATABASE duet")
 REGISTRY = url.rsplit("/", 1)[0] + "/duet"
-env = dict(os.environ, DUET_HOME=HOME, DUET_REGISTRY=REGISTRY)
+# The person every registry change names (the CLI refuses to act for nobody).
+env = dict(os.environ, DUET_HOME=HOME, DUET_REGISTRY=REGISTRY, DUET_USER="multi-replica")
 print(f"work {WORK}\nregistry {REGISTRY}\nreplicas on {PORTS}")
 
 

@@ -27,7 +27,7 @@ fi
 bundle() { "$DUET" lab train --register --name "$1" --factors 8 --iterations 2 --seed "$2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])'; }
 A=$(bundle crash-a 1)
 B=$(bundle crash-b 2)
-"$DUET" lab promote "$A" --override --reason setup >/dev/null
+"$DUET" lab promote "$A" --as promote-crash --override --reason setup >/dev/null
 
 # Prints the number of generations; fails on any inconsistency.
 check() {
@@ -58,8 +58,8 @@ PY
 
 # How long a promotion takes here, to spread the random kills over its life.
 for _ in 1 2 3; do
-  python3 scripts/lib/kill-at.py time "$DUET" lab promote "$B" --override --reason timing >> "$WORK/timing"
-  python3 scripts/lib/kill-at.py time "$DUET" lab rollback --reason timing >> "$WORK/timing"
+  python3 scripts/lib/kill-at.py time "$DUET" lab promote "$B" --as promote-crash --override --reason timing >> "$WORK/timing"
+  python3 scripts/lib/kill-at.py time "$DUET" lab rollback --as promote-crash --reason timing >> "$WORK/timing"
 done
 COMMIT_MS=$(sort -n "$WORK/timing" | sed -n 3p)
 generations=$(check)
@@ -75,9 +75,9 @@ while { [ $((before + after)) -lt "$ROUNDS" ] || [ "$before" -eq 0 ] || [ "$afte
     when=output
   fi
   if [ $((round % 4)) -lt 2 ]; then
-    outcome=$(python3 scripts/lib/kill-at.py "$when" "$DUET" lab promote "$B" --override --reason "round $round")
+    outcome=$(python3 scripts/lib/kill-at.py "$when" "$DUET" lab promote "$B" --as promote-crash --override --reason "round $round")
   else
-    outcome=$(python3 scripts/lib/kill-at.py "$when" "$DUET" lab rollback --reason "round $round")
+    outcome=$(python3 scripts/lib/kill-at.py "$when" "$DUET" lab rollback --as promote-crash --reason "round $round")
   fi
   now=$(check)
   "$DUET" lab verify production >/dev/null

@@ -6,7 +6,7 @@ small_home() {
   "$DUET" import world "$1/world" --json >/dev/null
   local model
   model=$("$DUET" lab train --register --name small --factors 8 --iterations 2 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
-  "$DUET" lab promote "$model" --override --reason "check setup" >/dev/null
+  "$DUET" lab promote "$model" --as check-setup --override --reason "check setup" >/dev/null
 }
 
 # wait_ready PORT: until /readyz answers 200, at most 20 s.
