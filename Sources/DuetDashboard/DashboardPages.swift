@@ -382,17 +382,26 @@ public struct DashboardPages: Sendable {
         guard !points.isEmpty else { return "<p>No experiment has both an offline evaluation of its treatment against its control and an online lift yet.</p>" }
         let width = 480.0, height = 260.0, pad = 40.0
         let xs = points.map(\.offline) + [0], ys = points.map(\.online) + [0]
-        let (x0, x1) = (xs.min()!, max(xs.max()!, xs.min()! + 1e-9)), (y0, y1) = (ys.min()!, max(ys.max()!, ys.min()! + 1e-9))
+        // A margin around the points, so a point on the edge and its label stay inside.
+        func padded(_ values: [Double]) -> (Double, Double) {
+            let low = values.min()!, high = max(values.max()!, low + 1e-9), margin = (high - low) * 0.15
+            return (low - margin, high + margin)
+        }
+        let (x0, x1) = padded(xs), (y0, y1) = padded(ys)
         func x(_ value: Double) -> String { H.number("%.1f", pad + (value - x0) / (x1 - x0) * (width - 2 * pad)) }
         func y(_ value: Double) -> String { H.number("%.1f", height - pad - (value - y0) / (y1 - y0) * (height - 2 * pad)) }
         var svg: HTML = """
             <svg id="offline-online" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" role="img"><title>offline NDCG difference vs online lift</title>\
             <line x1="\(x(x0))" y1="\(y(0))" x2="\(x(x1))" y2="\(y(0))" stroke="#999"/><line x1="\(x(0))" y1="\(y(y0))" x2="\(x(0))" y2="\(y(y1))" stroke="#999"/>\
             <text x="\(Int(width / 2))" y="\(Int(height - 8))" font-size="11" text-anchor="middle">offline NDCG difference</text>\
-            <text x="12" y="\(Int(height / 2))" font-size="11" transform="rotate(-90 12 \(Int(height / 2)))" text-anchor="middle">online lift</text>
+            <text x="12" y="\(Int(height / 2))" font-size="11" transform="rotate(-90 12 \(Int(height / 2)))" text-anchor="middle">online lift</text>\
+            <text x="\(x(x0))" y="\(Int(height - pad + 14))" font-size="10">\(H.number("%+.4f", x0))</text>\
+            <text x="\(x(x1))" y="\(Int(height - pad + 14))" font-size="10" text-anchor="end">\(H.number("%+.4f", x1))</text>\
+            <text x="\(Int(pad - 4))" y="\(y(y1))" font-size="10" text-anchor="end">\(H.number("%+.0f%%", y1 * 100))</text>\
+            <text x="\(Int(pad - 4))" y="\(y(y0))" font-size="10" text-anchor="end">\(H.number("%+.0f%%", y0 * 100))</text>
             """
         for point in points {
-            svg += "<circle cx=\"\(x(point.offline))\" cy=\"\(y(point.online))\" r=\"5\" fill=\"#2b6cb0\"><title>\(point.id)</title></circle><text x=\"\(x(point.offline))\" y=\"\(y(point.online))\" dx=\"7\" font-size=\"11\">\(point.id)</text>"
+            svg += "<circle cx=\"\(x(point.offline))\" cy=\"\(y(point.online))\" r=\"5\" fill=\"#2b6cb0\"><title>\(point.id)</title></circle><text x=\"\(x(point.offline))\" y=\"\(y(point.online))\" dx=\"-7\" dy=\"-8\" font-size=\"11\" text-anchor=\"end\">\(point.id)</text>"
         }
         return svg + "</svg>"
     }
