@@ -80,7 +80,7 @@ with sync_playwright() as playwright:
 
     pages = [("", f'id="generation">{generation}<'), ("", 'id="last-hour">Last hour: <b>'), ("", "launches-2026</a></td><td>holdout"),
              ("", "broken-treatment</a>: stopped, 0 of 2 approvals"), ("models", "candidate-als-48"), ("history", "rehearsing the runbook"),
-             ("evaluations", "ndcg@10"), ("experiments", "broken-treatment"), ("experiments/als-48-vs-8", "Recommendation: ship"),
+             ("evaluations", "ndcg@10"), ("experiments", "broken-treatment"), ("experiments", "launches-2026</a></td><td>holdout"), ("experiments/als-48-vs-8", "Recommendation: ship"),
              ("experiments/broken-treatment", "served by fallback"), ("decisions", "bob, chen"), ("incidents", "Incidents"),
              ("memory", 'id="offline-online"'), ("memory?owner=recs&metric=plays_per_user", "launches-2026")]
     for path, expected in pages:
@@ -92,11 +92,12 @@ with sync_playwright() as playwright:
         check(f"/{path} keeps the token out of its URL, links and text", not leaks, ", ".join(leaks))
 
     # The memory's JSON: the demo's experiments, offline and online numbers side by side.
-    memory = page.request.get(base + "/memory.json").json()
+    memory = page.request.get(base + "/experiments.json").json()
+    check("/experiments.json is the memory's JSON", memory == page.request.get(base + "/memory.json").json())
     shipped = next((e for e in memory if e["id"] == "als-48-vs-8"), {})
-    check("/memory.json lists the demo's experiments and holdout",
+    check("/experiments.json lists the demo's experiments and holdout",
           {e["id"] for e in memory} >= {"als-48-vs-8", "broken-treatment", "launches-2026"}, str([e["id"] for e in memory]))
-    check("/memory.json sets the offline delta beside the online lift",
+    check("/experiments.json sets the offline delta beside the online lift",
           any(d["metric"].startswith("ndcg@") for d in shipped.get("offline", []))
           and any(l["metric"] == "plays_per_user" and l["lower"] <= l["lift"] <= l["upper"] for l in shipped.get("online", []))
           and shipped.get("decision", {}).get("approvers") == ["bob", "chen"], str(shipped)[:400])

@@ -209,12 +209,15 @@ public struct DashboardPages: Sendable {
     }
 
     public func experiments(_ viewer: Viewer) async throws -> HTML {
-        var body: HTML = "<h1>Experiments</h1><table><tr><th>id</th><th>status</th><th>phase</th><th>arms</th><th>hypothesis</th></tr>"
+        var body: HTML = """
+            <h1>Experiments</h1><p>Offline and online numbers side by side, with each decision: <a href="/memory">the memory of every \
+            experiment</a> (<a href="/experiments.json">JSON</a>).</p><table><tr><th>id</th><th>kind</th><th>status</th><th>phase</th><th>owner</th><th>arms</th><th>hypothesis</th></tr>
+            """
         for record in try await lab.registry.experiments() {
             let arms = record.spec.arms.map { "\($0.name) \(Int(($0.weight * 100).rounded()))% \(Self.short($0.bundleID))" as HTML }.joined(separator: "<br>")
             body += """
-                <tr><td><a href="\(path: "experiments", record.spec.id)">\(record.spec.id)</a></td><td>\(record.spec.status.rawValue)</td>\
-                <td>\(record.phase)</td><td>\(arms)</td><td>\(record.spec.hypothesis)</td></tr>
+                <tr><td><a href="\(path: "experiments", record.spec.id)">\(record.spec.id)</a></td><td>\((record.spec.kind ?? .abTest).rawValue)</td>\
+                <td>\(record.spec.status.rawValue)</td><td>\(record.phase)</td><td>\(record.spec.owner?.team ?? "—")</td><td>\(arms)</td><td>\(record.spec.hypothesis)</td></tr>
                 """
         }
         return Self.page("experiments", viewer, body + "</table>")

@@ -134,7 +134,7 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
         let query = request.uri.queryParameters
         return try await pages.memory(viewer, metric: query.get("metric"), model: query.get("model"), owner: query.get("owner"))
     })
-    router.get("memory.json") { request, _ -> Response in
+    @Sendable func memoryJSON(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         guard viewer(request) != nil else { return redirect("/login") }
         let query = request.uri.queryParameters
         let entries = try await pages.lab.experimentMemory(metric: query.get("metric"), model: query.get("model"), owner: query.get("owner"))
@@ -144,6 +144,8 @@ public func buildDashboardRouter(pages: DashboardPages, security: DashboardSecur
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(entries))))
     }
+    router.get("memory.json", use: memoryJSON)
+    router.get("experiments.json", use: memoryJSON)
 
     router.get("login") { _, _ in html(pages.login(failed: false)) }
     router.post("login") { request, _ in
