@@ -162,6 +162,7 @@ struct ExperimentReply: Decodable {
             let report = try await lab.analyze(experiment: "hold", eventLog: log).report
             #expect(report.arms.map(\.arm) == ["holdout", "launches"])
             #expect(report.arms[0].exposures == heldOut && report.arms[1].exposures == 300 - heldOut)
+            #expect(report.kind == "holdout" && report.textLines.contains { $0.contains("'launches' against 'holdout' is what every launch since it began did together") })
         }
     }
 }

@@ -160,6 +160,7 @@ public enum AnalysisReportHTML {
         var html: HTML = """
             <h1>Experiment \(report.experiment), phase \(report.phase)</h1><p>\(report.hypothesis)</p>\
             <p class="badge \(report.recommendation.rawValue)">Recommendation: \(report.recommendation.rawValue)</p>\
+            \(report.holdoutSummary.map { "<p id=\"holdout-summary\"><b>\($0)</b></p>" as HTML } ?? .empty)\
             <ul>\(report.reasons.map { "<li>\($0)</li>" as HTML })</ul>\
             <p>Window \(TimestampParser.iso8601String(report.window[0])) – \(TimestampParser.iso8601String(report.window[1])); \
             event log frozen at event #\(report.frozenAt[0]), exposure #\(report.frozenAt[1]). Analysis hash <code id="analysis-hash">\(hash)</code>.</p>\

@@ -113,6 +113,19 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     public var power: PowerSoFar?
     /// Every metric the log supports, by segment: exploratory, never part of the recommendation.
     public var exploratory: [ExploratoryResult]?
+    /// "holdout" for a holdout's analysis; absent for an A/B test (so their ids are unchanged).
+    public var kind: String?
+
+    /// How a holdout's recommendation reads: launches against the held-out slice.
+    public var holdoutSummary: String? {
+        guard kind == ExperimentKind.holdout.rawValue else { return nil }
+        let effect = switch recommendation {
+        case .ship: "the launches helped"
+        case .noShip: "the launches hurt"
+        case .inconclusive: "no clear effect yet"
+        }
+        return "holdout: '\(arms.last?.arm ?? "launches")' against '\(arms.first?.arm ?? "holdout")' is what every launch since it began did together: \(effect)"
+    }
 
     /// Raised whenever the analysis' arithmetic or inputs change meaning.
     public static let engineVersion = "2"
@@ -196,6 +209,7 @@ public enum ExperimentAnalyzer {
             recommendation: .inconclusive, reasons: [], sequential: spec.sequentialTuning != nil, plannedSampleSize: spec.plannedSampleSize,
             correction: correction, cupedWindow: data.cupedWindow.map { [$0.lowerBound, $0.upperBound] }, excludedEvents: data.excludedEvents,
             nonInferiorityConvention: ExperimentAnalysisReport.nonInferiorityConventionText, engine: ExperimentAnalysisReport.engineVersion)
+        if spec.isHoldout { report.kind = ExperimentKind.holdout.rawValue }
         report.overTime = series(spec: spec, phase: phase, data: data, userIDs: userIDs, window: window, incidents: overlapping,
                                  bursts: data.fallbackBursts, alpha: alpha)
         report.exploratory = ExploratoryAnalysis.analyze(spec: spec, data: data, userIDs: userIDs, alpha: alpha)

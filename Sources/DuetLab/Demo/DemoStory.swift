@@ -223,7 +223,7 @@ public final class DemoStory {
         let cumulative = try await lab.analyze(experiment: holdout.id, eventLog: log)
         let launches = try await lab.registry.history().map { "gen \($0.generation) \($0.action.rawValue) \($0.to.prefix(12))" }
         print("   since the holdout began: \(launches.joined(separator: ", "))")
-        for line in cumulative.report.textLines where line.contains("arm ") || line.contains("success ") || line.contains("guardrail ") {
+        for line in cumulative.report.textLines where line.contains("holdout: ") || line.contains("arm ") || line.contains("success ") || line.contains("guardrail ") {
             print("   " + line)
         }
         print("   report: \(cumulative.htmlPath.path)")

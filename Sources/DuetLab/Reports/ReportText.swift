@@ -24,6 +24,7 @@ extension OfflineComparison {
 extension ExperimentAnalysisReport {
     public var textLines: [String] {
         var lines = ["experiment \(experiment), phase \(phase): recommendation \(recommendation.rawValue.uppercased())"]
+        if let holdoutSummary { lines.append("  \(holdoutSummary)") }
         lines += reasons.map { "  - \($0)" }
         let srmState = srm.detected ? "  MISMATCH" : srm.tooSmallToJudge == true ? "  too few users to judge" : " (ok)"
         lines.append(String(format: "  SRM (%@): χ² = %.3f, p = %.3g%@", srm.method ?? "chi-squared", srm.chiSquared, srm.pValue, srmState))
