@@ -45,7 +45,8 @@ path, batches = sys.argv[1], int(sys.argv[2])
 # Lines in completion order; a call split by another thread's is joined back on "resumed".
 pending, calls = {}, []
 for line in open(path, errors="replace"):
-    pid, rest = line.split(" ", 1)
+    # strace pads the pid column: split on the run of spaces, whatever the pid's width.
+    pid, rest = line.split(None, 1)
     if "<unfinished ...>" in rest:
         pending[pid] = rest.split("<unfinished ...>")[0]
         continue
