@@ -21,6 +21,8 @@ PORT=${PORT:-$((20000 + RANDOM % 20000))}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 [ -x "$DUET" ] || swift build -c release
 export DUET_HOME="$WORK/home"
+# The person the promotions and rollbacks below name (the CLI refuses to act for nobody).
+export DUET_USER=${DUET_USER:-serve-load}
 echo "working in $WORK, port $PORT"
 
 # Two bundles of over 100k items (the long tail of 160k tracks is never played) with disjoint
