@@ -60,6 +60,8 @@ public enum ExperimentStatus: String, Hashable, Sendable, Codable, CaseIterable 
 public enum ExperimentKind: String, Hashable, Sendable, Codable, CaseIterable {
     case abTest = "ab-test"
     case holdout
+    /// A staged rollout's traffic split (arms `production` and `candidate`), run by the Lab's rollout.
+    case rollout
 }
 
 public struct ExperimentSpec: Hashable, Sendable, Codable {
@@ -121,6 +123,7 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
     }
 
     public var isHoldout: Bool { kind == .holdout }
+    public var isRollout: Bool { kind == .rollout }
 
     public var control: ExperimentArm { arms[0] }
 

@@ -109,9 +109,11 @@ public struct DashboardPages: Sendable {
             body += "</table>"
         }
 
-        // Reviews waiting for someone: experiments stopped or in review, with their open objections.
+        body += try await rolloutsSection()
+
+        // Reviews waiting for someone: experiments stopped or in review, with their open objections (rollouts are not reviewed).
         var waiting: HTML = .empty
-        for record in experiments where record.spec.status == .stopped || record.spec.status == .inReview {
+        for record in experiments where (record.spec.status == .stopped || record.spec.status == .inReview) && !record.spec.isRollout {
             let state = try await lab.reviewState(of: record.spec.id)
             let newest = try lab.latestAnalysis(of: record.spec.id)?.1
             let approvals = newest.map { state.countingApprovers(of: $0, author: record.spec.author).count } ?? 0
@@ -129,6 +131,7 @@ public struct DashboardPages: Sendable {
             if let evaluation = change.evaluationID { evidence.append("evaluation #\(evaluation)") }
             if let decision = change.decisionID { evidence.append("<a href=\"/decisions\">decision #\(decision)</a>") }
             if let override = change.overrideReason { evidence.append("<b>override</b>: \(override)") }
+            if let rollout = change.rolloutID { evidence.append("rollout \(rollout)") }
             body += """
                 <tr><td>\(change.generation)</td><td>\(Self.time(change.changedAt))</td><td>\(change.action.rawValue) \(Self.short(change.from)) → \(Self.short(change.to))</td>\
                 <td>\(change.actor)</td><td>\(change.reason)</td><td>\(evidence.isEmpty ? "—" : evidence.joined(separator: ", "))</td></tr>
@@ -138,6 +141,28 @@ public struct DashboardPages: Sendable {
         body += viewer.canAct ? "<p>Signed in as \(viewer.person ?? "admin"): actions are enabled and each one records its reason.</p>"
             : "<p>Read-only. Start the dashboard with $DUET_ADMIN_TOKEN (or --admin-token-file), or give people sign-in tokens, to act.</p>"
         return Self.page("overview", viewer, body)
+    }
+
+    /// Staged rollouts, newest first: the stages with the current one marked, and each step the guard or a person took.
+    func rolloutsSection() async throws -> HTML {
+        let rollouts = try await lab.registry.rollouts().suffix(5).reversed()
+        guard !rollouts.isEmpty else { return "<h2>Rollouts</h2><p>None yet.</p>" }
+        var body: HTML = "<h2>Rollouts</h2><table id=\"rollouts\"><tr><th>id</th><th>lane</th><th>candidate</th><th>stages</th><th>status</th><th>steps</th></tr>"
+        for rollout in rollouts {
+            let stages = rollout.stages.enumerated().map { index, stage -> HTML in
+                let share = H.number("%g%%", stage.share * 100)
+                return index == rollout.stage ? "<b>\(share)</b>" : "\(share)"
+            }.joined(separator: " → ")
+            let steps = try await lab.registry.rolloutEvents(of: rollout.id).map { event -> HTML in
+                "\(event.action.rawValue) at \(H.number("%g%%", event.share * 100)) by \(event.actor)\(event.analysisHash.map { " (analysis \(Self.short($0)))" as HTML } ?? HTML.empty): \(event.reason)"
+            }.joined(separator: "<br>")
+            let status: HTML = rollout.status == .rolledBack ? "<b class=\"no-ship\">rolled back</b>" : "\(rollout.status.rawValue)"
+            body += """
+                <tr><td>\(rollout.id)</td><td>\(rollout.lane.rawValue)\(rollout.recipe.map { " (\($0))" as HTML } ?? HTML.empty)</td>\
+                <td>\(Self.short(rollout.candidate)) over \(Self.short(rollout.baseline))</td><td>\(stages)</td><td>\(status)</td><td>\(steps)</td></tr>
+                """
+        }
+        return body + "</table>"
     }
 
     public func models(_ viewer: Viewer) async throws -> HTML {

@@ -96,7 +96,7 @@ public final class Lab: Sendable {
     /// With `parent` (a bundle id or prefix), the registered model names the bundle it descends from:
     /// the lineage of a refreshed or tuned model.
     public func train(snapshot reference: String, split splitID: String?, algorithm: TrainingAlgorithm, name: String,
-                      register: Bool, parent parentReference: String? = nil, owner: Owner? = nil, buildIndexes: Bool = true,
+                      register: Bool, parent parentReference: String? = nil, owner: Owner? = nil, recipe: String? = nil, buildIndexes: Bool = true,
                       progress: TrainingProgress? = nil) async throws -> (bundleID: String, model: FactorModel) {
         try owner?.validate()
         var parent: String?
@@ -123,11 +123,11 @@ public final class Lab: Sendable {
         var model = try algorithm.train(matrix, progress: progress)
         model.hyperparameters["split"] = .string(splitID ?? "none")
         let catalog = try snapshots.catalog(snapshot.hash)
-        let bundleID = try BundleWriter.write(model, name: name, snapshot: snapshot, history: matrix, catalog: catalog,
+        let bundleID = try BundleWriter.write(model, name: name, snapshot: snapshot, history: matrix, catalog: catalog, parent: parent, recipe: recipe,
                                               attachments: buildIndexes ? try BundleIndexes.attachments(for: model, threads: algorithm.threads) : [], into: home.bundlesFolder)
         if register, try await registry.model(bundleID) == nil {
             try await registry.register(ModelRecord(id: bundleID, name: name, kind: model.kind, snapshot: snapshot.hash,
-                                                    parent: parent, createdAt: Date().epochMillis, owner: owner))
+                                                    parent: parent, createdAt: Date().epochMillis, owner: owner, recipe: recipe))
         }
         return (bundleID, model)
     }
@@ -173,18 +173,42 @@ public final class Lab: Sendable {
 
     // MARK: - Offline evaluation
 
+    /// `matrix` (over `snapshot`'s index space) without the (user, item) pairs `seen` holds.
+    static func dropPairs(of matrix: InteractionMatrix, in snapshot: Snapshot, seenIn seen: Snapshot) -> InteractionMatrix {
+        var triples: [(row: Int, column: Int, value: Float)] = []
+        triples.reserveCapacity(matrix.nonZeroCount)
+        for user in 0..<matrix.rows {
+            let seenUser = seen.userIndex(of: snapshot.userID(user))
+            let seenItems: Set<UInt32> = seenUser.map { Set(seen.row($0).map { seen.items[$0] }) } ?? []
+            for position in matrix.rowStart[user]..<matrix.rowStart[user + 1] {
+                let item = Int(matrix.indices[position])
+                if let mapped = seen.itemIndex(of: snapshot.itemID(item)), seenItems.contains(UInt32(mapped)) { continue }
+                triples.append((user, item, matrix.values[position]))
+            }
+        }
+        return InteractionMatrix(rows: matrix.rows, columns: matrix.columns, triples: triples)
+    }
+
     /// Compares `candidate` with `baseline` ("production", "popularity" or a bundle) on the candidate's
     /// held-out split, user by user, with bootstrap CIs. Stores the evaluation when `store` is set.
+    /// With `unseenBy` (a snapshot hash), held-out pairs that snapshot holds are dropped: a baseline
+    /// trained on it would be judged on what it memorised (a refresh's gate uses production's snapshot).
     public func evaluate(candidate reference: String, baseline baselineReference: String, k: Int = 10, resamples: Int = 1_000,
-                         seed: UInt64 = 42, threads: Int = 1, store: Bool = true) async throws -> (OfflineComparison, Int64?) {
+                         seed: UInt64 = 42, threads: Int = 1, store: Bool = true, unseenBy: String? = nil) async throws -> (OfflineComparison, Int64?) {
         let candidate = try await openBundle(reference)
         guard case let .string(splitID)? = candidate.manifest.hyperparameters["split"], splitID != "none" else {
             throw DuetError.refused("bundle \(candidate.id.prefix(12)) was trained on its whole snapshot, so nothing is held out to evaluate on; train it with --split")
         }
         let (_, snapshot, split) = try loadSplit(splitID)
         let train = split.matrix(.train, of: snapshot)
-        let test = split.matrix(.test, of: snapshot)
+        var test = split.matrix(.test, of: snapshot)
         var warnings: [String] = []
+        if let unseenBy {
+            let seen = try snapshots.open(unseenBy)
+            let before = test.nonZeroCount
+            test = Self.dropPairs(of: test, in: snapshot, seenIn: seen)
+            warnings.append("\(before - test.nonZeroCount) of \(before) held-out pairs were left out: snapshot \(unseenBy.prefix(12)) (the baseline's training data) holds them")
+        }
         let candidateModel = BundleScorer(bundle: candidate, snapshot: snapshot)
         let baselineModel: any ItemScorer
         let baselineID: String?

@@ -14,6 +14,8 @@ public enum LabNotification: Sendable {
     case review(ReviewEntry)
     case experimentStarted(String)
     case experimentStopped(String)
+    /// A rollout's step: started, advanced, paused, resumed, rolled back, aborted or completed.
+    case rollout(RolloutEvent)
 
     /// The webhook event name, or nil for changes no webhook subscribes to (comments, approvals).
     var event: String? {
@@ -24,6 +26,7 @@ public enum LabNotification: Sendable {
         case let .review(entry): entry.kind == .objection ? "objection" : nil
         case .experimentStarted: "experiment.start"
         case .experimentStopped: "experiment.stop"
+        case .rollout: "rollout"
         }
     }
 
@@ -47,6 +50,11 @@ public enum LabNotification: Sendable {
             return ["experiment": entry.experimentID, "entry": "\(entry.id ?? 0)", "author": entry.author, "text": entry.text]
         case let .experimentStarted(id), let .experimentStopped(id):
             return ["experiment": id]
+        case let .rollout(event):
+            var data = ["rollout": event.rollout, "action": event.action.rawValue, "stage": "\(event.stage + 1)",
+                        "share": String(format: "%g", event.share), "actor": event.actor, "reason": event.reason]
+            if let analysis = event.analysisHash { data["analysis"] = analysis }
+            return data
         }
     }
 }

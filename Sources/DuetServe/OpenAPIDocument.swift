@@ -114,8 +114,9 @@ enum OpenAPIDocument {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": {
               "Error": {"type": "object", "required": ["error", "status"], "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
-              "Readiness": {"type": "object", "required": ["ready", "generation"], "properties": {
-                "ready": {"type": "boolean"}, "bundle": {"type": "string"}, "generation": {"type": "integer"}, "reason": {"type": "string"}}},
+              "Readiness": {"type": "object", "required": ["ready", "generation", "registryVersion"], "properties": {
+                "ready": {"type": "boolean"}, "bundle": {"type": "string"}, "generation": {"type": "integer"},
+                "registryVersion": {"type": "integer"}, "reason": {"type": "string"}}},
               "Item": {"type": "object", "required": ["id", "score"], "properties": {
                 "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"}}},
               "Arm": {"type": "object", "properties": {

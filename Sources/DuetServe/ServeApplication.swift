@@ -159,10 +159,10 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
     router.get("readyz") { _, _ in
         let state = store.current
         guard let production = state.production else {
-            return try jsonResponse(Readiness(ready: false, bundle: nil, generation: state.generation,
+            return try jsonResponse(Readiness(ready: false, bundle: nil, generation: state.generation, registryVersion: state.version,
                                               reason: "no verified production bundle is loaded"), status: .serviceUnavailable)
         }
-        return try jsonResponse(Readiness(ready: true, bundle: production.id, generation: state.generation, reason: nil))
+        return try jsonResponse(Readiness(ready: true, bundle: production.id, generation: state.generation, registryVersion: state.version, reason: nil))
     }
 
     let access = configuration.access
@@ -334,6 +334,9 @@ struct Readiness: Codable {
     var ready: Bool
     var bundle: String?
     var generation: Int
+    /// The registry's serving version this replica's state was built from: it rises on every change
+    /// Serve acts on (promotions, experiment starts, stops and phases, rollout stages).
+    var registryVersion: Int
     var reason: String?
 }
 

@@ -62,6 +62,30 @@ public protocol LabRegistry: ServingSource {
     /// The newest attempts first.
     func webhookAttempts(limit: Int) async throws -> [WebhookAttempt]
 
+    // Recipes (append-only: a change is a new version; see `RegistryRules.add(_:newest:author:)`)
+    /// Stores the recipe as its name's next version and returns it; an unchanged recipe returns the newest as is.
+    @discardableResult func add(_ recipe: Recipe) async throws -> Recipe
+    /// Every version of every recipe, by name then version.
+    func recipes() async throws -> [Recipe]
+    /// One version, or the newest when `version` is nil.
+    func recipe(_ name: String, version: Int?) async throws -> Recipe?
+
+    // Staged rollouts (see `RegistryRules.startRollout` and `RegistryRules.transition`)
+    /// Starts the rollout and its experiment at the first stage, in one transaction.
+    @discardableResult func start(_ rollout: Rollout) async throws -> Rollout
+    /// One step; everything it changes (the rollout, its event, the experiment, production) in one transaction.
+    @discardableResult func apply(_ transition: RegistryRules.RolloutTransition) async throws -> RegistryRules.RolloutOutcome
+    func rollout(_ id: String) async throws -> Rollout?
+    /// Every rollout, oldest first.
+    func rollouts() async throws -> [Rollout]
+    /// The steps of one rollout, or of all, oldest first.
+    func rolloutEvents(of rollout: String?) async throws -> [RolloutEvent]
+
+    // Locks, so a scheduled job runs once at a time across machines
+    /// Takes or renews the lock for `seconds`; false when someone else holds it.
+    func acquireLock(_ name: String, holder: String, seconds: Int) async throws -> Bool
+    func releaseLock(_ name: String, holder: String) async throws
+
     // Decisions and incidents
     /// Records a decision under `RegistryRules.record`, with the approvers and dissent it computes.
     @discardableResult func record(_ decision: Decision) async throws -> Int64

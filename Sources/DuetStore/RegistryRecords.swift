@@ -15,9 +15,11 @@ public struct ModelRecord: Codable, Sendable, Hashable {
     public var status: ModelStatus
     /// The team that owns the model; promoting it as someone outside the team needs that team's approval.
     public var owner: Owner?
+    /// "name@version" of the recipe that made it, if a recipe did.
+    public var recipe: String?
 
     public init(id: String, name: String, kind: String, snapshot: String, parent: String?, createdAt: EpochMillis, status: ModelStatus = .candidate,
-                owner: Owner? = nil) {
+                owner: Owner? = nil, recipe: String? = nil) {
         self.id = id
         self.name = name
         self.kind = kind
@@ -26,6 +28,7 @@ public struct ModelRecord: Codable, Sendable, Hashable {
         self.createdAt = createdAt
         self.status = status
         self.owner = owner
+        self.recipe = recipe
     }
 }
 
@@ -76,6 +79,23 @@ public struct ProductionChange: Codable, Sendable, Hashable {
     /// Set when promotion bypassed the evidence rules; the reason is recorded here.
     public var overrideReason: String?
     public var changedAt: EpochMillis
+    /// The staged rollout whose completion made this promotion.
+    public var rolloutID: String?
+
+    public init(generation: Int, action: ProductionAction, from: String?, to: String, actor: String, reason: String, evaluationID: Int64?,
+                decisionID: Int64?, overrideReason: String?, changedAt: EpochMillis, rolloutID: String? = nil) {
+        self.generation = generation
+        self.action = action
+        self.from = from
+        self.to = to
+        self.actor = actor
+        self.reason = reason
+        self.evaluationID = evaluationID
+        self.decisionID = decisionID
+        self.overrideReason = overrideReason
+        self.changedAt = changedAt
+        self.rolloutID = rolloutID
+    }
 }
 
 public struct StoredDecision: Codable, Sendable, Hashable {

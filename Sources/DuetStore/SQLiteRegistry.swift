@@ -236,30 +236,70 @@ public final class SQLiteRegistry: LabRegistry {
         migrator.registerMigration("v3-metric-owners") { db in
             try db.execute(sql: "CREATE TABLE metric_owners (metric TEXT PRIMARY KEY, team TEXT NOT NULL, contact TEXT NOT NULL)")
         }
+        migrator.registerMigration("v4-lanes") { db in
+            try db.execute(sql: """
+                CREATE TABLE recipes (
+                    name TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    spec TEXT NOT NULL,
+                    author TEXT NOT NULL REFERENCES people(name),
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (name, version)
+                );
+                CREATE TRIGGER recipes_append_only BEFORE UPDATE ON recipes
+                    BEGIN SELECT RAISE(ABORT, 'recipes are append-only: a change is a new version'); END;
+                CREATE TRIGGER recipes_no_delete BEFORE DELETE ON recipes
+                    BEGIN SELECT RAISE(ABORT, 'recipes are append-only: a change is a new version'); END;
+                ALTER TABLE models ADD COLUMN recipe TEXT;
+                ALTER TABLE production_history ADD COLUMN rollout_id TEXT;
+                CREATE TABLE rollouts (
+                    id TEXT PRIMARY KEY REFERENCES experiments(id),
+                    state TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('running', 'paused', 'completed', 'rolled-back', 'aborted')),
+                    started_at INTEGER NOT NULL
+                );
+                CREATE TABLE rollout_events (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    rollout TEXT NOT NULL REFERENCES rollouts(id),
+                    action TEXT NOT NULL,
+                    stage INTEGER NOT NULL,
+                    share REAL NOT NULL,
+                    actor TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    analysis_hash TEXT,
+                    at INTEGER NOT NULL
+                );
+                CREATE TRIGGER rollout_events_append_only BEFORE UPDATE ON rollout_events
+                    BEGIN SELECT RAISE(ABORT, 'rollout events are append-only'); END;
+                CREATE TRIGGER rollout_events_no_delete BEFORE DELETE ON rollout_events
+                    BEGIN SELECT RAISE(ABORT, 'rollout events are append-only'); END;
+                CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
+                """)
+        }
         return migrator
     }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await writer.write(body)
     }
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await writer.read(body)
     }
 
-    private static func bumpServingVersion(_ db: Database) throws {
+    static func bumpServingVersion(_ db: Database) throws {
         try db.execute(sql: "UPDATE serving_state SET version = version + 1 WHERE id = 1")
     }
 
-    private static func exists(_ db: Database, _ sql: String, _ argument: String) throws -> Bool {
+    static func exists(_ db: Database, _ sql: String, _ argument: String) throws -> Bool {
         try Int.fetchOne(db, sql: sql, arguments: [argument]) != nil
     }
 
-    private static func registered(_ db: Database, _ arms: [ExperimentArm]) throws -> Set<String> {
+    static func registered(_ db: Database, _ arms: [ExperimentArm]) throws -> Set<String> {
         Set(try arms.map(\.bundleID).filter { try exists(db, "SELECT 1 FROM models WHERE id = ?", $0) })
     }
 
-    private static func decodeSpec(_ text: String) throws -> ExperimentSpec {
+    static func decodeSpec(_ text: String) throws -> ExperimentSpec {
         try JSONDecoder().decode(ExperimentSpec.self, from: Data(text.utf8))
     }
 
@@ -275,9 +315,10 @@ public final class SQLiteRegistry: LabRegistry {
         try await write { db in
             try RegistryRules.register(model, alreadyRegistered: try Self.exists(db, "SELECT 1 FROM models WHERE id = ?", model.id))
             try db.execute(sql: """
-                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact, recipe)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [model.id, model.name, model.kind, model.snapshot, model.parent, model.createdAt, model.status.rawValue,
-                                 model.owner?.team, model.owner?.contact])
+                                 model.owner?.team, model.owner?.contact, model.recipe])
         }
     }
 
@@ -293,7 +334,7 @@ public final class SQLiteRegistry: LabRegistry {
         let team: String? = row["owner_team"], contact: String? = row["owner_contact"]
         return ModelRecord(id: row["id"], name: row["name"], kind: row["kind"], snapshot: row["snapshot"], parent: row["parent"],
                            createdAt: row["created_at"], status: ModelStatus(rawValue: row["status"]) ?? .candidate,
-                           owner: team.map { Owner(team: $0, contact: contact ?? "") })
+                           owner: team.map { Owner(team: $0, contact: contact ?? "") }, recipe: row["recipe"])
     }
 
     public func setStatus(_ status: ModelStatus, of id: String) async throws {
@@ -346,7 +387,7 @@ public final class SQLiteRegistry: LabRegistry {
                 ProductionChange(generation: row["generation"], action: ProductionAction(rawValue: row["action"]) ?? .promote,
                                  from: row["from_model"], to: row["to_model"], actor: row["actor"], reason: row["reason"],
                                  evaluationID: row["evaluation_id"], decisionID: row["decision_id"],
-                                 overrideReason: row["override_reason"], changedAt: row["changed_at"])
+                                 overrideReason: row["override_reason"], changedAt: row["changed_at"], rolloutID: row["rollout_id"])
             }
         }
     }
@@ -360,17 +401,11 @@ public final class SQLiteRegistry: LabRegistry {
                 ? try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? ORDER BY id DESC LIMIT 1", arguments: [request.model])
                 : try Int64.fetchOne(db, sql: "SELECT id FROM evaluations WHERE candidate = ? AND baseline = ? ORDER BY id DESC LIMIT 1",
                                      arguments: [request.model, production.model])
-            let ships = try Row.fetchAll(db, sql: """
-                SELECT d.id, d.arm, d.review, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment
-                WHERE d.outcome = 'ship' ORDER BY d.id DESC
-                """).map { row in
-                RegistryRules.ShipDecision(id: row["id"], arm: row["arm"], spec: try Self.decodeSpec(row["spec"]),
-                                           approvers: DecisionReview.decode(row["review"]).approvers)
-            }
+            let ships = try Self.shipDecisions(db)
             let owner = try Row.fetchOne(db, sql: "SELECT * FROM models WHERE id = ?", arguments: [request.model]).flatMap { Self.modelRecord($0).owner }
             let facts = RegistryRules.PromotionFacts(production: production, candidateStatus: status.flatMap(ModelStatus.init(rawValue:)),
                                                      evaluationAgainstCurrent: evaluation, ships: ships, candidateOwner: owner,
-                                                     teams: try Self.teams(db))
+                                                     teams: try Self.teams(db), activeRollout: try Self.activeRollouts(db).first)
             let change = try RegistryRules.promote(request, facts: facts, at: Date().epochMillis)
             try Self.apply(change, db)
             if let decisionID = change.decisionID {
@@ -397,10 +432,10 @@ public final class SQLiteRegistry: LabRegistry {
     static func apply(_ change: ProductionChange, _ db: Database) throws {
         try db.execute(sql: """
             INSERT INTO production_history (generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id,
-                                            override_reason, changed_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                            override_reason, changed_at, rollout_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [change.generation, change.action.rawValue, change.from, change.to, change.actor, change.reason,
-                             change.evaluationID, change.decisionID, change.overrideReason, change.changedAt])
+                             change.evaluationID, change.decisionID, change.overrideReason, change.changedAt, change.rolloutID])
         if let from = change.from {
             try db.execute(sql: "UPDATE models SET status = 'retired' WHERE id = ?", arguments: [from])
         }

@@ -114,12 +114,15 @@ public struct BundleManifest: Hashable, Sendable, Codable {
     /// File name (relative to the bundle folder) → checksum and size.
     public var files: [String: BundleFile]
     public var indexes: [IndexDescriptor]
+    /// The bundle this one refreshes, or the production bundle it was trained to beat.
     public var parent: String?
+    /// "name@version" of the recipe that made it.
+    public var recipe: String?
 
     public init(formatVersion: Int = BundleManifest.currentFormatVersion, name: String, modelKind: String,
                 hyperparameters: [String: ParameterValue], snapshotHash: String, createdAt: EpochMillis,
                 counts: BundleCounts, dimension: Int, files: [String: BundleFile], indexes: [IndexDescriptor] = [],
-                parent: String? = nil) {
+                parent: String? = nil, recipe: String? = nil) {
         self.formatVersion = formatVersion
         self.name = name
         self.modelKind = modelKind
@@ -131,6 +134,7 @@ public struct BundleManifest: Hashable, Sendable, Codable {
         self.files = files
         self.indexes = indexes
         self.parent = parent
+        self.recipe = recipe
     }
 
     public func validate() throws(DuetError) {

@@ -20,7 +20,7 @@ public struct BundleAttachment {
 /// A crash leaves a stray temporary folder, never a half-written bundle under a real name.
 public enum BundleWriter {
     public static func write(_ model: FactorModel, name: String, snapshot: Snapshot, history: InteractionMatrix,
-                             catalog: [String: CatalogItem], parent: String? = nil, attachments: [BundleAttachment] = [],
+                             catalog: [String: CatalogItem], parent: String? = nil, recipe: String? = nil, attachments: [BundleAttachment] = [],
                              into bundles: URL) throws -> String {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: bundles, withIntermediateDirectories: true)
@@ -72,7 +72,7 @@ public enum BundleWriter {
                 name: name, modelKind: model.kind, hyperparameters: model.hyperparameters, snapshotHash: snapshot.hash,
                 createdAt: Date().epochMillis,
                 counts: BundleCounts(users: snapshot.userCount, items: snapshot.itemCount, interactions: history.nonZeroCount),
-                dimension: model.dimension, files: files, indexes: indexes, parent: parent)
+                dimension: model.dimension, files: files, indexes: indexes, parent: parent, recipe: recipe)
             try manifest.validate()
             let manifestData = try manifest.canonicalJSON()
             let id = ModelBundle.sha256Hex(manifestData)

@@ -82,7 +82,14 @@ public final class DemoStory {
         weak.factors = 8
         weak.iterations = 2
         weak.threads = ProcessInfo.processInfo.activeProcessorCount
-        let baseline = try await lab.train(snapshot: snapshot.hash, split: split.id, algorithm: .als(weak), name: "baseline-als-8", register: true).bundleID
+        // Production's recipe, stored in the registry: its refreshes may skip the A/B test (step 11).
+        // The demo's stages are short: no dwell, 30 candidate users per stage. The gate's margin is wide
+        // because its test data is feedback on production's own lists, which favours production.
+        let recipe = try await lab.saveRecipe(Recipe(
+            name: "tracks-als-8", algorithm: "als", hyperparameters: ["factors": 8, "iterations": 2], windowDays: 60,
+            refresh: RefreshPolicy(margin: 0.05, stages: try RolloutStage.parse("5%,25%,100%", dwellSeconds: 0, users: 30)),
+            owner: Owner(team: "recs", contact: "ana@example.com"), author: "ana", createdAt: Date().epochMillis))
+        let baseline = try await lab.train(recipe: recipe, snapshot: snapshot.hash, split: split.id, parent: nil, name: "baseline-als-8")
         let (firstComparison, _) = try await lab.evaluate(candidate: baseline, baseline: "popularity", threads: weak.threads)
         firstComparison.textLines.forEach { print("   " + $0) }
         let first = try await lab.promote(baseline, actor: "ana", reason: "beats popularity offline")
@@ -219,7 +226,9 @@ public final class DemoStory {
         let brokenAnalysis = try await lab.analyze(experiment: brokenExperiment.id, eventLog: log)
         brokenAnalysis.report.textLines.forEach { print("   " + $0) }
         print("   report: \(brokenAnalysis.htmlPath.path)")
-        step(11, "The holdout: what the launches since it began did together")
+        try await refreshLane(recipe: recipe.name, log: log)
+
+        step(13, "The holdout: what the launches since it began did together")
         let cumulative = try await lab.analyze(experiment: holdout.id, eventLog: log)
         let launches = try await lab.registry.history().map { "gen \($0.generation) \($0.action.rawValue) \($0.to.prefix(12))" }
         print("   since the holdout began: \(launches.joined(separator: ", "))")

@@ -90,6 +90,7 @@ public final class PostgresRegistry: LabRegistry {
     static let migrationName = "registry-v1"
     static let reviewMigrationName = "registry-v2-review"
     static let metricOwnersMigrationName = "registry-v3-metric-owners"
+    static let lanesMigrationName = "registry-v4-lanes"
 
     static func migrate(_ database: PostgresDatabase) async throws {
         try await database.migrate(migrationName, [
@@ -157,11 +158,30 @@ public final class PostgresRegistry: LabRegistry {
         try await database.migrate(metricOwnersMigrationName, [
             "CREATE TABLE metric_owners (metric TEXT PRIMARY KEY, team TEXT NOT NULL, contact TEXT NOT NULL)",
         ])
+        try await database.migrate(lanesMigrationName, [
+            """
+            CREATE TABLE recipes (name TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL, author TEXT NOT NULL REFERENCES people(name),
+                created_at BIGINT NOT NULL, PRIMARY KEY (name, version))
+            """,
+            "CREATE TRIGGER recipes_append_only BEFORE UPDATE OR DELETE ON recipes FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+            "ALTER TABLE models ADD COLUMN recipe TEXT",
+            "ALTER TABLE production_history ADD COLUMN rollout_id TEXT",
+            """
+            CREATE TABLE rollouts (id TEXT PRIMARY KEY REFERENCES experiments(id), state TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('running', 'paused', 'completed', 'rolled-back', 'aborted')), started_at BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE rollout_events (id BIGSERIAL PRIMARY KEY, rollout TEXT NOT NULL REFERENCES rollouts(id), action TEXT NOT NULL,
+                stage INTEGER NOT NULL, share DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, analysis_hash TEXT, at BIGINT NOT NULL)
+            """,
+            "CREATE TRIGGER rollout_events_append_only BEFORE UPDATE OR DELETE ON rollout_events FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+            "CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+        ])
     }
 
     var logger: Logger { database.logger }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let logger = self.logger
         return try await database.transaction { connection in
             try await connection.query("SELECT version FROM serving_state WHERE id = 1 FOR UPDATE", logger: logger)
@@ -169,22 +189,22 @@ public final class PostgresRegistry: LabRegistry {
         }
     }
 
-    private func collect<T>(_ query: PostgresQuery, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
+    func collect<T>(_ query: PostgresQuery, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
         var out: [T] = []
         for try await row in try await database.client.query(query, logger: logger) { out.append(try transform(row)) }
         return out
     }
 
-    private static func first<each Column: PostgresDecodable>(_ connection: PostgresConnection, _ query: PostgresQuery,
+    static func first<each Column: PostgresDecodable>(_ connection: PostgresConnection, _ query: PostgresQuery,
                                                                as type: (repeat each Column).Type, logger: Logger) async throws -> (repeat each Column)? {
         try await PostgresRegistryReads.first(connection, query, as: type, logger: logger)
     }
 
-    private static func bump(_ connection: PostgresConnection, logger: Logger) async throws {
+    static func bump(_ connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("UPDATE serving_state SET version = version + 1 WHERE id = 1", logger: logger)
     }
 
-    private static func registered(_ connection: PostgresConnection, _ arms: [ExperimentArm], logger: Logger) async throws -> Set<String> {
+    static func registered(_ connection: PostgresConnection, _ arms: [ExperimentArm], logger: Logger) async throws -> Set<String> {
         var known = Set<String>()
         for arm in arms where try await first(connection, "SELECT 1 FROM models WHERE id = \(arm.bundleID)", as: Int32.self, logger: logger) != nil {
             known.insert(arm.bundleID)
@@ -192,17 +212,17 @@ public final class PostgresRegistry: LabRegistry {
         return known
     }
 
-    private static func decodeSpec(_ text: String) throws -> ExperimentSpec {
+    static func decodeSpec(_ text: String) throws -> ExperimentSpec {
         try JSONDecoder().decode(ExperimentSpec.self, from: Data(text.utf8))
     }
 
     // MARK: - Models
 
-    typealias ModelRow = (String, String, String, String, String?, Int64, String, String?, String?)
-    static let modelColumns = "id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact"
+    typealias ModelRow = (String, String, String, String, String?, Int64, String, String?, String?, String?)
+    static let modelColumns = "id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact, recipe"
     static func model(_ row: ModelRow) -> ModelRecord {
         ModelRecord(id: row.0, name: row.1, kind: row.2, snapshot: row.3, parent: row.4, createdAt: row.5, status: ModelStatus(rawValue: row.6) ?? .candidate,
-                    owner: row.7.map { Owner(team: $0, contact: row.8 ?? "") })
+                    owner: row.7.map { Owner(team: $0, contact: row.8 ?? "") }, recipe: row.9)
     }
 
     public func register(_ model: ModelRecord) async throws {
@@ -211,9 +231,9 @@ public final class PostgresRegistry: LabRegistry {
             let exists = try await Self.first(connection, "SELECT 1 FROM models WHERE id = \(model.id)", as: Int32.self, logger: logger) != nil
             try RegistryRules.register(model, alreadyRegistered: exists)
             try await connection.query("""
-                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact)
+                INSERT INTO models (id, name, kind, snapshot, parent, created_at, status, owner_team, owner_contact, recipe)
                 VALUES (\(model.id), \(model.name), \(model.kind), \(model.snapshot), \(model.parent), \(model.createdAt), \(model.status.rawValue),
-                        \(model.owner?.team), \(model.owner?.contact))
+                        \(model.owner?.team), \(model.owner?.contact), \(model.recipe))
                 """, logger: logger)
         }
     }
@@ -278,20 +298,21 @@ public final class PostgresRegistry: LabRegistry {
 
     public func history() async throws -> [ProductionChange] {
         try await collect("""
-            SELECT generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id, override_reason, changed_at
+            SELECT generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id, override_reason, changed_at, rollout_id
             FROM production_history ORDER BY generation
             """) { row in
-            let r = try row.decode((Int32, String, String?, String, String, String, Int64?, Int64?, String?, Int64).self)
+            let r = try row.decode((Int32, String, String?, String, String, String, Int64?, Int64?, String?, Int64, String?).self)
             return ProductionChange(generation: Int(r.0), action: ProductionAction(rawValue: r.1) ?? .promote, from: r.2, to: r.3, actor: r.4,
-                             reason: r.5, evaluationID: r.6, decisionID: r.7, overrideReason: r.8, changedAt: r.9)
+                             reason: r.5, evaluationID: r.6, decisionID: r.7, overrideReason: r.8, changedAt: r.9, rolloutID: r.10)
         }
     }
 
     static func apply(_ change: ProductionChange, _ connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("""
-            INSERT INTO production_history (generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id, override_reason, changed_at)
+            INSERT INTO production_history (generation, action, from_model, to_model, actor, reason, evaluation_id, decision_id, override_reason,
+                                            changed_at, rollout_id)
             VALUES (\(Int32(change.generation)), \(change.action.rawValue), \(change.from), \(change.to), \(change.actor), \(change.reason),
-                    \(change.evaluationID), \(change.decisionID), \(change.overrideReason), \(change.changedAt))
+                    \(change.evaluationID), \(change.decisionID), \(change.overrideReason), \(change.changedAt), \(change.rolloutID))
             """, logger: logger)
         if let from = change.from { try await connection.query("UPDATE models SET status = 'retired' WHERE id = \(from)", logger: logger) }
         try await connection.query("UPDATE models SET status = 'production' WHERE id = \(change.to)", logger: logger)
@@ -311,18 +332,14 @@ public final class PostgresRegistry: LabRegistry {
             } else {
                 try await Self.first(connection, "SELECT id FROM evaluations WHERE candidate = \(model) ORDER BY id DESC LIMIT 1", as: Int64.self, logger: logger)
             }
-            var ships: [RegistryRules.ShipDecision] = []
-            for try await (id, arm, review, spec) in try await connection.query("""
-                SELECT d.id, d.arm, d.review, e.spec FROM decisions d JOIN experiments e ON e.id = d.experiment WHERE d.outcome = 'ship' ORDER BY d.id DESC
-                """, logger: logger).decode((Int64, String?, String?, String).self) {
-                ships.append(.init(id: id, arm: arm, spec: try Self.decodeSpec(spec), approvers: DecisionReview.decode(review).approvers))
-            }
+            let ships = try await Self.shipDecisions(connection, logger: logger)
             let owner = try await Self.first(connection, "SELECT owner_team, owner_contact FROM models WHERE id = \(model)",
                                              as: (String?, String?).self, logger: logger)
                 .flatMap { row in row.0.map { Owner(team: $0, contact: row.1 ?? "") } }
             let facts = RegistryRules.PromotionFacts(production: production, candidateStatus: status.flatMap(ModelStatus.init(rawValue:)),
                                                      evaluationAgainstCurrent: evaluation, ships: ships, candidateOwner: owner,
-                                                     teams: try await Self.teams(connection, logger: logger))
+                                                     teams: try await Self.teams(connection, logger: logger),
+                                                     activeRollout: try await Self.activeRollouts(connection, logger: logger).first)
             let change = try RegistryRules.promote(request, facts: facts, at: Date().epochMillis)
             try await Self.apply(change, connection, logger: logger)
             if let decisionID = change.decisionID {

@@ -87,15 +87,18 @@ public enum RegistryRules {
         public var candidateOwner: Owner?
         /// Every registered person's team, by name.
         public var teams: [String: String]
+        /// A running or paused rollout: production moves through it, or after it is aborted.
+        public var activeRollout: String?
 
         public init(production: Production, candidateStatus: ModelStatus?, evaluationAgainstCurrent: Int64?, ships: [ShipDecision],
-                    candidateOwner: Owner? = nil, teams: [String: String] = [:]) {
+                    candidateOwner: Owner? = nil, teams: [String: String] = [:], activeRollout: String? = nil) {
             self.production = production
             self.candidateStatus = candidateStatus
             self.evaluationAgainstCurrent = evaluationAgainstCurrent
             self.ships = ships
             self.candidateOwner = candidateOwner
             self.teams = teams
+            self.activeRollout = activeRollout
         }
     }
 
@@ -113,6 +116,9 @@ public enum RegistryRules {
         if status == .rejected { throw DuetError.refused("model \(name) was rejected and cannot be promoted") }
         if production.model == model {
             throw DuetError.refused("model \(name) is already in production (generation \(production.generation))")
+        }
+        if let rollout = facts.activeRollout {
+            throw DuetError.refused("refused: rollout '\(rollout)' is moving production in stages; let it finish, or `duet lab rollout abort \(rollout)` first")
         }
         var evaluationID: Int64?, decisionID: Int64?, overrideReason: String?
         switch request.evidence {

@@ -122,7 +122,7 @@ extension RegistryRules {
         throw DuetError.refused("refused: model \(model.prefix(12)) is owned by team \(owner.team) (contact \(owner.contact)); promoting it as \(who) needs an approval from team \(owner.team), and \(approved) is in it. Ask someone in \(owner.team) to approve the experiment, or to promote it")
     }
 
-    static func unregistered(_ name: String) -> DuetError {
+    public static func unregistered(_ name: String) -> DuetError {
         .refused("refused: nobody named '\(name)' is registered; add them with `duet lab people add \(name) --team TEAM --contact ADDRESS`, and act with --as NAME or DUET_USER")
     }
 
