@@ -131,7 +131,7 @@ let package = Package(
         ),
         .target(
             name: "DuetLabTestSupport",
-            dependencies: ["DuetLab", "DuetCore", "DuetTraining", "DuetTestSupport"],
+            dependencies: ["DuetLab", "DuetCore", "DuetStore", "DuetTraining", "DuetTestSupport"],
             path: "Tests/DuetLabTestSupport",
             swiftSettings: upcoming
         ),

@@ -36,6 +36,8 @@ train() { "$DUET" lab train --snapshot "$1" --register --name "$2" --factors 64 
 A=$(train "$A_SNAP" load-a)
 B=$(train "$B_SNAP" load-b)
 "$DUET" lab promote "$A" --as serve-load --override --reason "load benchmark setup" >/dev/null
+# One replica: it switches on sight, so the swap latency below is load, verify and swap, not the cutover delay.
+"$DUET" lab cutover --delay 0 >/dev/null
 ITEMS=$(python3 -c "import json,sys; print(json.load(open('$DUET_HOME/bundles/$A/manifest.json'))['counts']['items'])")
 echo "bundle A $A ($ITEMS items t…), bundle B $B (items bt…)"
 

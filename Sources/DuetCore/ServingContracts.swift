@@ -66,12 +66,16 @@ public struct ServingConfiguration: Sendable, Hashable {
     public var productionGeneration: Int
     public var production: String?
     public var experiments: [ExperimentRecord]
+    /// When every replica switches to this version (epoch ms): a little after it was written, so each
+    /// can load and verify ahead and all switch together. Nil: switch on sight.
+    public var activateAt: EpochMillis?
 
-    public init(version: Int, productionGeneration: Int, production: String?, experiments: [ExperimentRecord]) {
+    public init(version: Int, productionGeneration: Int, production: String?, experiments: [ExperimentRecord], activateAt: EpochMillis? = nil) {
         self.version = version
         self.productionGeneration = productionGeneration
         self.production = production
         self.experiments = experiments
+        self.activateAt = activateAt
     }
 }
 

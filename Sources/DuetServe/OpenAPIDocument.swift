@@ -116,7 +116,9 @@ enum OpenAPIDocument {
               "Error": {"type": "object", "required": ["error", "status"], "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
               "Readiness": {"type": "object", "required": ["ready", "generation", "registryVersion"], "properties": {
                 "ready": {"type": "boolean"}, "bundle": {"type": "string"}, "generation": {"type": "integer"},
-                "registryVersion": {"type": "integer"}, "reason": {"type": "string"}}},
+                "registryVersion": {"type": "integer"}, "activateAt": {"type": "integer"}, "activatedAt": {"type": "integer"},
+                "lateByMs": {"type": "integer"}, "pendingVersion": {"type": "integer"}, "pendingActivateAt": {"type": "integer"},
+                "reason": {"type": "string"}}},
               "Item": {"type": "object", "required": ["id", "score"], "properties": {
                 "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"}}},
               "Arm": {"type": "object", "properties": {

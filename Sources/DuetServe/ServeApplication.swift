@@ -162,7 +162,10 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
             return try jsonResponse(Readiness(ready: false, bundle: nil, generation: state.generation, registryVersion: state.version,
                                               reason: "no verified production bundle is loaded"), status: .serviceUnavailable)
         }
-        return try jsonResponse(Readiness(ready: true, bundle: production.id, generation: state.generation, registryVersion: state.version, reason: nil))
+        let pending = store.pending
+        return try jsonResponse(Readiness(ready: true, bundle: production.id, generation: state.generation, registryVersion: state.version,
+                                          activateAt: state.activateAt, activatedAt: state.activatedAt, lateByMs: state.lateByMillis,
+                                          pendingVersion: pending?.version, pendingActivateAt: pending?.activateAt, reason: nil))
     }
 
     let access = configuration.access
@@ -337,6 +340,13 @@ struct Readiness: Codable {
     /// The registry's serving version this replica's state was built from: it rises on every change
     /// Serve acts on (promotions, experiment starts, stops and phases, rollout stages).
     var registryVersion: Int
+    /// When this version was to go live on every replica, when this replica swapped it in (epoch ms), and the gap.
+    var activateAt: EpochMillis?
+    var activatedAt: EpochMillis?
+    var lateByMs: Int?
+    /// A newer version loaded and verified, waiting for its activation time.
+    var pendingVersion: Int?
+    var pendingActivateAt: EpochMillis?
     var reason: String?
 }
 

@@ -22,6 +22,8 @@ public final class ServeMetrics: Sendable {
     let ingestFailures: Counter
     let swaps: Counter
     let swapRefusals: Counter
+    let cutoversLate: Counter
+    let cutoverLateness: Gauge
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
     private let fallbacks = Mutex<[String: Counter]>([:])
     /// Recommendations by what answered them: "exact", an HNSW index's name (the exact scan handed
@@ -71,6 +73,8 @@ public final class ServeMetrics: Sendable {
         ingestFailures = Counter(label: "duet_ingest_store_failures_total", factory: factory)
         swaps = Counter(label: "duet_swaps_total", factory: factory)
         swapRefusals = Counter(label: "duet_swap_refusals_total", factory: factory)
+        cutoversLate = Counter(label: "duet_cutovers_late_total", factory: factory)
+        cutoverLateness = Gauge(label: "duet_cutover_lateness_seconds", factory: factory)
     }
 
     func fallback(_ reason: String) {
@@ -163,6 +167,8 @@ package enum MetricsHelp {
         "duet_ingest_store_failures_total": "Event batches refused with 503 because the store failed or was too slow.",
         "duet_swaps_total": "Serving states swapped in after verification.",
         "duet_swap_refusals_total": "Bundles refused at load (checksum, format); serving stayed on the previous state.",
+        "duet_cutovers_late_total": "Serving states swapped in after their activation time: the replica was not ready in time and kept the old state until it was.",
+        "duet_cutover_lateness_seconds": "How long after its activation time the newest serving state was swapped in (0 when on time).",
         "duet_fallbacks_total": "Recommendations served by a fallback, by reason.",
         "duet_recommendations_total": "Recommendations by what answered them: exact scan, an HNSW index, or popularity.",
         "duet_access_denied_total": "Requests refused for their key: unauthenticated, forbidden or rate_limited.",

@@ -24,12 +24,24 @@ public final class ServingState: Sendable {
     public let generation: Int
     public let production: LoadedBundle?
     public let experiments: [LoadedExperiment]
+    /// The activation time the registry set for this version, and when this replica swapped it in (epoch ms).
+    public let activateAt: EpochMillis?
+    public let activatedAt: EpochMillis?
 
-    public init(version: Int, generation: Int, production: LoadedBundle?, experiments: [LoadedExperiment]) {
+    public init(version: Int, generation: Int, production: LoadedBundle?, experiments: [LoadedExperiment],
+                activateAt: EpochMillis? = nil, activatedAt: EpochMillis? = nil) {
         self.version = version
         self.generation = generation
         self.production = production
         self.experiments = experiments
+        self.activateAt = activateAt
+        self.activatedAt = activatedAt
+    }
+
+    /// Milliseconds between the activation time and the swap; nil without an activation time.
+    public var lateByMillis: Int? {
+        guard let activateAt, let activatedAt else { return nil }
+        return Int(max(0, activatedAt - activateAt))
     }
 
     public static let empty = ServingState(version: -1, generation: 0, production: nil, experiments: [])
@@ -52,7 +64,17 @@ public final class ServingStateStore: Sendable {
 
     public init() {}
 
+    private let waiting = NIOLockedValueBox<(version: Int, activateAt: EpochMillis)?>(nil)
+
     public var current: ServingState { box.withLockedValue { $0 } }
 
-    func swap(to state: ServingState) { box.withLockedValue { $0 = state } }
+    /// A verified state held back until its activation time.
+    public var pending: (version: Int, activateAt: EpochMillis)? { waiting.withLockedValue { $0 } }
+
+    func swap(to state: ServingState) {
+        box.withLockedValue { $0 = state }
+        waiting.withLockedValue { $0 = nil }
+    }
+
+    func hold(version: Int, until activateAt: EpochMillis) { waiting.withLockedValue { $0 = (version, activateAt) } }
 }

@@ -52,6 +52,18 @@ public final class StateReloader: Service, Sendable {
         }
     }
 
+    /// A swap this long after the activation time counts as late (the poll, load and verify did not fit in the delay).
+    static let lateTolerance = 5
+
+    /// Sleeps to a wall-clock time, spinning the last 2 ms so replicas on one clock switch within a millisecond or two.
+    /// A time over a minute away (clock skew, or a bad row) is waited for only a minute.
+    static func sleep(untilEpochMillis target: EpochMillis) async {
+        let deadline = min(target, Date().epochMillis + 60_000)
+        let remaining = deadline - Date().epochMillis
+        if remaining > 3 { try? await Task.sleep(for: .milliseconds(remaining - 2)) }
+        while Date().epochMillis < deadline {}
+    }
+
     func apply(_ configuration: ServingConfiguration) async throws -> Bool {
         let current = store.current
         let known = current.loadedBundles
@@ -89,9 +101,23 @@ public final class StateReloader: Service, Sendable {
             })
             return LoadedExperiment(spec: record.spec, phase: record.phase, arms: arms, exposureCounters: counters)
         }
+        // Loaded and verified ahead; every replica swaps at the registry's activation time. At start
+        // (nothing served yet) there is nothing to keep in step with, so the state goes live at once.
+        if let activateAt = configuration.activateAt, current.version >= 0 {
+            store.hold(version: configuration.version, until: activateAt)
+            await Self.sleep(untilEpochMillis: activateAt)
+        }
         let next = ServingState(version: configuration.version, generation: configuration.productionGeneration,
-                                production: production, experiments: experiments)
+                                production: production, experiments: experiments, activateAt: configuration.activateAt,
+                                activatedAt: Date().epochMillis)
         store.swap(to: next)
+        if current.version >= 0, let late = next.lateByMillis {
+            metrics.cutoverLateness.record(Double(late) / 1_000)
+            if late > Self.lateTolerance {
+                metrics.cutoversLate.increment()
+                logger.warning("version \(configuration.version) swapped in \(late) ms after its activation time: this replica was not ready in time and served the old state until it was")
+            }
+        }
         metrics.swaps.increment()
         metrics.generation.record(configuration.productionGeneration)
         logger.info("serving generation \(configuration.productionGeneration) (\(production?.id.prefix(12) ?? "none")), \(experiments.count) running experiment(s)")

@@ -81,6 +81,11 @@ public protocol LabRegistry: ServingSource {
     /// The steps of one rollout, or of all, oldest first.
     func rolloutEvents(of rollout: String?) async throws -> [RolloutEvent]
 
+    // Cutover: every replica switches to a new serving version at its activation time
+    /// Milliseconds between a change and its activation on every replica.
+    func cutoverDelay() async throws -> Int
+    func setCutoverDelay(milliseconds: Int) async throws
+
     // Locks, so a scheduled job runs once at a time across machines
     /// Takes or renews the lock for `seconds`; false when someone else holds it.
     func acquireLock(_ name: String, holder: String, seconds: Int) async throws -> Bool

@@ -163,6 +163,17 @@ extension SQLiteRegistry {
         }
     }
 
+    // MARK: - Cutover
+
+    public func cutoverDelay() async throws -> Int {
+        try await read { db in try Int.fetchOne(db, sql: "SELECT cutover_delay_ms FROM serving_state WHERE id = 1") ?? 0 }
+    }
+
+    public func setCutoverDelay(milliseconds: Int) async throws {
+        let delay = try RegistryRules.cutoverDelay(milliseconds)
+        try await write { db in try db.execute(sql: "UPDATE serving_state SET cutover_delay_ms = ? WHERE id = 1", arguments: [delay]) }
+    }
+
     // MARK: - Locks
 
     public func acquireLock(_ name: String, holder: String, seconds: Int) async throws -> Bool {

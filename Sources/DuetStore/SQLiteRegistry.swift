@@ -45,8 +45,9 @@ enum SQLiteRegistryReads {
         let version = try servingVersion(db)
         let production = try self.production(db)
         let running = try Row.fetchAll(db, sql: "SELECT * FROM experiments WHERE status = 'running' ORDER BY id").map(experimentRecord)
+        let activateAt = try EpochMillis?.fetchOne(db, sql: "SELECT activate_at FROM serving_state WHERE id = 1") ?? nil
         return ServingConfiguration(version: version, productionGeneration: production.generation, production: production.model,
-                                    experiments: running)
+                                    experiments: running, activateAt: activateAt)
     }
 
     static func production(_ db: Database) throws -> RegistryRules.Production {
@@ -276,6 +277,12 @@ public final class SQLiteRegistry: LabRegistry {
                 CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
                 """)
         }
+        migrator.registerMigration("v5-cutover") { db in
+            try db.execute(sql: """
+                ALTER TABLE serving_state ADD COLUMN activate_at INTEGER;
+                ALTER TABLE serving_state ADD COLUMN cutover_delay_ms INTEGER NOT NULL DEFAULT \(RegistryRules.defaultCutoverDelayMilliseconds);
+                """)
+        }
         return migrator
     }
 
@@ -287,8 +294,10 @@ public final class SQLiteRegistry: LabRegistry {
         try await writer.read(body)
     }
 
+    /// Every change Serve acts on: a new version, activated a cutover delay from now on every replica.
     static func bumpServingVersion(_ db: Database) throws {
-        try db.execute(sql: "UPDATE serving_state SET version = version + 1 WHERE id = 1")
+        try db.execute(sql: "UPDATE serving_state SET version = version + 1, activate_at = ? + cutover_delay_ms WHERE id = 1",
+                       arguments: [Date().epochMillis])
     }
 
     static func exists(_ db: Database, _ sql: String, _ argument: String) throws -> Bool {

@@ -148,13 +148,17 @@ struct LineageCommand: AsyncParsableCommand {
     }
 }
 
-/// "90s", "15m", "24h", "2d" (or plain seconds).
-func parseDuration(_ text: String, _ flag: String) throws -> Duration {
-    let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400]
-    let unit = text.last.flatMap { units[$0] }
-    let digits = unit == nil ? Substring(text) : text.dropLast()
-    guard let value = Double(digits), value.isFinite, value > 0 else {
-        throw ValidationError("\(flag) '\(text)' is not a duration; write e.g. 90s, 15m, 24h or 2d")
+/// "400ms", "90s", "15m", "24h", "2d" (or plain seconds); `allowZero` for delays that may be 0.
+func parseDuration(_ text: String, _ flag: String, allowZero: Bool = false) throws -> Duration {
+    let units: [(suffix: String, milliseconds: Double)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+    let unit = units.first { text.hasSuffix($0.suffix) }
+    let digits = unit.map { String(text.dropLast($0.suffix.count)) } ?? text
+    guard let value = Double(digits), value.isFinite, value > 0 || (allowZero && value == 0) else {
+        throw ValidationError("\(flag) '\(text)' is not a duration; write e.g. 400ms, 90s, 15m, 24h or 2d")
     }
-    return .milliseconds(Int64(value * Double(unit ?? 1) * 1_000))
+    return .milliseconds(Int64(value * (unit?.milliseconds ?? 1_000)))
+}
+
+extension Duration {
+    var wholeMilliseconds: Int { Int(components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000) }
 }

@@ -156,3 +156,26 @@ struct RolloutCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct CutoverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cutover",
+        abstract: "Show or set the cutover delay: every replica switches to a change this long after it is written.",
+        discussion: """
+            Each replica loads and verifies a change ahead, then swaps at the activation time, so all replicas \
+            switch together. Keep it above two of Serve's poll intervals plus a bundle's load time; a replica that \
+            is not ready in time keeps the old state until it is, and reports it (`lateByMs` in /readyz, \
+            duet_cutovers_late_total). 0 switches each replica on sight.
+            """
+    )
+    @OptionGroup var home: HomeOptions
+    @Option(help: "New delay, e.g. 2s or 400ms; 0 switches on sight.") var delay: String?
+
+    func run() async throws {
+        let registry = try await home.lab().registry
+        if let delay {
+            try await registry.setCutoverDelay(milliseconds: try parseDuration(delay, "--delay", allowZero: true).wholeMilliseconds)
+        }
+        print("cutover delay: \(try await registry.cutoverDelay()) ms")
+    }
+}

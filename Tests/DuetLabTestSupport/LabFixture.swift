@@ -1,5 +1,6 @@
 public import DuetLab
 public import DuetCore
+import DuetStore
 import DuetTraining
 public import Foundation
 import DuetTestSupport
@@ -18,6 +19,8 @@ public struct LabFixture: Sendable {
         _ = try WorldGenerator(world: world).generate(into: worldFolder)
         let home = DuetHome(root: folder.appendingPathComponent("home"))
         let lab = try Lab(home: home)
+        // One replica per test: it switches on sight (the cutover tests set a delay of their own).
+        try await lab.registry.setCutoverDelay(milliseconds: 0)
         let report = try await ImportPipeline.run(Importer(source: .world(folder: worldFolder.path)), into: .snapshot(lab.snapshots))
         let snapshot = try #require(report.snapshot).hash
         let split = try lab.split(snapshot: snapshot, method: .random(testFraction: 0.2, seed: 1)).id

@@ -61,6 +61,9 @@ public final class DemoStory {
         let split = try lab.split(snapshot: snapshot.hash, method: .random(testFraction: 0.2, seed: 42))
         print("   split \(split.id): \(split.train) train / \(split.test) held-out test interactions")
 
+        // Serve polls every 0.2 s here: every change goes live two polls after it is written.
+        try await lab.registry.setCutoverDelay(milliseconds: 400)
+
         // The people who act: every change below names one of them.
         for (name, team) in [("ana", "recs"), ("bob", "recs"), ("chen", "search")] {
             _ = try await lab.addPerson(name, team: team, contact: "\(name)@example.com")
@@ -181,7 +184,7 @@ public final class DemoStory {
         let swapSeconds = (clock.now - swapStart).seconds
         let during = try await load.value
         print("   generation \(promoted.generation): production is \(candidate.prefix(12)) (evaluation #\(promoted.evaluationID ?? 0), decision #\(promoted.decisionID ?? 0))")
-        print(String(format: "   Serve answered from the new bundle %.2f s after the registry changed; %d requests during the swap, %d non-2xx, bundles seen: %@",
+        print(String(format: "   Serve answered from the new bundle %.2f s after the registry changed (0.40 s of it the cutover delay, so replicas switch together); %d requests during the swap, %d non-2xx, bundles seen: %@",
                      swapSeconds, during.requests, during.non2xx + during.transportErrors,
                      during.bundlesSeen.map { "\($0.key.prefix(12))×\($0.value)" }.sorted().joined(separator: ", ")))
 

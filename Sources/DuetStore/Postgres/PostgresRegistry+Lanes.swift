@@ -190,6 +190,23 @@ extension PostgresRegistry {
         }
     }
 
+    // MARK: - Cutover
+
+    public func cutoverDelay() async throws -> Int {
+        let logger = self.logger
+        return try await database.client.withConnection { connection in
+            Int(try await Self.first(connection, "SELECT cutover_delay_ms FROM serving_state WHERE id = 1", as: Int32.self, logger: logger) ?? Int32(0))
+        }
+    }
+
+    public func setCutoverDelay(milliseconds: Int) async throws {
+        let delay = Int32(try RegistryRules.cutoverDelay(milliseconds))
+        let logger = self.logger
+        try await write { connection in
+            try await connection.query("UPDATE serving_state SET cutover_delay_ms = \(delay) WHERE id = 1", logger: logger)
+        }
+    }
+
     // MARK: - Locks
 
     public func acquireLock(_ name: String, holder: String, seconds: Int) async throws -> Bool {

@@ -62,7 +62,8 @@ enum PostgresRegistryReads {
     static func servingConfiguration(_ database: PostgresDatabase) async throws -> ServingConfiguration {
         let logger = database.logger
         return try await database.transaction { connection in
-            let version = try await first(connection, "SELECT version FROM serving_state WHERE id = 1", as: Int64.self, logger: logger) ?? Int64(0)
+            let state = try await first(connection, "SELECT version, activate_at FROM serving_state WHERE id = 1", as: (Int64, Int64?).self, logger: logger)
+            let version = state?.0 ?? 0
             let production = try await production(connection, logger: logger)
             var running: [ExperimentRecord] = []
             let query = PostgresQuery(unsafeSQL: "SELECT \(experimentColumns) FROM experiments WHERE status = 'running' ORDER BY id")
@@ -70,7 +71,7 @@ enum PostgresRegistryReads {
                 running.append(experiment(row))
             }
             return ServingConfiguration(version: Int(version), productionGeneration: production.generation, production: production.model,
-                                        experiments: running)
+                                        experiments: running, activateAt: state?.1)
         }
     }
 }
@@ -91,6 +92,7 @@ public final class PostgresRegistry: LabRegistry {
     static let reviewMigrationName = "registry-v2-review"
     static let metricOwnersMigrationName = "registry-v3-metric-owners"
     static let lanesMigrationName = "registry-v4-lanes"
+    static let cutoverMigrationName = "registry-v5-cutover"
 
     static func migrate(_ database: PostgresDatabase) async throws {
         try await database.migrate(migrationName, [
@@ -177,6 +179,9 @@ public final class PostgresRegistry: LabRegistry {
             "CREATE TRIGGER rollout_events_append_only BEFORE UPDATE OR DELETE ON rollout_events FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
             "CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
         ])
+        try await database.migrate(cutoverMigrationName, [
+            "ALTER TABLE serving_state ADD COLUMN activate_at BIGINT, ADD COLUMN cutover_delay_ms INTEGER NOT NULL DEFAULT \(RegistryRules.defaultCutoverDelayMilliseconds)",
+        ])
     }
 
     var logger: Logger { database.logger }
@@ -200,8 +205,10 @@ public final class PostgresRegistry: LabRegistry {
         try await PostgresRegistryReads.first(connection, query, as: type, logger: logger)
     }
 
+    /// Every change Serve acts on: a new version, activated a cutover delay from now on every replica.
     static func bump(_ connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query("UPDATE serving_state SET version = version + 1 WHERE id = 1", logger: logger)
+        try await connection.query("UPDATE serving_state SET version = version + 1, activate_at = \(Date().epochMillis) + cutover_delay_ms WHERE id = 1",
+                                   logger: logger)
     }
 
     static func registered(_ connection: PostgresConnection, _ arms: [ExperimentArm], logger: Logger) async throws -> Set<String> {

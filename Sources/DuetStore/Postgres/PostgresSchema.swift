@@ -9,7 +9,7 @@ public enum PostgresSchema {
     /// Every migration this build knows, in the order they apply.
     public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName, PostgresEventLog.batchesMigrationName,
                                      PostgresRegistry.reviewMigrationName, PostgresRegistry.metricOwnersMigrationName,
-                                     PostgresRegistry.lanesMigrationName]
+                                     PostgresRegistry.lanesMigrationName, PostgresRegistry.cutoverMigrationName]
 
     /// Creates or brings up to date the registry and event log tables (the Lab's job).
     public static func migrate(_ database: PostgresDatabase) async throws {

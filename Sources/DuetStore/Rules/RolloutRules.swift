@@ -344,6 +344,18 @@ extension RegistryRules {
         return RolloutOutcome(rollout: next, event: event, nextPhase: nextPhase, stopExperiment: stop, promotion: promotion)
     }
 
+    // MARK: - Cutover
+
+    /// Two of Serve's default 1 s polls: every replica sees the change and loads ahead before it activates.
+    public static let defaultCutoverDelayMilliseconds = 2_000
+
+    public static func cutoverDelay(_ milliseconds: Int) throws -> Int {
+        guard (0...600_000).contains(milliseconds) else {
+            throw DuetError.invalidValue(field: "cutover delay", reason: "\(milliseconds) ms must be 0–600000 (0 switches each replica on sight)")
+        }
+        return milliseconds
+    }
+
     // MARK: - Locks
 
     /// The lock row to write, or nil when someone else holds it and it has not expired.

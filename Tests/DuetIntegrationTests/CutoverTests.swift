@@ -1,0 +1,83 @@
+import DuetCore
+import DuetLab
+import DuetLabTestSupport
+import DuetServe
+import DuetStore
+import DuetStoreTestSupport
+import DuetTestSupport
+import Foundation
+import Logging
+import Prometheus
+import Testing
+
+/// One cutover across replicas: a change carries an activation time, each replica loads and verifies
+/// ahead, then swaps at that moment; one that is late keeps the old state until ready and says so.
+@Suite struct CutoverTests {
+    @Test(arguments: StoreBackend.enabled)
+    func everyChangeCarriesAnActivationTimeAfterTheDelay(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let registry = stores.registry
+            #expect(try await registry.cutoverDelay() == RegistryRules.defaultCutoverDelayMilliseconds)
+            await #expect { try await registry.setCutoverDelay(milliseconds: -1) } throws: { "\($0)".contains("must be 0–600000") }
+            try await registry.setCutoverDelay(milliseconds: 700)
+            try await registry.register(ModelRecord(id: "a", name: "a", kind: "als", snapshot: "s", parent: nil, createdAt: 1))
+            let before = Date().epochMillis
+            try await registry.promote(.init(model: "a", actor: "ana", reason: "r", evidence: .override(reason: "test"), expectedGeneration: 0))
+            let after = Date().epochMillis
+            let activateAt = try #require(try await registry.servingConfiguration().activateAt)
+            #expect(activateAt >= before + 700 && activateAt <= after + 700, "activation \(activateAt - before) ms after the write")
+        }
+    }
+
+    @Test func replicasSwapTogetherAndALateOneSaysSo() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let registry = fixture.lab.registry
+            try await registry.promote(.init(model: fixture.first, actor: "test", reason: "setup", evidence: .override(reason: "test"), expectedGeneration: 0))
+            let home = fixture.lab.home
+            func replica() async throws -> (ServeComponents, PrometheusCollectorRegistry) {
+                let prometheus = PrometheusCollectorRegistry()
+                let (_, components) = try await buildServe(configuration: ServeSettings(home: home),
+                                                           source: try SQLiteServingSource(path: home.registryPath.path),
+                                                           eventSink: try SQLiteEventLog(path: home.eventLogPath.path), prometheus: prometheus,
+                                                           logger: Logger(label: "test"))
+                return (components, prometheus)
+            }
+            let (a, _) = try await replica()
+            let (b, bMetrics) = try await replica()
+            for replica in [a, b] { _ = await replica.reloader.reloadIfChanged() }
+            #expect(a.store.current.generation == 1 && b.store.current.generation == 1)
+
+            // Generous, so a busy test machine still loads ahead; scripts/multi-replica.py asserts the 20 ms spread.
+            try await registry.setCutoverDelay(milliseconds: 2_000)
+            try await registry.promote(.init(model: fixture.second, actor: "test", reason: "next", evidence: .override(reason: "test"), expectedGeneration: 1))
+            let activateAt = try #require(try await registry.servingConfiguration().activateAt)
+            async let swappedA = a.reloader.reloadIfChanged()
+            async let swappedB = b.reloader.reloadIfChanged()
+            for _ in 0..<150 where a.store.pending == nil { try await Task.sleep(for: .milliseconds(10)) }
+            // Loaded and verified, but held back: the old generation still serves.
+            #expect(a.store.pending?.activateAt == activateAt)
+            #expect(a.store.current.generation == 1)
+            let swapped = await (swappedA, swappedB)
+            #expect(swapped.0 && swapped.1)
+            let (stateA, stateB) = (a.store.current, b.store.current)
+            #expect(stateA.generation == 2 && stateB.generation == 2 && a.store.pending == nil)
+            let spread = abs(try #require(stateA.activatedAt) - (try #require(stateB.activatedAt)))
+            #expect(spread <= 250, "replicas switched \(spread) ms apart")
+            #expect(try #require(stateA.activatedAt) >= activateAt && (try #require(stateB.activatedAt)) >= activateAt, "no replica switches early")
+
+            // A replica that sees the change only after its activation time swaps late, and reports it.
+            func lateSwaps() -> Int {
+                let line = bMetrics.emitToString().split(separator: "\n").first { $0.hasPrefix("duet_cutovers_late_total ") }
+                return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            let lateBefore = lateSwaps()
+            try await registry.setCutoverDelay(milliseconds: 50)
+            try await registry.rollback(.init(target: nil, actor: "test", reason: "back", expectedGeneration: 2))
+            try await Task.sleep(for: .milliseconds(250))
+            #expect(await b.reloader.reloadIfChanged())
+            #expect(b.store.current.generation == 3 && (b.store.current.lateByMillis ?? 0) >= 150)
+            #expect(lateSwaps() == lateBefore + 1)
+        }
+    }
+}
