@@ -119,6 +119,38 @@ echo "recommendations by what answered them (exact = proven by the length-ordere
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^duet_recommendations_total' | sed 's/^/  /'
 
 echo
+echo "== 1b. shadowing 10% of requests with bundle B: its cost in p99, against runs without it on either side"
+"$DUET" lab people add "$DUET_USER" --team bench --contact bench@example.com >/dev/null
+registry_version() { curl -sf "http://127.0.0.1:$PORT/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["registryVersion"])'; }
+await_change() { local before=$1; for _ in $(seq 100); do [ "$(registry_version)" != "$before" ] && return; sleep 0.1; done; FAILED+=("Serve did not pick up the shadow change"); }
+before=$(registry_version)
+SHADOW=$("$DUET" lab shadow start "$B" --share 0.1 --id bench-shadow | sed -n 's/^shadow \([^ ]*\) started.*/\1/p')
+await_change "$before"
+wrk -t2 -c64 -d"${DURATION}s" --latency -s "$WORK/users.lua" "http://127.0.0.1:$PORT" > "$WORK/shadow.txt"
+before=$(registry_version)
+"$DUET" lab shadow stop "$SHADOW" >/dev/null
+await_change "$before"
+wrk -t2 -c64 -d"${DURATION}s" --latency -s "$WORK/users.lua" "http://127.0.0.1:$PORT" > "$WORK/recommend-after.txt"
+report "recommendations, no shadow (before)" "$WORK/recommend.txt"
+report "recommendations, 10% shadowed" "$WORK/shadow.txt"
+report "recommendations, no shadow (after)" "$WORK/recommend-after.txt"
+if grep -qE 'Non-2xx|Socket errors' "$WORK/shadow.txt"; then FAILED+=("shadow run: non-2xx or socket errors"); fi
+python3 - "$WORK" <<'EOF'
+import re, sys
+work = sys.argv[1]
+def p99(name):
+    m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", open(f"{work}/{name}.txt").read())
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+base = (p99("recommend") + p99("recommend-after")) / 2
+print(f"shadow cost: p99 {p99('shadow'):.2f} ms with 10% shadowed vs {base:.2f} ms without (mean of before and after): ratio {p99('shadow') / base:.2f}")
+EOF
+LOGGED=$(curl -sf "http://127.0.0.1:$PORT/metrics" | sed -n 's/^duet_shadow_lists_logged_total \([0-9]*\).*/\1/p')
+DROPPED=$(curl -sf "http://127.0.0.1:$PORT/metrics" | sed -n 's/^duet_shadow_lists_dropped_total \([0-9]*\).*/\1/p')
+echo "shadow lists logged: ${LOGGED:-0}, dropped: ${DROPPED:-0}"
+[ "${LOGGED:-0}" -gt 0 ] || FAILED+=("no shadow list was logged")
+
+echo
 echo "== 2. $SWAPS promotions and rollbacks under load"
 USERS=$USERS BUNDLE_B=$B wrk -t2 -c64 -d120s --latency -s "$WORK/recommend.lua" "http://127.0.0.1:$PORT" > "$WORK/swap.txt" &
 WRK=$!

@@ -62,6 +62,9 @@ public enum ExperimentKind: String, Hashable, Sendable, Codable, CaseIterable {
     case holdout
     /// A staged rollout's traffic split (arms `production` and `candidate`), run by the Lab's rollout.
     case rollout
+    /// A candidate scored beside production on a sampled share of requests and never shown
+    /// (arms `production` and `shadow`; the shadow arm's weight is the share).
+    case shadow
 }
 
 public struct ExperimentSpec: Hashable, Sendable, Codable {
@@ -124,6 +127,9 @@ public struct ExperimentSpec: Hashable, Sendable, Codable {
 
     public var isHoldout: Bool { kind == .holdout }
     public var isRollout: Bool { kind == .rollout }
+    public var isShadow: Bool { kind == .shadow }
+    /// Holdouts, rollouts and shadows run as experiments but are not reviewed or decided like A/B tests.
+    public var isReviewed: Bool { kind == nil || kind == .abTest }
 
     public var control: ExperimentArm { arms[0] }
 

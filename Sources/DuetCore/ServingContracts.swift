@@ -24,6 +24,8 @@ public protocol EventSink: Sendable {
     /// Appends the batch once per key, in one transaction with the key: a client retrying a batch
     /// whose first attempt timed out but committed stores nothing again, and gets the first receipt.
     func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt
+    /// Appends lists a shadowed candidate would have shown; they live apart from exposures.
+    func append(shadows: [ShadowExposure]) async throws
 }
 
 /// What an append under a batch key stored.

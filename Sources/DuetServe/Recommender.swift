@@ -118,6 +118,7 @@ public struct HashedArmAssigner: ArmAssigner {
 public final class Recommender: Sendable {
     let store: ServingStateStore
     let exposures: ExposureWriter?
+    let shadows: ShadowWriter?
     let recent: RecentHistory
     let metrics: ServeMetrics
     /// Users with fewer training interactions get the popularity list.
@@ -129,11 +130,12 @@ public final class Recommender: Sendable {
     let assigner: any ArmAssigner
     let requestIDs = RequestIDs()
 
-    init(store: ServingStateStore, exposures: ExposureWriter?, recent: RecentHistory, metrics: ServeMetrics,
+    init(store: ServingStateStore, exposures: ExposureWriter?, shadows: ShadowWriter? = nil, recent: RecentHistory, metrics: ServeMetrics,
          minimumHistory: Int = 1, annThreshold: Int = 20_000, recommendationBeam: Int = ServeSettings.defaultRecommendationBeam,
          assigner: any ArmAssigner = HashedArmAssigner()) {
         self.store = store
         self.exposures = exposures
+        self.shadows = shadows
         self.recent = recent
         self.metrics = metrics
         self.minimumHistory = minimumHistory
@@ -158,9 +160,24 @@ public final class Recommender: Sendable {
         let requestID = requestIDs.next(milliseconds: now)
         let response = RecommendationResponse(user: user, requestId: requestID, generation: state.generation, experiments: arms,
                                               fallback: fallback, index: indexName, ranked: ranked, source: bundle)
-        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: now, items: response.itemIDs,
+        let shown = response.itemIDs
+        exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: now, items: shown,
                                     bundleID: bundle.id, experiments: arms, fallback: fallback, context: context))
+        if let shadows { shadow(state: state, user: user, n: n, exclude: exclude, requestID: requestID, shown: bundle, items: shown, at: now, into: shadows) }
         return response
+    }
+
+    /// Scores each running shadow's candidate for a sampled share of requests and logs the list apart
+    /// from exposures. Its list is never returned; a candidate that cannot answer is skipped.
+    func shadow(state: ServingState, user: String, n: Int, exclude: [String], requestID: String, shown: LoadedBundle, items: [String],
+                at now: EpochMillis, into writer: ShadowWriter) {
+        for experiment in state.experiments where experiment.spec.isShadow && experiment.spec.arms.count == 2 {
+            let arm = experiment.spec.arms[1]
+            guard ShadowExposure.sampled(requestID: requestID, share: arm.weight), case let .success(candidate)? = experiment.arms[arm.name] else { continue }
+            let (ranked, _, _) = rank(user: user, n: n, exclude: exclude, in: candidate)
+            writer.enqueue(ShadowExposure(requestID: requestID, shadowID: experiment.spec.id, user: user, timestamp: now, shownBundle: shown.id,
+                                          shown: items, bundleID: candidate.id, items: ranked.map { candidate.bundle.itemIDs[Int($0.item)] }))
+        }
     }
 
     /// The bundle this user is served and the arms of every running experiment they are in.
@@ -189,7 +206,7 @@ public final class Recommender: Sendable {
                                               served: holdout.spec.arms[1].name, fallbackReason: reason))
             return (production, arms)
         }
-        for experiment in state.experiments where !experiment.spec.isHoldout {
+        for experiment in state.experiments where !experiment.spec.isHoldout && !experiment.spec.isShadow {
             guard let assigned = assigner.arm(for: user, in: experiment.spec) else { continue }
             let control = experiment.spec.control
             var served = assigned.name

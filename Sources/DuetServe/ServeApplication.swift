@@ -69,6 +69,7 @@ public struct ServeComponents: Sendable {
     public let store: ServingStateStore
     public let reloader: StateReloader
     public let exposures: ExposureWriter
+    public let shadows: ShadowWriter
     public let recommender: Recommender
     public let metrics: ServeMetrics
     /// Follows the event log's tail; nil when Serve was built without one.
@@ -122,13 +123,14 @@ public func buildServe(configuration: ServeSettings, source: any ServingSource, 
     }
     // What users just consumed, from the log, before the first request: a restart forgets nothing.
     do { try await consumption?.catchUp() } catch { logger.error("event log tail unreadable at start: \(error)") }
-    let recommender = Recommender(store: store, exposures: exposures, recent: recent, metrics: metrics,
+    let shadows = ShadowWriter(sink: eventSink, metrics: metrics, logger: logger)
+    let recommender = Recommender(store: store, exposures: exposures, shadows: shadows, recent: recent, metrics: metrics,
                                   minimumHistory: configuration.minimumHistory, annThreshold: configuration.annThreshold,
                                   recommendationBeam: configuration.recommendationBeam, assigner: configuration.assigner)
     // Load what production is before accepting traffic, so /readyz is true from the first request.
     await reloader.reloadIfChanged()
-    let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, recommender: recommender, metrics: metrics,
-                                     consumption: consumption)
+    let components = ServeComponents(store: store, reloader: reloader, exposures: exposures, shadows: shadows, recommender: recommender,
+                                     metrics: metrics, consumption: consumption)
     let router = buildRouter(configuration: configuration, components: components, eventSink: eventSink, prometheus: prometheus)
     return (router, components)
 }
@@ -137,7 +139,7 @@ public func buildApplication(configuration: ServeSettings, source: any ServingSo
                              prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> some ApplicationProtocol {
     let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventSink, eventTail: eventTail,
                                                     prometheus: prometheus, logger: logger)
-    var services: [any Service] = [components.reloader, components.exposures]
+    var services: [any Service] = [components.reloader, components.exposures, components.shadows]
     if let consumption = components.consumption { services.append(consumption) }
     let http1 = HTTP1Channel.Configuration(httpDecoderConfiguration: .init(maxHeaderFieldSize: ServeSettings.maxRequestHeadBytes,
                                                                             maxHeaderListSize: ServeSettings.maxRequestHeadBytes))

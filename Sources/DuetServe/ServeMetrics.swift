@@ -23,6 +23,8 @@ public final class ServeMetrics: Sendable {
     let swaps: Counter
     let swapRefusals: Counter
     let cutoversLate: Counter
+    let shadowsLogged: Counter
+    let shadowsDropped: Counter
     let cutoverLateness: Gauge
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
     private let fallbacks = Mutex<[String: Counter]>([:])
@@ -74,6 +76,8 @@ public final class ServeMetrics: Sendable {
         swaps = Counter(label: "duet_swaps_total", factory: factory)
         swapRefusals = Counter(label: "duet_swap_refusals_total", factory: factory)
         cutoversLate = Counter(label: "duet_cutovers_late_total", factory: factory)
+        shadowsLogged = Counter(label: "duet_shadow_lists_logged_total", factory: factory)
+        shadowsDropped = Counter(label: "duet_shadow_lists_dropped_total", factory: factory)
         cutoverLateness = Gauge(label: "duet_cutover_lateness_seconds", factory: factory)
     }
 
@@ -167,6 +171,8 @@ package enum MetricsHelp {
         "duet_ingest_store_failures_total": "Event batches refused with 503 because the store failed or was too slow.",
         "duet_swaps_total": "Serving states swapped in after verification.",
         "duet_swap_refusals_total": "Bundles refused at load (checksum, format); serving stayed on the previous state.",
+        "duet_shadow_lists_logged_total": "Lists a shadowed candidate would have shown, stored apart from exposures (never shown, never counted as shown).",
+        "duet_shadow_lists_dropped_total": "Shadow lists dropped because their buffer was full or the store failed; shown lists are never affected.",
         "duet_cutovers_late_total": "Serving states swapped in after their activation time: the replica was not ready in time and kept the old state until it was.",
         "duet_cutover_lateness_seconds": "How long after its activation time the newest serving state was swapped in (0 when on time).",
         "duet_fallbacks_total": "Recommendations served by a fallback, by reason.",

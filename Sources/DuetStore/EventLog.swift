@@ -35,6 +35,8 @@ public protocol EventLog: EventSink, EventTail {
     /// The newest sequence numbers: freeze points for snapshots and analyses.
     func highWaterMark() async throws -> (events: Int64, exposures: Int64)
     func count(matching filter: EventFilter) async throws -> Int
+    /// One shadow's lists, after `sequence`, oldest first, with their sequence numbers.
+    func shadows(of shadowID: String, after sequence: Int64, limit: Int) async throws -> [(sequence: Int64, shadow: ShadowExposure)]
     /// Exposures with a timestamp in [from, until), counted in the database.
     func exposureSummary(from: EpochMillis, until: EpochMillis) async throws -> ExposureSummary
 }

@@ -78,6 +78,23 @@ public final class SQLiteEventLog: EventLog {
                     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
                 """)
         }
+        // Shadow lists live in their own table: nothing that reads exposures can count them as shown.
+        migrator.registerMigration("v3-shadow-exposures") { db in
+            try db.execute(sql: """
+                CREATE TABLE shadow_exposures (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    shadow_id TEXT NOT NULL,
+                    request_id TEXT NOT NULL,
+                    ts INTEGER NOT NULL,
+                    record TEXT NOT NULL
+                );
+                CREATE INDEX shadow_exposures_shadow ON shadow_exposures(shadow_id, seq);
+                CREATE TRIGGER shadow_exposures_no_update BEFORE UPDATE ON shadow_exposures
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                CREATE TRIGGER shadow_exposures_no_delete BEFORE DELETE ON shadow_exposures
+                    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+                """)
+        }
         return migrator
     }
 
@@ -138,6 +155,25 @@ public final class SQLiteEventLog: EventLog {
     public func append(exposures: [Exposure]) async throws -> Int64? {
         guard !exposures.isEmpty else { return nil }
         return try await insert(exposures, skippingKnown: false).last
+    }
+
+    public func append(shadows: [ShadowExposure]) async throws {
+        guard !shadows.isEmpty else { return }
+        for shadow in shadows { try shadow.validate() }
+        let rows = try shadows.map { ($0, String(decoding: try JSONEncoder().encode($0), as: UTF8.self)) }
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: "INSERT INTO shadow_exposures (shadow_id, request_id, ts, record) VALUES (?, ?, ?, ?)")
+            for (shadow, record) in rows { try statement.execute(arguments: [shadow.shadowID, shadow.requestID, shadow.timestamp, record]) }
+        }
+    }
+
+    public func shadows(of shadowID: String, after sequence: Int64, limit: Int) async throws -> [(sequence: Int64, shadow: ShadowExposure)] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, record FROM shadow_exposures WHERE shadow_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                             arguments: [shadowID, sequence, limit]).map { row in
+                (row["seq"], try JSONDecoder().decode(ShadowExposure.self, from: Data((row["record"] as String).utf8)))
+            }
+        }
     }
 
     public func replay(exposures: [Exposure]) async throws -> Int {

@@ -213,6 +213,7 @@ import Testing
         }
         func append(exposures: [Exposure]) async throws -> Int64? { nil }
         func replay(exposures: [Exposure]) async throws -> Int { 0 }
+        func append(shadows: [ShadowExposure]) async throws {}
         func append(events: [FeedbackEvent], batchKey: String) async throws -> BatchReceipt {
             BatchReceipt(lastSequence: try await append(events: events), accepted: events.count, repeated: false)
         }

@@ -109,6 +109,11 @@ final class FlakySink: EventSink {
         return try await log.append(events: events)
     }
 
+    func append(shadows: [ShadowExposure]) async throws {
+        if failing.load(ordering: .relaxed) { throw Down() }
+        try await log.append(shadows: shadows)
+    }
+
     func append(exposures: [Exposure]) async throws -> Int64? {
         if failing.load(ordering: .relaxed) { throw Down() }
         return try await log.append(exposures: exposures)

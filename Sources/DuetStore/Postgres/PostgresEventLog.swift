@@ -11,6 +11,7 @@ public final class PostgresEventLog: EventLog {
 
     static let migrationName = "events-v1"
     static let batchesMigrationName = "events-v2-ingest-batches"
+    static let shadowsMigrationName = "events-v3-shadow-exposures"
 
     /// The Lab's log: creates or migrates the schema.
     public init(database: PostgresDatabase) async throws {
@@ -31,6 +32,34 @@ public final class PostgresEventLog: EventLog {
             "CREATE TABLE ingest_batches (key TEXT PRIMARY KEY, last_seq BIGINT, accepted INTEGER NOT NULL, ts BIGINT NOT NULL)",
             "CREATE TRIGGER ingest_batches_append_only BEFORE UPDATE OR DELETE ON ingest_batches FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
         ])
+        // Shadow lists live in their own table: nothing that reads exposures can count them as shown.
+        try await database.migrate(shadowsMigrationName, [
+            "CREATE TABLE shadow_exposures (seq BIGSERIAL PRIMARY KEY, shadow_id TEXT NOT NULL, request_id TEXT NOT NULL, ts BIGINT NOT NULL, record TEXT NOT NULL)",
+            "CREATE INDEX shadow_exposures_shadow ON shadow_exposures(shadow_id, seq)",
+            "CREATE TRIGGER shadow_exposures_append_only BEFORE UPDATE OR DELETE ON shadow_exposures FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+        ])
+    }
+
+    public func append(shadows: [ShadowExposure]) async throws {
+        guard !shadows.isEmpty else { return }
+        for shadow in shadows { try shadow.validate() }
+        let ids = shadows.map(\.shadowID), requests = shadows.map(\.requestID), times = shadows.map(\.timestamp)
+        let records = try shadows.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        try await database.client.query("""
+            INSERT INTO shadow_exposures (shadow_id, request_id, ts, record)
+            SELECT * FROM UNNEST(\(ids)::text[], \(requests)::text[], \(times)::bigint[], \(records)::text[])
+            """, logger: database.logger)
+    }
+
+    public func shadows(of shadowID: String, after sequence: Int64, limit: Int) async throws -> [(sequence: Int64, shadow: ShadowExposure)] {
+        var out: [(sequence: Int64, shadow: ShadowExposure)] = []
+        let rows = try await database.client.query("""
+            SELECT seq, record FROM shadow_exposures WHERE shadow_id = \(shadowID) AND seq > \(sequence) ORDER BY seq LIMIT \(Int64(limit))
+            """, logger: database.logger)
+        for try await (seq, record) in rows.decode((Int64, String).self) {
+            out.append((seq, try JSONDecoder().decode(ShadowExposure.self, from: Data(record.utf8))))
+        }
+        return out
     }
 
     private static func migrateEvents(_ database: PostgresDatabase) async throws {

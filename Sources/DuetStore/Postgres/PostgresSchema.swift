@@ -9,7 +9,8 @@ public enum PostgresSchema {
     /// Every migration this build knows, in the order they apply.
     public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName, PostgresEventLog.batchesMigrationName,
                                      PostgresRegistry.reviewMigrationName, PostgresRegistry.metricOwnersMigrationName,
-                                     PostgresRegistry.lanesMigrationName, PostgresRegistry.cutoverMigrationName]
+                                     PostgresRegistry.lanesMigrationName, PostgresRegistry.cutoverMigrationName,
+                                     PostgresEventLog.shadowsMigrationName]
 
     /// Creates or brings up to date the registry and event log tables (the Lab's job).
     public static func migrate(_ database: PostgresDatabase) async throws {
@@ -45,7 +46,7 @@ public enum PostgresServeRole {
     /// Tables Serve reads: what to serve, and the events' tail (what users just consumed).
     public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments", "events", "ingest_batches"]
     /// Tables Serve appends to; of exposures it reads back only the sequence numbers its inserts return.
-    public static let appendable = ["events", "exposures"]
+    public static let appendable = ["events", "exposures", "shadow_exposures"]
     /// Tables Serve inserts into without a sequence: the keys of batches it stored.
     public static let keyed = ["ingest_batches"]
 
