@@ -127,7 +127,7 @@ struct RolloutCommand: AsyncParsableCommand {
     }
 
     struct Pause: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Hold the rollout at its stage; the guard still rolls back on a breach once resumed.")
+        static let configuration = CommandConfiguration(abstract: "Hold the rollout at its stage; the guard still rolls it back on a breach.")
         @OptionGroup var control: ControlOptions
         func run() async throws { try await control.apply(.pause) }
     }

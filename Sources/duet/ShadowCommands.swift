@@ -2,7 +2,6 @@ import ArgumentParser
 import DuetCommandLine
 import DuetCore
 import DuetLab
-
 import Foundation
 
 struct ShadowCommand: AsyncParsableCommand {

@@ -74,6 +74,8 @@ import Testing
                 _ = try await lab.evaluate(candidate: fixture.first, baseline: "production")
                 let harmful = try await lab.startRollout(candidate: fixture.first, lane: .refresh, stages: Self.stages, actor: "ana", reason: "nightly")
                 try await Self.traffic(lab, log, rollout: harmful.id, users: 600..<1_000, candidatePlays: 0)
+                // Paused, it would not advance; its candidate still serves, so a breach still rolls it back.
+                try await lab.control(rollout: harmful.id, .pause, actor: "ana", reason: "holding for the weekend")
                 let judgement = try await lab.judge(rollout: harmful.id, eventLog: log)
                 #expect(judgement.action == .rollBack, "\(judgement.summary)")
                 #expect(judgement.breaches.contains { $0.hasPrefix("plays_per_user is worse beyond its 5% margin") })

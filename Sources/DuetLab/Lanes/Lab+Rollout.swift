@@ -81,7 +81,7 @@ extension Lab {
     ///   share above 5%, or a sample-ratio mismatch) rolls back at once, citing the analysis;
     /// - otherwise, once the stage's dwell time and candidate users are reached, it advances, and the
     ///   step onto the last stage (100%) promotes the candidate;
-    /// - otherwise it holds. A paused rollout is judged but never moved.
+    /// - otherwise it holds. A paused rollout never advances, but a breach still rolls it back.
     @discardableResult
     public func judge(rollout id: String, eventLog: any EventLog, now: Date = Date()) async throws -> RolloutJudgement {
         var rollout = try await self.rollout(id)
@@ -104,8 +104,8 @@ extension Lab {
         judgement.candidateUsers = report.arms.first { $0.arm == Rollout.candidateArm }?.users ?? 0
         judgement.productionUsers = report.arms.first { $0.arm == Rollout.productionArm }?.users ?? 0
         judgement.breaches = Self.breaches(in: report)
+        // A paused rollout still serves its candidate, so a breach rolls it back all the same.
         if !judgement.breaches.isEmpty {
-            guard rollout.status == .running else { return judgement }
             let outcome = try await registry.apply(.init(rollout: id, action: .rollBack, actor: Self.rolloutGuard,
                                                          reason: "breach at stage \(rollout.stage + 1): " + judgement.breaches.joined(separator: "; "),
                                                          analysisHash: analysis.hash, expectedStage: rollout.stage))
