@@ -358,6 +358,33 @@ struct BrowserSession {
         }
     }
 
+    @Test func theOverviewShowsRolloutsWithTheirStageAndSteps() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await LabFixture.make(in: folder)
+            let lab = fixture.lab
+            let recipe = try await lab.saveRecipe(Recipe(name: "tracks", algorithm: "als", hyperparameters: ["factors": 4, "iterations": 2],
+                                                         refresh: RefreshPolicy(), author: "ana", createdAt: 1))
+            let snapshot = try lab.loadSplit(fixture.split).0.snapshot
+            let production = try await lab.train(recipe: recipe, snapshot: snapshot, split: fixture.split, parent: nil, name: "tracks-1")
+            try await lab.promote(production, actor: "ana", reason: "first", override: "test")
+            let refresh = try await lab.train(recipe: recipe, snapshot: snapshot, split: fixture.split, parent: production, name: "tracks-2")
+            _ = try await lab.evaluate(candidate: refresh, baseline: "production")
+            let rollout = try await lab.startRollout(candidate: refresh, lane: .refresh, stages: RolloutStage.defaults,
+                                                     actor: "ana", reason: "nightly <refresh>", id: "nightly")
+            try await lab.control(rollout: rollout.id, .pause, actor: "bob", reason: "holding for the <weekend>")
+            try await Self.app(lab, token: nil).test(.router) { client in
+                try await client.execute(uri: "/", method: .get) { response in
+                    let page = String(buffer: response.body)
+                    #expect(page.contains("<table id=\"rollouts\">"))
+                    #expect(page.contains("<b>5%</b> → 25% → 100%"), "the current stage is marked")
+                    #expect(page.contains("pause at 5% by bob: holding for the &lt;weekend&gt;"), "steps are listed, escaped")
+                    #expect(page.contains(">paused<"))
+                    #expect(!page.contains("<weekend>") && !page.contains("<refresh>"))
+                }
+            }
+        }
+    }
+
     static func files(under folder: URL) throws -> [String: Date] {
         let enumerator = FileManager.default.enumerator(atPath: folder.path)
         var files: [String: Date] = [:]

@@ -54,6 +54,15 @@ extension DemoStory {
         for event in try await lab.registry.rolloutEvents(of: badRollout.id) {
             print("   \(event.action.rawValue) at \(String(format: "%g%%", event.share * 100)) by \(event.actor)\(event.analysisHash.map { " [analysis \($0.prefix(12))]" } ?? "")")
         }
+        // A shadow shows the same fault with no listener seeing it: the candidate's lists, never served.
+        let shadow = try await lab.startShadow(candidate: bad.bundle, share: 0.2, actor: "ana", id: "shadow-bad-refresh")
+        try await waitForRegistry()
+        let listeners = 400
+        let shadowed = try await simulate(firstUser: first, users: listeners, quiet: true)
+        try await Task.sleep(for: .milliseconds(600)) // Serve stores shadow lists every 200 ms
+        try await lab.stopShadow(shadow.id)
+        print("   shadowed on 20% of the recommendations \(listeners) more listeners got (\(shadowed.non2xx + shadowed.transportErrors) non-2xx), never shown:")
+        for line in try await lab.shadowReport(shadow.id, eventLog: log).textLines { print("   " + line) }
     }
 
     func describe(_ run: RefreshRun) {
