@@ -48,6 +48,9 @@ else
   echo "FAIL two analyses at the same frozen position differ"; diff "$WORK/analysis-1.json" "$WORK/analysis-2.json" | head -20; exit 1
 fi
 
+# The demo ends on a refresh of the baseline; the browser promotes the A/B test's treatment, whose
+# evaluation and decision rest on the baseline, so production goes back to it first.
+"$DUET" lab rollback --home "$WORK/home" --as ana --reason "browser test: back to the production the A/B test ran against" > /dev/null
 GENERATION=$("$DUET" lab history --home "$WORK/home" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["generation"])')
 CHROMIUM="$CHROMIUM" "$VENV/bin/python" scripts/browser-test.py "http://127.0.0.1:$DASHBOARD_PORT" "$TOKEN" "$GENERATION" "$SHOTS" "$RITA" "$SAM"
 for secret in "$TOKEN" "$RITA" "$SAM"; do

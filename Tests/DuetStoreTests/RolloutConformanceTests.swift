@@ -170,6 +170,30 @@ import Testing
     }
 
     @Test(arguments: StoreBackend.enabled)
+    func aShippedModelRollsOutOnItsDecision(backend: StoreBackend) async throws {
+        try await withStores(backend) { stores in
+            let registry = stores.registry
+            try await Self.setUp(registry)
+            // "c" is another recipe: only an experiment against production and a ship decision let it take a rollout.
+            let spec = ExperimentSpec(id: "exp", hypothesis: "c beats a", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                                 ExperimentArm(name: "treatment", bundleID: "c", weight: 0.5)],
+                                      successMetrics: ["plays_per_user"], author: "ana", approvalsRequired: 0)
+            try await registry.create(spec)
+            try await registry.start(experiment: "exp")
+            try await registry.stop(experiment: "exp")
+            await #expect { try await registry.start(Self.rollout("r-ship", candidate: "c", lane: .ship)) } throws: { "\($0)".contains("no recorded decision ships model c") }
+            let decision = try await registry.record(Decision(experimentID: "exp", outcome: .ship, arm: "treatment", reviewer: "ana", reason: "plays up",
+                                                              analysisHash: Self.analysis, decidedAt: 1))
+            let started = try await registry.start(Self.rollout("r-ship", candidate: "c", lane: .ship))
+            #expect(started.decisionID == decision && started.evaluationID != nil && started.recipe == nil)
+            try await registry.apply(.init(rollout: "r-ship", action: .advance, actor: "rollout-guard", reason: "clean", analysisHash: Self.analysis))
+            let completed = try await registry.apply(.init(rollout: "r-ship", action: .complete, actor: "rollout-guard", reason: "done", analysisHash: Self.analysis))
+            #expect(completed.promotion?.decisionID == decision && completed.promotion?.to == "c")
+            #expect(try await registry.production().model == "c")
+        }
+    }
+
+    @Test(arguments: StoreBackend.enabled)
     func aLockHasOneHolderUntilItExpires(backend: StoreBackend) async throws {
         try await withStores(backend) { stores in
             let registry = stores.registry
