@@ -275,8 +275,10 @@ public struct DashboardPages: Sendable {
             body += "<tr><td><a href=\"\(path: "experiments", id)?analysis=\(entry.id)\"><code>\(entry.id)</code></a>\(entry.id == String(hash.prefix(12)) ? " (shown)" : "")</td><td>\(entry.phase)</td><td>\(Self.time(entry.written.epochMillis))</td></tr>"
         }
         body += "</table>"
-        body += try await review(record, viewer, newest: newest.1, shownIsNewest: isNewest)
-        if viewer.canAct, isNewest, record.spec.status != .decided, record.spec.status != .running {
+        // Rollouts and shadows are not reviewed or decided: their record is their steps and their report.
+        let decidable = !record.spec.isRollout && !record.spec.isShadow
+        if decidable { body += try await review(record, viewer, newest: newest.1, shownIsNewest: isNewest) }
+        if decidable, viewer.canAct, isNewest, record.spec.status != .decided, record.spec.status != .running {
             let outcomes = DecisionOutcome.allCases.map { "<option\($0 == report.recommendation.outcome ? " selected" : "")>\($0.rawValue)</option>" as HTML }
             // The form names the analysis on this page: a decision never rests on one the reviewer did not see.
             body += "<h2>Decide</h2><p>Recorded as decided by \(viewer.person ?? "you").</p>" + Self.actionForm("decide", viewer, """

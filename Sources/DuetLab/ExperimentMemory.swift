@@ -90,7 +90,8 @@ extension Lab {
         let decisions = try await registry.decisions(experiment: nil)
         let metricOwners = try await registry.metricOwners()
         var memory: [ExperimentMemory] = []
-        for record in try await registry.experiments() {
+        // Rollouts and shadows have their own record (`rollout status`, `shadow report`); they test no idea.
+        for record in try await registry.experiments() where !record.spec.isRollout && !record.spec.isShadow {
             let spec = record.spec
             var offline: [ExperimentMemory.OfflineDelta] = []
             for arm in spec.arms.dropFirst() {

@@ -154,6 +154,14 @@ import Testing
             #expect(try await registry.servingVersion() > version)
             #expect(try await registry.servingConfiguration().experiments.isEmpty, "every user is back on production at Serve's next poll")
             #expect(try await registry.rolloutEvents(of: "r1").last?.analysisHash == Self.analysis)
+            // Its experiment stopped, but a rollout is never reviewed or decided: its steps are its record.
+            await #expect {
+                try await registry.record(Decision(experimentID: "r1", outcome: .ship, arm: "candidate", reviewer: "ana", reason: "r",
+                                                   analysisHash: Self.analysis, decidedAt: 1))
+            } throws: { "\($0)".contains("'r1' is a staged rollout: it is not reviewed or decided") }
+            await #expect {
+                try await registry.add(ReviewEntry(experimentID: "r1", kind: .comment, author: "ana", text: "hm", parent: nil, analysisHash: nil, createdAt: 1))
+            } throws: { "\($0)".contains("is a staged rollout") }
             // No rollout is active now, so production may move by hand: c, then back to a.
             try await registry.promote(.init(model: "c", actor: "ana", reason: "trial", evidence: .override(reason: "incident"), expectedGeneration: 1))
             try await registry.rollback(.init(target: nil, actor: "ana", reason: "back", expectedGeneration: 2))

@@ -11,6 +11,7 @@ extension RegistryRules {
                               entries: [ReviewEntry], author: Person?) throws -> (entry: ReviewEntry, opensReview: Bool) {
         let id = entry.experimentID
         guard let experiment else { throw DuetError.notFound(kind: "experiment", id: id) }
+        try requireDecidable(experiment.spec)
         guard let author else { throw unregistered(entry.author) }
         switch experiment.status {
         case .stopped, .inReview: break
@@ -75,6 +76,7 @@ extension RegistryRules {
         try decision.validate()
         let id = decision.experimentID
         guard let experiment else { throw DuetError.notFound(kind: "experiment", id: id) }
+        try requireDecidable(experiment.spec)
         guard reviewer != nil else { throw unregistered(decision.reviewer) }
         switch experiment.status {
         case .running: throw DuetError.refused("stop experiment '\(id)' before deciding it")
@@ -120,6 +122,16 @@ extension RegistryRules {
         let who = actorTeam.map { "\(actor) (team \($0))" } ?? "\(actor) (no registered team)"
         let approved = approvers.isEmpty ? "no approver of its ship decision" : "none of its ship decision's approvers (\(approvers.joined(separator: ", ")))"
         throw DuetError.refused("refused: model \(model.prefix(12)) is owned by team \(owner.team) (contact \(owner.contact)); promoting it as \(who) needs an approval from team \(owner.team), and \(approved) is in it. Ask someone in \(owner.team) to approve the experiment, or to promote it")
+    }
+
+    /// A rollout's record is its guard's steps, and a shadow decides nothing: neither is reviewed or decided.
+    static func requireDecidable(_ spec: ExperimentSpec) throws {
+        if spec.isRollout {
+            throw DuetError.refused("'\(spec.id)' is a staged rollout: it is not reviewed or decided; its steps are its record (`duet lab rollout status \(spec.id)`)")
+        }
+        if spec.isShadow {
+            throw DuetError.refused("'\(spec.id)' is a shadow: it is not reviewed or decided; read it with `duet lab shadow report \(spec.id)`")
+        }
     }
 
     public static func unregistered(_ name: String) -> DuetError {
