@@ -96,11 +96,13 @@ extension Lab {
                 do {
                     let run = try await refresh(recipe: reference, actor: actor, eventLog: eventLog)
                     report(run.gate.summary)
-                    if let rollout = run.rollout {
-                        _ = try await watch(rollout: rollout.id, eventLog: eventLog, every: judgeEvery) { judgement in
-                            _ = Task { _ = try? await self.registry.acquireLock(lock, holder: holder, seconds: lease) }
-                            report(judgement.summary)
-                        }
+                    // Judged until it ends, renewing the lock at every look so no other machine starts a run meanwhile.
+                    while let rollout = run.rollout {
+                        let judgement = try await judge(rollout: rollout.id, eventLog: eventLog)
+                        report(judgement.summary)
+                        guard judgement.rollout.status.isActive else { break }
+                        _ = try await registry.acquireLock(lock, holder: holder, seconds: lease)
+                        try await Task.sleep(for: judgeEvery)
                     }
                 } catch {
                     report("refresh failed: \(error)")
