@@ -174,6 +174,31 @@ import Testing
         }
     }
 
+    /// Plays on a list this experiment did not serve (a later rollout's, say) never count for it, even
+    /// inside the attribution window; plays without a request id still count by user and time.
+    @Test func feedbackOnAnotherListNeverCountsForThisExperiment() async throws {
+        try await withScratchFolder { folder in
+            let log = try SQLiteEventLog(path: folder.appendingPathComponent("events.sqlite").path)
+            let spec = ExperimentSpec(id: "exp", hypothesis: "h", arms: [ExperimentArm(name: "control", bundleID: "a", weight: 0.5),
+                                                                         ExperimentArm(name: "treatment", bundleID: "b", weight: 0.5)],
+                                      seed: "exp", successMetrics: ["plays_per_user"], status: .stopped)
+            let day: EpochMillis = 86_400_000, start: EpochMillis = 1_767_225_600_000, end = start + day
+            try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<100, at: start + 1_000)
+            func plays() async throws -> Double {
+                let data = try await ExperimentDataReader.read(log: log, experiment: "exp", phase: 1, from: start, until: end, attributionWindow: day,
+                                                               incidents: [], excludeIncidents: true)
+                return data.users.values.reduce(0) { $0 + $1.plays }
+            }
+            let before = try await plays()
+            #expect(before > 0)
+            _ = try await log.append(events: (0..<100).flatMap { user in
+                (0..<5).map { FeedbackEvent(user: "u\(user)", item: "t\($0)", kind: .play, weight: 1, timestamp: end + 1_000, requestID: "rollout-\(user)") }
+                    + [FeedbackEvent(user: "u\(user)", item: "t9", kind: .play, weight: 1, timestamp: end + 1_000)]
+            })
+            #expect(try await plays() == before + 100, "only the 100 plays without a request id are attributed")
+        }
+    }
+
     /// Five days on a fixed timeline: the series has a point a day, counts what each day brought,
     /// shades the incident's day, and its last point is the whole analysis.
     @Test func theSeriesOverTimeFollowsTheDaysFromOnePass() async throws {

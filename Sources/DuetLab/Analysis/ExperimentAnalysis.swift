@@ -128,7 +128,8 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
     }
 
     /// Raised whenever the analysis' arithmetic or inputs change meaning.
-    public static let engineVersion = "2"
+    /// 3: feedback carrying a request id counts only for the experiments of that request's list.
+    public static let engineVersion = "3"
 
     public static let nonInferiorityConventionText = "margin × control mean, the control mean treated as fixed (as Spotify Confidence does)"
 

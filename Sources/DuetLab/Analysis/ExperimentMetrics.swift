@@ -140,8 +140,9 @@ public enum ExperimentDataReader {
     public static let burstThreshold = 20
 
     /// Reads exposures of `experiment`/`phase` in [from, until) and attributes feedback to them:
-    /// by `requestId` when the event carries one, else by user within `attributionWindow` after the
-    /// user's last exposure. Feedback inside `cupedWindow` (before the experiment's first start, the
+    /// by `requestId` when the event carries one (feedback on a list outside this phase, such as a
+    /// later rollout's, is never this experiment's), else by user within `attributionWindow` after
+    /// the user's last exposure. Feedback inside `cupedWindow` (before the experiment's first start, the
     /// same for every phase) feeds the CUPED covariate; nothing between that window and the phase
     /// does, so an earlier phase's treatment cannot leak into it. With `excludeIncidents`,
     /// exposures and feedback inside incident windows and fallback bursts are left out.
@@ -209,8 +210,8 @@ public enum ExperimentDataReader {
                 if !isPre {
                     guard event.timestamp >= from else { continue }
                     let attributed: Bool
-                    if let requestID = event.requestID, let owner = requestUsers[requestID] {
-                        attributed = owner == event.user
+                    if let requestID = event.requestID {
+                        attributed = requestUsers[requestID] == event.user
                     } else if let first = firstSeen[event.user], let last = lastSeen[event.user] {
                         attributed = event.timestamp >= first && event.timestamp <= last + attributionWindow
                     } else {
