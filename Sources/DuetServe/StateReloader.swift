@@ -55,13 +55,16 @@ public final class StateReloader: Service, Sendable {
     /// A swap this long after the activation time counts as late (the poll, load and verify did not fit in the delay).
     static let lateTolerance = 5
 
-    /// Sleeps to a wall-clock time, spinning the last 2 ms so replicas on one clock switch within a millisecond or two.
-    /// A time over a minute away (clock skew, or a bad row) is waited for only a minute.
-    static func sleep(untilEpochMillis target: EpochMillis) async {
+    /// Sleeps to a wall-clock time, spinning only the last 2 ms so replicas on one clock switch within a
+    /// millisecond or two. A time over a minute away (clock skew, or a bad row) is waited for only a
+    /// minute; cancellation ends the wait at once.
+    package static func sleep(untilEpochMillis target: EpochMillis) async {
         let deadline = min(target, Date().epochMillis + 60_000)
-        let remaining = deadline - Date().epochMillis
-        if remaining > 3 { try? await Task.sleep(for: .milliseconds(remaining - 2)) }
-        while Date().epochMillis < deadline {}
+        while !Task.isCancelled {
+            let remaining = deadline - Date().epochMillis
+            if remaining <= 0 { return }
+            if remaining > 3 { try? await Task.sleep(for: .milliseconds(remaining - 2)) }
+        }
     }
 
     func apply(_ configuration: ServingConfiguration) async throws -> Bool {

@@ -29,6 +29,20 @@ import Testing
         }
     }
 
+    @Test func theWaitForAnActivationTimeEndsOnTimeOrWhenCancelled() async throws {
+        let target = Date().epochMillis + 150
+        await StateReloader.sleep(untilEpochMillis: target)
+        let woke = Date().epochMillis
+        #expect(woke >= target && woke - target < 100, "woke \(woke - target) ms after the activation time")
+        // Shutting down: a far activation time must not hold the replica (or spin a core) until it comes.
+        let clock = ContinuousClock(), started = clock.now
+        let waiting = Task { await StateReloader.sleep(untilEpochMillis: Date().epochMillis + 30_000) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        await waiting.value
+        #expect(clock.now - started < .seconds(5))
+    }
+
     @Test func replicasSwapTogetherAndALateOneSaysSo() async throws {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
