@@ -1,6 +1,6 @@
 public import DuetCore
 public import DuetStore
-public import DuetTraining
+import DuetTraining
 public import Foundation
 
 extension TrainingAlgorithm {

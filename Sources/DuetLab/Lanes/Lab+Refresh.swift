@@ -49,7 +49,8 @@ extension Lab {
         guard let production = try await registry.production().model, let producing = try await registry.model(production) else {
             throw DuetError.refused("refused: nothing is in production yet; promote a first model of recipe \(recipe.name) through the new-model lane")
         }
-        let producedBy = try await producing.recipe.asyncMap { try await self.recipe($0) }
+        var producedBy: Recipe?
+        if let reference = producing.recipe { producedBy = try await self.recipe(reference) }
         guard let producedBy, producedBy.name == recipe.name, producedBy.sameMethod(as: recipe) else {
             let what = producedBy.map { "recipe \($0.reference)" } ?? "no recipe"
             throw DuetError.refused("refused: production \(production.prefix(12)) was made by \(what), not by \(recipe.reference)'s method; a new recipe is a new model and goes through an experiment, a decision and then promotion")
@@ -135,12 +136,5 @@ extension Lab {
         return try snapshots.freeze(builder, source: "\(info.source), item labels shuffled (seed \(seed))", format: "events",
                                     kinds: info.kinds.map { Set($0.map { EventKind(rawValue: $0) }) }, tally: tally,
                                     catalog: try HomeCatalog(home: home).load())
-    }
-}
-
-extension Optional {
-    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let value = self else { return nil }
-        return try await transform(value)
     }
 }

@@ -1,6 +1,6 @@
 public import DuetCore
 public import DuetStore
-public import Foundation
+import Foundation
 
 /// How a shadowed candidate's lists compared with the lists production showed for the same requests.
 public struct ShadowReport: Codable, Sendable {
