@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "DuetIntegrationTests",
             dependencies: [
-                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity",
+                "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity", "DuetTraining",
                 "DuetTestSupport", "DuetStoreTestSupport", "DuetLabTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -13,7 +13,7 @@ if grep -rnE '^(public |package |@_exported )?import DuetServe\b' Sources/DuetLa
   fail "DuetLab imports DuetServe"
 fi
 # Only the Lab's promotion moves the alias; the executable calls no registry write.
-if grep -rnE 'registry\.(promote|rollback|apply|start|stop|create|record|register|changePhase|setStatus|add)\(' Sources/duet; then
+if grep -rnE 'registry\.(promote|rollback|rollbackIndex|publish|apply|start|stop|create|record|register|changePhase|setStatus|add)\(' Sources/duet; then
   fail "Sources/duet calls a registry write directly; go through the Lab"
 fi
 if grep -rnE 'registry\.(promote|rollback)\(' Sources --include=*.swift | grep -v '^Sources/DuetLab/Promotion.swift:'; then

@@ -28,8 +28,25 @@ def check(ok, message):
 DUET = os.path.abspath(a.duet)
 WORK = tempfile.mkdtemp(prefix="duet-replicas-")
 HOME = os.path.join(WORK, "home")            # the shared bundle folder every replica mounts
-BASE = random.randint(21000, 38000)
-PORTS = [BASE, BASE + 1, BASE + 2]
+
+
+def free_run(count):
+    """Consecutive ports below Linux's ephemeral range (32768+), where no client socket takes one
+    between our check and a replica's (re)start; each checked free by binding it."""
+    import socket
+    for _ in range(200):
+        base = random.randint(20000, 32000 - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return list(range(base, base + count))
+        except OSError:
+            continue
+    sys.exit("no run of free ports found")
+
+
+PORTS = free_run(3)
 
 
 def sh(*args, capture=True, env=None, check=True):

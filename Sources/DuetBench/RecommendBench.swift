@@ -19,6 +19,7 @@ struct RecommendBench: AsyncParsableCommand {
     @Option(help: "Items per list.") var n: Int = 20
     @Option(help: "HNSW beam width for recommendations (duet serve --ef).") var ef: Int = ServeSettings.defaultRecommendationBeam
     @Option(help: "Users whose lists are compared with the exact scan's for recall.") var recallUsers: Int = 2_000
+    @Option(help: "Also time the same requests explained: 'bundle' (its own similarity) or a published index's name.") var explain: String?
     @OptionGroup var output: OutputOptions
 
     struct Result: Codable {
@@ -31,6 +32,10 @@ struct RecommendBench: AsyncParsableCommand {
         var ef: Int
         /// Share of the exact scan's top n (same exclusions) that the served lists hold.
         var recall: Double?
+        /// With --explain: the same requests explained, and the median training history they were explained from.
+        var explainedRankMicros: Double?
+        var explainedEncodeMicros: Double?
+        var medianHistory: Int?
     }
 
     func validate() throws {
@@ -53,25 +58,43 @@ struct RecommendBench: AsyncParsableCommand {
         guard let bundle = components.store.current.production?.bundle else { throw DuetError.refused("nothing is in production") }
         let users = bundle.userIDs
         let clock = ContinuousClock()
-        var responses: [RecommendationResponse] = []
-        responses.reserveCapacity(requests)
-        let start = clock.now
-        for request in 0..<requests {
-            responses.append(try components.recommender.recommend(user: users[request % users.count], n: n, exclude: [], context: nil))
-            if request % 1_000 == 999 { while components.exposures.pending > 0 { await components.exposures.flush() } }
+        /// Per request: ranking (with exposure logging) and JSON encoding, in seconds over all.
+        func timed(_ explanation: ExplanationSource?) async throws -> (responses: [RecommendationResponse], rank: Double, encode: Double) {
+            var responses: [RecommendationResponse] = []
+            responses.reserveCapacity(requests)
+            let start = clock.now
+            for request in 0..<requests {
+                responses.append(try components.recommender.recommend(user: users[request % users.count], n: n, exclude: [], context: nil,
+                                                                      explain: explanation))
+                if request % 1_000 == 999 { while components.exposures.pending > 0 { await components.exposures.flush() } }
+            }
+            let rank = (clock.now - start).seconds
+            let encodeStart = clock.now
+            for response in responses { _ = response.jsonBytes() }
+            return (responses, rank, (clock.now - encodeStart).seconds)
         }
-        let rank = (clock.now - start).seconds
-        let encodeStart = clock.now
-        for response in responses { _ = response.jsonBytes() }
-        let encode = (clock.now - encodeStart).seconds
+        let (responses, rank, encode) = try await timed(nil)
+        let explanation: ExplanationSource? = explain.map { $0 == "bundle" ? .bundle : .index($0) }
+        var explained: (responses: [RecommendationResponse], rank: Double, encode: Double)?
+        if let explanation { explained = try await timed(explanation) }
+        let histories = (0..<min(users.count, requests)).map { bundle.history(ofUser: $0).count }.sorted()
         let answeredBy = Dictionary(grouping: responses, by: \.index).mapValues { Double($0.count) / Double(requests) }
         let mostly: String = answeredBy.max { $0.value < $1.value }?.key ?? ""
         let measuredRecall = try recall(users: Array(users.prefix(recallUsers)), served: components.recommender, bundle: bundle)
         let result = Result(requests: requests, rankMicros: rank / Double(requests) * 1e6, encodeMicros: encode / Double(requests) * 1e6,
-                            index: mostly, answeredBy: answeredBy, ef: ef, recall: measuredRecall)
+                            index: mostly, answeredBy: answeredBy, ef: ef, recall: measuredRecall,
+                            explainedRankMicros: explained.map { $0.rank / Double(requests) * 1e6 },
+                            explainedEncodeMicros: explained.map { $0.encode / Double(requests) * 1e6 },
+                            medianHistory: explained == nil ? nil : histories[histories.count / 2])
         if output.json { return try printJSON(result) }
         print(String(format: "%d requests: rank + exposure %.1f µs, JSON encoding %.1f µs per request", requests,
                      result.rankMicros, result.encodeMicros))
+        if let explainedRank = result.explainedRankMicros, let explainedEncode = result.explainedEncodeMicros {
+            let index = explained?.responses.first?.explanation?.index ?? "?"
+            print(String(format: "explained with %@: rank + because %.1f µs, JSON %.1f µs per request (+%.1f µs; median history %d items, %d items per list)",
+                          index, explainedRank, explainedEncode, explainedRank + explainedEncode - result.rankMicros - result.encodeMicros,
+                          result.medianHistory ?? 0, n))
+        }
         let shares = answeredBy.sorted { $0.value > $1.value }.map { share -> String in
             String(format: "%@ %.2f%%", share.key, 100 * share.value)
         }

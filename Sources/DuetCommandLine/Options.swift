@@ -20,11 +20,24 @@ package struct HomeOptions: ParsableArguments {
                                             discussion: "Falls back to $DUET_REGISTRY; without either, the home's SQLite files.", valueName: "url"))
     package var registry: String?
 
-    package var resolved: DuetHome { DuetHome.resolve(flag: home) }
+    @Option(name: .long, help: ArgumentHelp("A JSON configuration file (see `duet config print`).",
+                                            discussion: "Falls back to $DUET_CONFIG. Flags beat environment variables, which beat the file.", valueName: "file"))
+    package var config: String?
 
-    package var registryURL: String? {
-        registry ?? ProcessInfo.processInfo.environment["DUET_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
+    /// Reads the configuration file before any command runs, so a bad one stops it with the reason.
+    package func validate() throws {
+        _ = try ConfigurationFile.named(flag: config)
     }
+
+    /// Settings by precedence: flag, DUET_* environment variable, configuration file, default.
+    package var settings: SettingsResolver {
+        // validate() has read the file already; a file that went bad since is read as none.
+        SettingsResolver(file: (try? ConfigurationFile.named(flag: config)) ?? .none)
+    }
+
+    package var resolved: DuetHome { DuetHome(root: URL(fileURLWithPath: settings.text(DuetSettings.home, flag: home)?.text ?? "duet-home")) }
+
+    package var registryURL: String? { settings.text(DuetSettings.registry, flag: registry)?.text }
 
     /// The Lab's writing registry; it creates and migrates the schema.
     package func openRegistry() async throws -> any LabRegistry {
@@ -120,6 +133,29 @@ package struct ALSOptions: ParsableArguments {
 }
 
 extension Weighting: ExpressibleByArgument {}
+
+/// Item-kNN's settings, for `lab train --algo item-knn` and `lab index build --knn-snapshot`.
+package struct ItemKNNOptions: ParsableArguments {
+    package init() {}
+
+    @Option(help: "Item-kNN: neighbours kept per item.") package var neighbours: Int = 100
+    @Option(help: "Item-kNN: bm25 (the cosine of BM25-weighted plays) or cosine (of the raw weights).") package var similarity: ItemKNNConfiguration.Similarity = .bm25
+    @Option(help: "Item-kNN: added to the cosine's denominator, so pairs with few shared users score lower.") package var shrinkage: Float = 10
+    @Option(help: "Item-kNN: fewest shared users for a pair to count.") package var minSupport: Int = 2
+
+    package func configuration(threads: Int) throws -> ItemKNNConfiguration {
+        var configuration = ItemKNNConfiguration()
+        configuration.neighbours = neighbours
+        configuration.similarity = similarity
+        configuration.shrinkage = shrinkage
+        configuration.minimumSupport = minSupport
+        configuration.threads = threads
+        try configuration.validate()
+        return configuration
+    }
+}
+
+extension ItemKNNConfiguration.Similarity: ExpressibleByArgument {}
 
 /// `--as NAME`: who is acting. Every review entry, decision and production change names a person.
 package struct ActorOptions: ParsableArguments {

@@ -17,6 +17,8 @@ public struct DuetHome: Sendable, Hashable {
     public var bundlesFolder: URL { root.appendingPathComponent("bundles", isDirectory: true) }
     public var snapshotsFolder: URL { root.appendingPathComponent("snapshots", isDirectory: true) }
     public var worldsFolder: URL { root.appendingPathComponent("worlds", isDirectory: true) }
+    /// Similarity index artefacts, each a content-addressed folder like a bundle.
+    public var indexesFolder: URL { root.appendingPathComponent("indexes", isDirectory: true) }
     public var tempFolder: URL { root.appendingPathComponent("tmp", isDirectory: true) }
 
     /// Creates the folders a command is about to write into.

@@ -61,7 +61,7 @@ public protocol EventTail: Sendable {
     func tail(after sequence: Int64, since: EpochMillis, limit: Int) async throws -> [StoredEvent]
 }
 
-/// What Serve needs to know, read in one cheap query: the production model and the running experiments.
+/// What Serve needs to know, read in one cheap query: the production model, the running experiments and the published indexes.
 public struct ServingConfiguration: Sendable, Hashable {
     /// Increases on every change Serve must act on: promotion, rollback, experiment start, stop or phase.
     public var version: Int
@@ -71,13 +71,17 @@ public struct ServingConfiguration: Sendable, Hashable {
     /// When every replica switches to this version (epoch ms): a little after it was written, so each
     /// can load and verify ahead and all switch together. Nil: switch on sight.
     public var activateAt: EpochMillis?
+    /// The similarity indexes published under their own names, each with its own generation.
+    public var indexes: [PublishedIndex]
 
-    public init(version: Int, productionGeneration: Int, production: String?, experiments: [ExperimentRecord], activateAt: EpochMillis? = nil) {
+    public init(version: Int, productionGeneration: Int, production: String?, experiments: [ExperimentRecord], activateAt: EpochMillis? = nil,
+                indexes: [PublishedIndex] = []) {
         self.version = version
         self.productionGeneration = productionGeneration
         self.production = production
         self.experiments = experiments
         self.activateAt = activateAt
+        self.indexes = indexes
     }
 }
 

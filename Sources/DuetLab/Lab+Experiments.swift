@@ -100,21 +100,10 @@ extension Lab {
                         eventLog: any EventLog) async throws -> StoredAnalysis {
         try Identifier.validateFileSafe(id, field: "experiment id")
         guard (0...365).contains(cupedDays) else { throw DuetError.invalidValue(field: "cuped days", reason: "\(cupedDays) must be 0–365") }
-        guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
-        guard record.spec.status != .draft else { throw DuetError.refused("experiment '\(id)' has not started; there is nothing to analyse") }
-        let phases = try await registry.phases(of: id)
-        let number = requested ?? record.phase
-        guard let phase = phases.first(where: { $0.phase == number }) else {
-            throw DuetError.notFound(kind: "phase", id: "\(number) of experiment '\(id)' (it has \(phases.count))")
-        }
+        let (record, phase, phases) = try await startedPhase(of: id, requested)
         let incidents = try await registry.incidents()
-        let firstStart = phases.map(\.startedAt).min() ?? phase.startedAt
-        let cupedWindow = cupedDays > 0 ? (firstStart - EpochMillis(cupedDays) * 86_400_000)..<firstStart : nil
-        let until = phase.endedAt ?? record.stoppedAt ?? Date().epochMillis
-        let data = try await ExperimentDataReader.read(log: eventLog, experiment: id, phase: phase.phase, from: phase.startedAt, until: until + 1,
-                                                       attributionWindow: EpochMillis(attributionHours * 3_600_000),
-                                                       incidents: incidents, excludeIncidents: excludeIncidents, cupedWindow: cupedWindow,
-                                                       itemGenres: itemGenres())
+        let data = try await experimentData(record: record, phase: phase, phases: phases, incidents: incidents, excludeIncidents: excludeIncidents,
+                                            attributionHours: attributionHours, cupedDays: cupedDays, eventLog: eventLog)
         let report = ExperimentAnalyzer.analyze(record: record, phase: phase, data: data, incidents: incidents, excludeIncidents: excludeIncidents,
                                                 correction: correction)
         let json = try report.canonicalJSON()
@@ -125,6 +114,30 @@ extension Lab {
         try json.write(to: jsonPath, options: .atomic)
         try Data(AnalysisReportHTML.render(report, hash: hash).utf8).write(to: htmlPath, options: .atomic)
         return StoredAnalysis(report: report, hash: hash, jsonPath: jsonPath, htmlPath: htmlPath)
+    }
+
+    /// A started experiment, the phase asked for (default: the current one) and all its phases.
+    func startedPhase(of id: String, _ requested: Int?) async throws -> (ExperimentRecord, ExperimentPhase, [ExperimentPhase]) {
+        guard let record = try await registry.experiment(id) else { throw DuetError.notFound(kind: "experiment", id: id) }
+        guard record.spec.status != .draft else { throw DuetError.refused("experiment '\(id)' has not started; there is nothing to analyse") }
+        let phases = try await registry.phases(of: id)
+        let number = requested ?? record.phase
+        guard let phase = phases.first(where: { $0.phase == number }) else {
+            throw DuetError.notFound(kind: "phase", id: "\(number) of experiment '\(id)' (it has \(phases.count))")
+        }
+        return (record, phase, phases)
+    }
+
+    /// What the event log says about one phase: each user's arm and tallies, as the analysis reads them.
+    func experimentData(record: ExperimentRecord, phase: ExperimentPhase, phases: [ExperimentPhase], incidents: [Incident],
+                        excludeIncidents: Bool, attributionHours: Double, cupedDays: Int, eventLog: any EventLog) async throws -> ExperimentData {
+        let firstStart = phases.map(\.startedAt).min() ?? phase.startedAt
+        let cupedWindow = cupedDays > 0 ? (firstStart - EpochMillis(cupedDays) * 86_400_000)..<firstStart : nil
+        let until = phase.endedAt ?? record.stoppedAt ?? Date().epochMillis
+        return try await ExperimentDataReader.read(log: eventLog, experiment: record.spec.id, phase: phase.phase, from: phase.startedAt, until: until + 1,
+                                                   attributionWindow: EpochMillis(attributionHours * 3_600_000),
+                                                   incidents: incidents, excludeIncidents: excludeIncidents, cupedWindow: cupedWindow,
+                                                   itemGenres: itemGenres())
     }
 
     /// Each catalogue item's first tag, its genre for the exploratory segments; empty without a catalogue.

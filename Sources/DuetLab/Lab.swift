@@ -3,17 +3,20 @@ public import DuetStore
 public import DuetTraining
 public import Foundation
 import DuetKernels
+import DuetSimilarity
 
 /// Which algorithm to train, with its settings.
 public enum TrainingAlgorithm: Sendable {
     case als(ALSConfiguration)
     case bpr(BPRConfiguration)
+    case itemKNN(ItemKNNConfiguration)
     case popularity
 
     public var name: String {
         switch self {
         case .als: "als"
         case .bpr: "bpr"
+        case .itemKNN: ItemKNN.kind
         case .popularity: "popularity"
         }
     }
@@ -23,15 +26,19 @@ public enum TrainingAlgorithm: Sendable {
         switch self {
         case let .als(configuration): configuration.threads
         case let .bpr(configuration): configuration.threads
+        case let .itemKNN(configuration): configuration.threads
         case .popularity: 1
         }
     }
 
     public func train(_ matrix: InteractionMatrix, progress: TrainingProgress? = nil) throws -> FactorModel {
         switch self {
-        case let .als(configuration): try ALS.train(matrix, configuration: configuration, progress: progress)
-        case let .bpr(configuration): try BPR.train(matrix, configuration: configuration, progress: progress)
-        case .popularity: Popularity.train(matrix)
+        case let .als(configuration): return try ALS.train(matrix, configuration: configuration, progress: progress)
+        case let .bpr(configuration): return try BPR.train(matrix, configuration: configuration, progress: progress)
+        case let .itemKNN(configuration):
+            try configuration.validate()
+            return ItemKNN.recommender(matrix, configuration: configuration)
+        case .popularity: return Popularity.train(matrix)
         }
     }
 }
@@ -195,6 +202,38 @@ public final class Lab: Sendable {
     /// trained on it would be judged on what it memorised (a refresh's gate uses production's snapshot).
     public func evaluate(candidate reference: String, baseline baselineReference: String, k: Int = 10, resamples: Int = 1_000,
                          seed: UInt64 = 42, threads: Int = 1, store: Bool = true, unseenBy: String? = nil) async throws -> (OfflineComparison, Int64?) {
+        let (comparison, _) = try await compareOffline(candidate: reference, baseline: baselineReference, k: k, resamples: resamples,
+                                                       seed: seed, threads: threads, unseenBy: unseenBy)
+        guard store else { return (comparison, nil) }
+        guard try await registry.model(comparison.candidate) != nil else { return (comparison, nil) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(comparison)
+        let now = Date().epochMillis
+        // The full comparison as a file too, for people and notebooks; the registry keeps the same JSON.
+        let baselineID = comparison.baseline
+        let report = evaluationsFolder.appendingPathComponent("\(comparison.candidate.prefix(12))-vs-\(baselineID.prefix(12))-\(now).json")
+        try FileManager.default.createDirectory(at: evaluationsFolder, withIntermediateDirectories: true)
+        try data.write(to: report, options: .atomic)
+        let record = EvaluationRecord(candidate: comparison.candidate, baseline: baselineID == "popularity" ? nil : baselineID,
+                                      baselineKind: comparison.baselineKind, snapshot: comparison.snapshot,
+                                      split: comparison.split, k: k, metricsJSON: String(decoding: data, as: UTF8.self), reportPath: report.path,
+                                      createdAt: now)
+        return (comparison, try await registry.add(record))
+    }
+
+    /// The per-user values behind an offline comparison, for export: users by id, in snapshot order.
+    public struct PerUserComparison: Sendable {
+        public var userIDs: [String]
+        public var testItems: [Int]
+        public var candidate: PerUserMetrics
+        public var baseline: PerUserMetrics
+    }
+
+    /// Ranks both models over the candidate's held-out split; nothing is stored. With 0 resamples,
+    /// no paired intervals are computed.
+    public func compareOffline(candidate reference: String, baseline baselineReference: String, k: Int = 10, resamples: Int = 1_000,
+                               seed: UInt64 = 42, threads: Int = 1, unseenBy: String? = nil) async throws -> (OfflineComparison, PerUserComparison) {
         let candidate = try await openBundle(reference)
         guard case let .string(splitID)? = candidate.manifest.hyperparameters["split"], splitID != "none" else {
             throw DuetError.refused("bundle \(candidate.id.prefix(12)) was trained on its whole snapshot, so nothing is held out to evaluate on; train it with --split")
@@ -209,7 +248,7 @@ public final class Lab: Sendable {
             test = Self.dropPairs(of: test, in: snapshot, seenIn: seen)
             warnings.append("\(before - test.nonZeroCount) of \(before) held-out pairs were left out: snapshot \(unseenBy.prefix(12)) (the baseline's training data) holds them")
         }
-        let candidateModel = BundleScorer(bundle: candidate, snapshot: snapshot)
+        let candidateModel = try BundleScorer(bundle: candidate, snapshot: snapshot)
         let baselineModel: any ItemScorer
         let baselineID: String?
         let baselineKind: String
@@ -222,50 +261,46 @@ public final class Lab: Sendable {
             if bundle.manifest.snapshotHash != snapshot.hash || bundle.manifest.hyperparameters["split"] != .string(splitID) {
                 warnings.append("baseline \(bundle.id.prefix(12)) was not trained on this split; its training data may overlap the test users' held-out items")
             }
-            baselineModel = BundleScorer(bundle: bundle, snapshot: snapshot)
+            baselineModel = try BundleScorer(bundle: bundle, snapshot: snapshot)
             baselineID = bundle.id
             baselineKind = bundle.manifest.modelKind
         }
         let (candidateMetrics, candidateUsers) = Evaluator.evaluate(candidateModel, train: train, test: test, k: k,
                                                                     itemFactors: candidateModel.itemFactorsForDiversity, threads: threads)
         let (baselineMetrics, baselineUsers) = Evaluator.evaluate(baselineModel, train: train, test: test, k: k, threads: threads)
-        let differences = try RankingMetrics.names.compactMap { name -> PairedDifference? in
+        // No resamples: the per-user values only (an export), no intervals.
+        let differences = resamples == 0 ? [] : try RankingMetrics.names.compactMap { name -> PairedDifference? in
             guard let a = baselineUsers.series(name), let b = candidateUsers.series(name) else { return nil }
             return try PairedBootstrap.compare(metric: "\(name)@\(k)", baseline: a, candidate: b, resamples: resamples, seed: seed)
         }
         let comparison = OfflineComparison(candidate: candidate.id, baseline: baselineID ?? "popularity", baselineKind: baselineKind,
                                            snapshot: snapshot.hash, split: splitID, candidateMetrics: candidateMetrics,
                                            baselineMetrics: baselineMetrics, differences: differences, warnings: warnings)
-        guard store else { return (comparison, nil) }
-        guard try await registry.model(candidate.id) != nil else { return (comparison, nil) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(comparison)
-        let now = Date().epochMillis
-        // The full comparison as a file too, for people and notebooks; the registry keeps the same JSON.
-        let report = evaluationsFolder.appendingPathComponent("\(candidate.id.prefix(12))-vs-\((baselineID ?? "popularity").prefix(12))-\(now).json")
-        try FileManager.default.createDirectory(at: evaluationsFolder, withIntermediateDirectories: true)
-        try data.write(to: report, options: .atomic)
-        let record = EvaluationRecord(candidate: candidate.id, baseline: baselineID, baselineKind: baselineKind, snapshot: snapshot.hash,
-                                      split: splitID, k: k, metricsJSON: String(decoding: data, as: UTF8.self), reportPath: report.path,
-                                      createdAt: now)
-        return (comparison, try await registry.add(record))
+        let perUser = PerUserComparison(userIDs: candidateUsers.users.map { snapshot.userID($0) },
+                                        testItems: candidateUsers.users.map { test.row($0).count },
+                                        candidate: candidateUsers, baseline: baselineUsers)
+        return (comparison, perUser)
     }
 }
 
 /// Scores a bundle's model over another snapshot's index space, matching users and items by id:
 /// the bundle is judged as it would serve. Users it does not know get its popularity list.
+/// An item-kNN bundle scores from the user's history in the bundle, as Serve does.
 struct BundleScorer: ItemScorer {
     let bundle: ModelBundle
     let itemCount: Int
     let userMap: [Int32]
     let itemMap: [Int32]
+    let neighbourLists: NeighbourLists?
+    let mostPopular: Float
 
-    init(bundle: ModelBundle, snapshot: Snapshot) {
+    init(bundle: ModelBundle, snapshot: Snapshot) throws {
         self.bundle = bundle
         itemCount = snapshot.itemCount
         userMap = (0..<snapshot.userCount).map { Int32(bundle.userIndex(of: snapshot.userID($0)) ?? -1) }
         itemMap = (0..<snapshot.itemCount).map { Int32(bundle.itemIndex(of: snapshot.itemID($0)) ?? -1) }
+        neighbourLists = try NeighbourLists.recommender(in: bundle)?.lists
+        mostPopular = bundle.popularity.max() ?? 0
     }
 
     var itemFactorsForDiversity: (factors: [Float], dimension: Int)? {
@@ -281,6 +316,15 @@ struct BundleScorer: ItemScorer {
     func scoreItems(forUser user: Int, history: InteractionMatrix, into scores: UnsafeMutableBufferPointer<Float>) {
         let d = bundle.dimension
         let mappedUser = Int(userMap[user])
+        if let neighbourLists, mappedUser >= 0 {
+            let listed = neighbourLists.scores(fromHistory: bundle.history(ofUser: mappedUser).lazy.map { Int($0) })
+            for item in 0..<itemCount {
+                let mapped = Int(itemMap[item])
+                scores[item] = mapped < 0 ? -.infinity
+                    : listed[Int32(mapped)] ?? ItemKNNModel.unlistedScore(popularity: bundle.popularity[mapped], mostPopular: mostPopular)
+            }
+            return
+        }
         for item in 0..<itemCount {
             let mapped = Int(itemMap[item])
             if mapped < 0 {

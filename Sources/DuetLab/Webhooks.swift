@@ -16,6 +16,8 @@ public enum LabNotification: Sendable {
     case experimentStopped(String)
     /// A rollout's step: started, advanced, paused, resumed, rolled back, aborted or completed.
     case rollout(RolloutEvent)
+    /// A similarity index published or rolled back under its name.
+    case index(IndexChange)
 
     /// The webhook event name, or nil for changes no webhook subscribes to (comments, approvals).
     var event: String? {
@@ -27,6 +29,7 @@ public enum LabNotification: Sendable {
         case .experimentStarted: "experiment.start"
         case .experimentStopped: "experiment.stop"
         case .rollout: "rollout"
+        case .index: "index"
         }
     }
 
@@ -54,6 +57,11 @@ public enum LabNotification: Sendable {
             var data = ["rollout": event.rollout, "action": event.action.rawValue, "stage": "\(event.stage + 1)",
                         "share": String(format: "%g", event.share), "actor": event.actor, "reason": event.reason]
             if let analysis = event.analysisHash { data["analysis"] = analysis }
+            return data
+        case let .index(change):
+            var data = ["name": change.name, "action": change.action.rawValue, "generation": "\(change.generation)", "to": change.to,
+                        "actor": change.actor, "reason": change.reason]
+            if let from = change.from { data["from"] = from }
             return data
         }
     }

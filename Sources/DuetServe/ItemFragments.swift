@@ -43,13 +43,24 @@ struct ItemFragments: Sendable {
         return json.bytes
     }
 
-    /// Writes item `item` with `score` as the next value of the array `json` is in.
-    func write(item: Int, score: Float, into json: inout JSONWriter) {
+    /// Writes item `item` with `score` (and its `because`, when explained) as the next value of the
+    /// array `json` is in.
+    func write(item: Int, score: Float, because: Because? = nil, into json: inout JSONWriter) {
         let prefix = Int(starts[2 * item]), suffix = Int(starts[2 * item + 1]), end = Int(starts[2 * item + 2])
         bytes.withUnsafeBufferPointer { all in
             json.rawValue(UnsafeBufferPointer(rebasing: all[prefix..<suffix]))
             json.rawNumber(score)
-            json.raw(UnsafeBufferPointer(rebasing: all[suffix..<end]))
+            guard let because else { return json.raw(UnsafeBufferPointer(rebasing: all[suffix..<end])) }
+            // The suffix without its closing brace, then the explanation, then the brace.
+            json.raw(UnsafeBufferPointer(rebasing: all[suffix..<(end - 1)]))
+            var inner = JSONWriter(capacity: 96)
+            inner.beginObject()
+            inner.key("id"); inner.string(because.id)
+            if let title = because.title { inner.key("title"); inner.string(title) }
+            inner.key("similarity"); inner.number(because.similarity)
+            inner.endObject()
+            let tail = Array(#","because":"#.utf8) + inner.bytes + [UInt8(ascii: "}")]
+            tail.withUnsafeBufferPointer { json.raw($0) }
         }
     }
 }

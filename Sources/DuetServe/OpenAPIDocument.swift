@@ -1,4 +1,5 @@
 import DuetCore
+import DuetSimilarity
 
 /// The OpenAPI 3.1 description of Serve's routes, served at /openapi.json. It is built from the
 /// running server's settings, so the limits it states (body size, batch size, whether a key is
@@ -14,6 +15,9 @@ enum OpenAPIDocument {
         let entry = #"[^,\\u0000-\\u001f\\u007f-\\u009f]{0,\#(Identifier.maxLength)}"#
         let excludePattern = "^\(entry)(,\(entry)){0,\(ServeSettings.maxExcludedItems - 1)}$"
         let count = #"{"name": "n", "in": "query", "description": "How many items", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}"#
+        // One filter per parameter; repeat `filter` for more (all must hold). A string, like `exclude`.
+        let filter = #"{"name": "filter", "in": "query", "description": "A catalogue condition, key=value or key!=value (genre, artist, or an attribute such as explicit); repeat for up to \#(ItemPredicate.maximumCount), all must hold", "schema": {"type": "string", "pattern": "\#(ItemPredicate.pattern)"}}"#
+        let exclude = #"{"name": "exclude", "in": "query", "description": "Item ids to leave out, comma-separated; at most \#(ServeSettings.maxExcludedItems) entries", "schema": {"type": "string", "pattern": "\#(excludePattern)"}}"#
         let access = settings.access
         let security = access.isOpen ? "[]" : #"[{"bearer": []}, {"apiKeyHeader": []}]"#
         // With keys, every /v1 route may refuse a key: unknown (401), lacking the role (403), or over its rate (429).
@@ -36,14 +40,18 @@ enum OpenAPIDocument {
                 "parameters": [
                   {"name": "user", "in": "path", "required": true, "schema": \#(identifier)},
                   \#(count),
-                  {"name": "exclude", "in": "query", "description": "Item ids to leave out, comma-separated; at most \#(ServeSettings.maxExcludedItems) entries",
-                   "schema": {"type": "string", "pattern": "\#(excludePattern)"}},
+                  \#(exclude),
                   {"name": "context", "in": "query", "description": "Free-form label logged with the exposure",
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}}
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}},
+                  {"name": "explain", "in": "query", "description": "Give each item a 'because': the item from the user's history most similar to it, under the answering bundle's own similarity",
+                   "schema": {"type": "string", "enum": ["true", "false"]}},
+                  {"name": "explainIndex", "in": "query", "description": "Explain with this published similarity index instead (implies explain and wins over explain=false; 404 when no such index is published)",
+                   "schema": {"type": "string", "maxLength": 100, "pattern": "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*){0,3}$"}}
                 ],
                 "responses": {
                   "200": {"description": "Recommendations", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recommendations"}}}},
                   "400": {"$ref": "#/components/responses/Error"},
+                  "404": {"$ref": "#/components/responses/Error"},
                   \#(guarded)
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
@@ -57,7 +65,8 @@ enum OpenAPIDocument {
                 "parameters": [
                   {"name": "item", "in": "path", "required": true, "schema": \#(identifier)},
                   \#(count),
-                  {"name": "index", "in": "query", "description": "Index name; 404 names the ones the bundle has", "schema": \#(identifier)}
+                  {"name": "index", "in": "query", "description": "Index name; 404 names the ones the bundle has", "schema": \#(identifier)},
+                  \#(filter), \#(exclude)
                 ],
                 "responses": {
                   "200": {"description": "Similar items", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SimilarItems"}}}},
@@ -65,6 +74,26 @@ enum OpenAPIDocument {
                   \#(guarded)
                   "404": {"$ref": "#/components/responses/Error"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
+                }
+              }
+            },
+            "/v1/similar/{index}/items/{item}": {
+              "get": {
+                "operationId": "getSimilarItemsFromIndex",
+                "summary": "Items similar to an item, from a similarity index published under its own name",
+                "description": "The answer names the artefact and the name's generation. A name's '/' may be written as it is or as %2F.",
+                "security": \#(security),
+                "parameters": [
+                  {"name": "index", "in": "path", "required": true, "description": "A published index name, e.g. tracks/similar",
+                   "schema": {"type": "string", "maxLength": 100, "pattern": "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*){0,3}$"}},
+                  {"name": "item", "in": "path", "required": true, "schema": \#(identifier)},
+                  \#(count), \#(filter), \#(exclude)
+                ],
+                "responses": {
+                  "200": {"description": "Similar items", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IndexSimilarItems"}}}},
+                  "400": {"$ref": "#/components/responses/Error"},
+                  \#(guarded)
+                  "404": {"$ref": "#/components/responses/Error"}
                 }
               }
             },
@@ -120,7 +149,9 @@ enum OpenAPIDocument {
                 "lateByMs": {"type": "integer"}, "pendingVersion": {"type": "integer"}, "pendingActivateAt": {"type": "integer"},
                 "reason": {"type": "string"}}},
               "Item": {"type": "object", "required": ["id", "score"], "properties": {
-                "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"}}},
+                "id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": "string"}, "artist": {"type": "string"},
+                "because": {"type": "object", "required": ["id", "similarity"], "description": "With explain: the history item most similar to this one",
+                  "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "similarity": {"type": "number"}}}}},
               "Arm": {"type": "object", "properties": {
                 "experimentId": {"type": "string"}, "phase": {"type": "integer"}, "assigned": {"type": "string"},
                 "served": {"type": "string"}, "fallbackReason": {"type": "string"}}},
@@ -128,10 +159,15 @@ enum OpenAPIDocument {
                 "user": {"type": "string"}, "requestId": {"type": "string"}, "bundle": {"type": "string"},
                 "generation": {"type": "integer"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
                 "experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Arm"}},
-                "fallback": {"type": "string"}, "index": {"type": "string"}}},
+                "fallback": {"type": "string"}, "index": {"type": "string"},
+                "explanation": {"type": "object", "required": ["index"], "description": "With explain: the similarity that chose each item's because",
+                  "properties": {"index": {"type": "string"}, "artefact": {"type": "string"}, "generation": {"type": "integer"}}}}},
               "SimilarItems": {"type": "object", "required": ["item", "bundle", "generation", "index", "items"], "properties": {
                 "item": {"type": "string"}, "bundle": {"type": "string"}, "generation": {"type": "integer"},
                 "index": {"type": "string"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
+              "IndexSimilarItems": {"type": "object", "required": ["item", "index", "artefact", "generation", "filters", "items"], "properties": {
+                "item": {"type": "string"}, "index": {"type": "string"}, "artefact": {"type": "string"}, "generation": {"type": "integer"},
+                "filters": {"type": "array", "items": {"type": "string"}}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
               "EventBatch": {"type": "array", "minItems": 1, "maxItems": \#(settings.maxEventsPerBatch), "items": {"$ref": "#/components/schemas/FeedbackEvent"}},
               "FeedbackEvent": {"type": "object", "required": ["user", "item", "timestamp"], "properties": {
                 "user": \#(identifier), "item": \#(identifier),
@@ -156,6 +192,7 @@ package enum ServeRoutes {
     package static let all: [(path: String, methods: [String])] = [
         ("/v1/users/{user}/recommendations", ["GET"]),
         ("/v1/items/{item}/similar", ["GET"]),
+        ("/v1/similar/{index}/items/{item}", ["GET"]),
         ("/v1/events", ["POST"]),
         ("/livez", ["GET"]), ("/readyz", ["GET"]), ("/metrics", ["GET"]), ("/openapi.json", ["GET"]),
     ]
@@ -163,11 +200,18 @@ package enum ServeRoutes {
     /// The methods the route matching `path` allows, or nil when no route matches it.
     package static func methods(for path: String) -> [String]? {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        return all.first { route in
-            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: false)
-            return pattern.count == segments.count && zip(pattern, segments).allSatisfy { expected, actual in
-                expected.hasPrefix("{") ? !actual.isEmpty : expected == actual
+        return all.first { route in matches(route.path.split(separator: "/", omittingEmptySubsequences: false)[...], segments[...]) }?.methods
+    }
+
+    /// `{index}` spans one to four segments (an index name holds '/'); any other `{…}` exactly one.
+    private static func matches(_ pattern: ArraySlice<Substring>, _ segments: ArraySlice<Substring>) -> Bool {
+        guard let expected = pattern.first else { return segments.isEmpty }
+        if expected == "{index}" {
+            return (1...4).contains { span in
+                span <= segments.count && !segments.prefix(span).contains(where: \.isEmpty) && matches(pattern.dropFirst(), segments.dropFirst(span))
             }
-        }?.methods
+        }
+        guard let actual = segments.first, expected.hasPrefix("{") ? !actual.isEmpty : expected == actual else { return false }
+        return matches(pattern.dropFirst(), segments.dropFirst())
     }
 }

@@ -1,7 +1,7 @@
 import CoreMetrics
 public import DuetCore
 import DuetKernels
-import DuetSimilarity
+public import DuetSimilarity
 import Foundation
 
 public struct RecommendedItem: Codable, Sendable, Hashable {
@@ -17,6 +17,29 @@ struct RankedItem: Sendable {
     var score: Float
 }
 
+/// Which similarity explains a list (`explain=true`): the answering bundle's own, or a published index's.
+public enum ExplanationSource: Sendable, Equatable {
+    case bundle
+    case index(String)
+}
+
+/// Why an item is recommended: the item from the user's history most similar to it.
+public struct Because: Sendable, Hashable, Codable {
+    public var id: String
+    public var title: String?
+    public var similarity: Float
+}
+
+/// The `because` of every item in a list, and the index whose similarity chose them.
+public struct Explanation: Sendable {
+    public var index: String
+    /// The published artefact and its generation, when a named index explained.
+    public var artefact: String?
+    public var generation: Int?
+    /// One per listed item; nil when nothing in the history is similar to it.
+    public var because: [Because?]
+}
+
 public struct RecommendationResponse: Sendable {
     public var user: String
     public var requestId: String
@@ -26,6 +49,7 @@ public struct RecommendationResponse: Sendable {
     public var fallback: String?
     /// The index that answered: an index name, "exact" or "popularity".
     public var index: String
+    public var explanation: Explanation?
     let ranked: [RankedItem]
     let source: LoadedBundle
 
@@ -44,8 +68,17 @@ public struct RecommendationResponse: Sendable {
         json.key("generation"); json.int(generation)
         json.key("index"); json.string(index)
         if let fallback { json.key("fallback"); json.string(fallback) }
+        if let explanation {
+            json.key("explanation"); json.beginObject()
+            json.key("index"); json.string(explanation.index)
+            if let artefact = explanation.artefact { json.key("artefact"); json.string(artefact) }
+            if let generation = explanation.generation { json.key("generation"); json.int(generation) }
+            json.endObject()
+        }
         json.key("items"); json.beginArray()
-        for row in ranked { source.fragments.write(item: Int(row.item), score: row.score, into: &json) }
+        for (position, row) in ranked.enumerated() {
+            source.fragments.write(item: Int(row.item), score: row.score, because: explanation?.because[position], into: &json)
+        }
         json.endArray()
         json.key("experiments"); json.beginArray()
         for arm in experiments {
@@ -68,6 +101,16 @@ public struct SimilarItemsResponse: Codable, Sendable {
     public var bundle: String
     public var generation: Int
     public var index: String
+    public var items: [RecommendedItem]
+}
+
+/// An answer from a named similarity index: which artefact and generation answered.
+public struct NamedSimilarItemsResponse: Codable, Sendable {
+    public var item: String
+    public var index: String
+    public var artefact: String
+    public var generation: Int
+    public var filters: [String]
     public var items: [RecommendedItem]
 }
 
@@ -144,9 +187,17 @@ public final class Recommender: Sendable {
         self.assigner = assigner
     }
 
-    public func recommend(user: String, n: Int, exclude: [String], context: String?) throws -> RecommendationResponse {
+    /// Most history items a list is scored from or explained with: the recent ones first.
+    static let historyLimit = 500
+
+    public func recommend(user: String, n: Int, exclude: [String], context: String?,
+                          explain: ExplanationSource? = nil) throws -> RecommendationResponse {
         let state = store.current
         guard let production = state.production else { throw ServeError.noProductionBundle }
+        // Checked before anything is logged: a request for an unknown index is refused whole.
+        if case let .index(name)? = explain, state.indexes[name] == nil {
+            throw ServeError.unknownIndex(name, available: state.indexes.keys.sorted())
+        }
         let (chosen, arms) = choose(for: user, state: state, production: production)
         var bundle = chosen
         var (ranked, fallback, indexName) = rank(user: user, n: n, exclude: exclude, in: bundle)
@@ -158,8 +209,9 @@ public final class Recommender: Sendable {
         metrics.answered(by: indexName)
         let now = Date().epochMillis
         let requestID = requestIDs.next(milliseconds: now)
+        let explanation = explain.map { self.explain(ranked, user: user, in: bundle, with: $0, state: state) }
         let response = RecommendationResponse(user: user, requestId: requestID, generation: state.generation, experiments: arms,
-                                              fallback: fallback, index: indexName, ranked: ranked, source: bundle)
+                                              fallback: fallback, index: indexName, explanation: explanation, ranked: ranked, source: bundle)
         let shown = response.itemIDs
         exposures?.enqueue(Exposure(requestID: requestID, user: user, timestamp: now, items: shown,
                                     bundleID: bundle.id, experiments: arms, fallback: fallback, context: context))
@@ -239,6 +291,14 @@ public final class Recommender: Sendable {
         return (chosen ?? production, arms)
     }
 
+    /// The user's history as the bundle's rows: what Serve saw them consume lately, then what the
+    /// bundle was trained on; at most `historyLimit`.
+    func historyRows(of user: String, in bundle: ModelBundle) -> [Int] {
+        var rows = recent.items(of: user).reversed().compactMap(bundle.itemIndex(of:))
+        if let userIndex = bundle.userIndex(of: user) { rows += bundle.history(ofUser: userIndex).lazy.map { Int($0) } }
+        return Array(rows.prefix(Self.historyLimit))
+    }
+
     /// Top N for a user from one bundle, with consumed, excluded and unavailable items filtered.
     func rank(user: String, n: Int, exclude: [String], in loaded: LoadedBundle) -> ([RankedItem], String?, String) {
         let bundle = loaded.bundle
@@ -250,14 +310,29 @@ public final class Recommender: Sendable {
         let historyCount = userIndex.map { bundle.history(ofUser: $0).count } ?? 0
         if let userIndex { for item in bundle.history(ofUser: userIndex) { exclusions.insert(Int(item)) } }
 
+        func popular(_ count: Int, after chosen: [RankedItem] = []) -> [RankedItem] {
+            var items: [RankedItem] = []
+            let taken = Set(chosen.map(\.item))
+            for item in loaded.popularItems where !exclusions.contains(Int(item)) && !taken.contains(item) {
+                if items.count == count { break }
+                items.append(RankedItem(item: item, score: bundle.popularity[Int(item)]))
+            }
+            return items
+        }
+        if let knn = loaded.itemNeighbours {
+            // Item-kNN scores from the history itself, so what a new listener just played is enough.
+            let history = historyRows(of: user, in: bundle)
+            guard !history.isEmpty, history.count >= minimumHistory else {
+                return (popular(n), userIndex == nil && history.isEmpty ? "unknown-user" : "short-history", "popularity")
+            }
+            var items = knn.lists.recommend(history: history, k: n, filter: exclusions).map { RankedItem(item: Int32($0.id), score: $0.score) }
+            // Lists reach only items near the history; the rest of the list is the popular ones, as offline.
+            if items.count < n { items += popular(n - items.count, after: items) }
+            return (items, nil, knn.name)
+        }
         guard let userIndex, bundle.dimension > 0, historyCount >= minimumHistory else {
             let reason = userIndex == nil ? "unknown-user" : (bundle.dimension == 0 ? "popularity-model" : "short-history")
-            var items: [RankedItem] = []
-            for item in loaded.popularItems where !exclusions.contains(Int(item)) {
-                items.append(RankedItem(item: item, score: bundle.popularity[Int(item)]))
-                if items.count == n { break }
-            }
-            return (items, reason, "popularity")
+            return (popular(n), reason, "popularity")
         }
         let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
         // Exact when the length bound proves the list within the scan budget (almost always for
@@ -284,24 +359,64 @@ public final class Recommender: Sendable {
         return (items, nil, indexName)
     }
 
-    public func similar(item id: String, n: Int, index requested: String?) throws -> SimilarItemsResponse {
+    /// Each listed item's `because`: the history item most similar to it under the chosen similarity.
+    /// Costs one similarity per history item per listed item, timed in `duet_explanation_seconds`.
+    func explain(_ ranked: [RankedItem], user: String, in loaded: LoadedBundle, with source: ExplanationSource,
+                 state: ServingState) -> Explanation {
+        let started = ContinuousClock.now
+        defer { metrics.explanationDuration.record(since: started) }
+        let bundle = loaded.bundle
+        let history = historyRows(of: user, in: bundle)
+        func because(_ id: String, _ similarity: Float, catalog: [String: CatalogItem]) -> Because {
+            Because(id: id, title: catalog[id]?.title, similarity: similarity)
+        }
+        switch source {
+        case .bundle:
+            guard let name = loaded.similarity.defaultName, let similarity = loaded.similarity.indexes[name] else {
+                return Explanation(index: "none", because: ranked.map { _ in nil })
+            }
+            return Explanation(index: name, because: ranked.map { row in
+                similarity.mostSimilar(to: Int(row.item), among: history).map { because(bundle.itemIDs[$0.id], $0.score, catalog: bundle.catalog) }
+            })
+        case let .index(name):
+            // Checked by `recommend` against the same state.
+            let served = state.indexes[name]!
+            let artefact = served.artefact
+            let rows = history.compactMap { artefact.row(of: bundle.itemIDs[$0]) }
+            return Explanation(index: name, artefact: artefact.id, generation: served.generation, because: ranked.map { row in
+                artefact.row(of: bundle.itemIDs[Int(row.item)])
+                    .flatMap { artefact.similarity.mostSimilar(to: $0, among: rows) }
+                    .map { because(artefact.itemIDs[$0.id], $0.score, catalog: artefact.catalog) }
+            })
+        }
+    }
+
+    /// Similar items from the production bundle's own indexes: the route that predates named indexes.
+    public func similar(item id: String, n: Int, index requested: String?, filters: [ItemPredicate] = [],
+                        exclude: [String] = []) throws -> SimilarItemsResponse {
         let state = store.current
         guard let loaded = state.production else { throw ServeError.noProductionBundle }
         let bundle = loaded.bundle
         guard let item = bundle.itemIndex(of: id) else { throw ServeError.unknownItem(id) }
-        var exclusions = loaded.similarExclusions
-        exclusions.insert(item)
-        let name = requested ?? loaded.defaultSimilarityIndex ?? "exact"
-        let neighbours: [Neighbour]
-        if let index = loaded.similarityIndexes[name] {
-            neighbours = index.search(bundle.itemFactors.baseAddress! + item * bundle.dimension, k: n, ef: max(2 * n, 64), excluding: exclusions)
-        } else if name == "exact", let exact = loaded.exactCosine {
-            neighbours = exact.search(bundle.itemFactors.baseAddress! + item * bundle.dimension, k: n, excluding: exclusions)
-        } else {
-            throw ServeError.unknownIndex(name, available: loaded.similarityIndexes.keys.sorted() + (loaded.exactCosine == nil ? [] : ["exact"]))
+        guard let answer = loaded.similarity.similar(to: item, n: n, index: requested, predicates: filters,
+                                                     excluding: exclude.compactMap(bundle.itemIndex(of:))) else {
+            throw ServeError.unknownIndex(requested ?? "default", available: loaded.similarity.names)
         }
-        return SimilarItemsResponse(item: id, bundle: bundle.id, generation: state.generation, index: name,
-                                    items: neighbours.map { loaded.describe($0.id, score: $0.score) })
+        return SimilarItemsResponse(item: id, bundle: bundle.id, generation: state.generation, index: answer.name,
+                                    items: answer.items.map { loaded.describe($0.id, score: $0.score) })
+    }
+
+    /// Similar items from a similarity index published under its own name, on its own generation.
+    public func similar(item id: String, inIndex name: String, n: Int, filters: [ItemPredicate] = [],
+                        exclude: [String] = []) throws -> NamedSimilarItemsResponse {
+        let state = store.current
+        guard let served = state.indexes[name] else { throw ServeError.unknownIndex(name, available: state.indexes.keys.sorted()) }
+        let artefact = served.artefact
+        guard let neighbours = artefact.similar(to: id, n: n, predicates: filters, excluding: exclude) else {
+            throw ServeError.unknownItem(id)
+        }
+        return NamedSimilarItemsResponse(item: id, index: name, artefact: artefact.id, generation: served.generation,
+                                         filters: filters.map(\.description), items: neighbours.map { served.describe($0) })
     }
 
     /// Anything the user just played, skipped or saved is not worth recommending again right away.

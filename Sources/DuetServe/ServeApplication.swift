@@ -1,5 +1,6 @@
 public import DuetCore
 
+import DuetSimilarity
 import Foundation
 import HTTPTypes
 public import Hummingbird
@@ -51,6 +52,9 @@ public struct ServeSettings: Sendable {
     /// `RecentHistory.itemsPerUser` items each); afterwards it follows the log's tail every `pollInterval`.
     public var recentWindow: Duration = .seconds(7 * 24 * 3_600)
     public var assigner: any ArmAssigner = HashedArmAssigner()
+    /// Share of requests logged as one access line each (0 = none, 1 = all); sampled, because at
+    /// thousands of requests a second every line would cost more than the answers.
+    public var accessLogSample = 0.0
 
     public init(home: DuetHome) { self.home = home }
 }
@@ -111,7 +115,7 @@ public func buildServe(configuration: ServeSettings, source: any ServingSource, 
     let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
     let metrics = ServeMetrics(factory: metricsFactory)
     let store = ServingStateStore()
-    let reloader = StateReloader(source: source, bundles: configuration.home.bundlesFolder, store: store,
+    let reloader = StateReloader(source: source, bundles: configuration.home.bundlesFolder, indexes: configuration.home.indexesFolder, store: store,
                                  interval: configuration.pollInterval, storeTimeout: configuration.storeTimeout, metrics: metrics, logger: logger)
     let exposures = ExposureWriter(log: eventSink, spillFolder: configuration.home.root.appendingPathComponent("spill"),
                                    capacity: configuration.exposureQueueCapacity, storeTimeout: configuration.storeTimeout,
@@ -151,8 +155,10 @@ public func buildApplication(configuration: ServeSettings, source: any ServingSo
 func buildRouter(configuration: ServeSettings, components: ServeComponents, eventSink: any EventSink,
                  prometheus: PrometheusCollectorRegistry?) -> Router<ServeRequestContext> {
     let router = Router(context: ServeRequestContext.self)
+    // Metrics outside the error middleware: they see the status the client gets, not the raw error
+    // (an unknown item is counted and logged as the 404 it becomes, not as a 500).
+    router.middlewares.add(RouteMetricsMiddleware(metrics: components.metrics, accessLogSample: configuration.accessLogSample))
     router.middlewares.add(JSONErrorMiddleware())
-    router.middlewares.add(RouteMetricsMiddleware(metrics: components.metrics))
     let recommender = components.recommender
     let store = components.store
 
@@ -196,7 +202,7 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         if let label, Identifier.problem(with: label) != nil || label.unicodeScalars.count > 64 {
             throw HTTPError(.badRequest, message: "context must be a short label without control characters")
         }
-        let reply = try recommender.recommend(user: user, n: n, exclude: exclude, context: label)
+        let reply = try recommender.recommend(user: user, n: n, exclude: exclude, context: label, explain: try explanationSource(query))
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.jsonBytes())))
@@ -207,7 +213,26 @@ func buildRouter(configuration: ServeSettings, components: ServeComponents, even
         let query = request.uri.queryParameters
         let n = try count(query, default: 20)
         let index = query.get("index")
-        return try jsonResponse(try recommender.similar(item: item, n: n, index: index))
+        let exclude = try identifierList(query.get("exclude"), name: "exclude")
+        return try jsonResponse(try recommender.similar(item: item, n: n, index: index, filters: try itemFilters(query), exclude: exclude))
+    }
+
+    // Index names hold '/', written as it is or as %2F: the name is everything between `similar/`
+    // and the last `/items/`.
+    v1.get("similar/**") { request, context in
+        let path = context.parameters.getCatchAll().map { $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0) }
+        guard path.count >= 3, path[path.count - 2] == "items" else {
+            throw HTTPError(.notFound, message: "expected /v1/similar/{index}/items/{item}")
+        }
+        let name = path.dropLast(2).joined(separator: "/")
+        do { try IndexName.validate(name) } catch { throw HTTPError(.badRequest, message: "\(error)") }
+        let item = path[path.count - 1]
+        if let problem = Identifier.problem(with: item) { throw HTTPError(.badRequest, message: "item id \(problem)") }
+        let query = request.uri.queryParameters
+        let n = try count(query, default: 20)
+        let filters = try itemFilters(query)
+        let exclude = try identifierList(query.get("exclude"), name: "exclude")
+        return try jsonResponse(try recommender.similar(item: item, inIndex: name, n: n, filters: filters, exclude: exclude))
     }
 
     let ingestInFlight = components.ingestInFlight
@@ -465,4 +490,28 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try jsonResponse(ErrorBody(error: "internal error", status: 500), status: .internalServerError)
         }
     }
+}
+
+/// `filter=key=value` (or `key!=value`), repeatable: catalogue predicates for similar items.
+func itemFilters(_ query: Parameters) throws -> [ItemPredicate] {
+    do {
+        return try ItemPredicate.parse(all: query.getAll("filter").map { String($0) })
+    } catch {
+        throw HTTPError(.badRequest, message: "\(error)")
+    }
+}
+
+/// `explain=true` explains with the answering bundle's own similarity; `explainIndex=NAME` with a
+/// published index: it implies `explain` and wins over `explain=false`, so every pair the schema
+/// allows has one meaning.
+func explanationSource(_ query: Parameters) throws -> ExplanationSource? {
+    let flag = query.get("explain")
+    guard flag == nil || flag == "true" || flag == "false" else {
+        throw HTTPError(.badRequest, message: "explain must be true or false, got '\(flag!.prefix(20))'")
+    }
+    if let name = query.get("explainIndex") {
+        do { try IndexName.validate(name) } catch { throw HTTPError(.badRequest, message: "explainIndex: \(error)") }
+        return .index(name)
+    }
+    return flag == "true" ? .bundle : nil
 }

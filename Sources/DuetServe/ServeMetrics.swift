@@ -2,6 +2,7 @@ public import CoreMetrics
 import DuetCore
 import HTTPTypes
 import Hummingbird
+import Logging
 import Synchronization
 
 /// Serve's own instruments, created from an explicit factory so tests never touch the global one.
@@ -23,6 +24,12 @@ public final class ServeMetrics: Sendable {
     let swaps: Counter
     let swapRefusals: Counter
     let cutoversLate: Counter
+    /// Published index artefacts refused at load; their name kept serving what it had.
+    let indexRefusals: Counter
+    /// What `explain=true` adds to a recommendation: finding each item's `because`.
+    let explanationDuration: Timer
+    /// One generation gauge per published index name, made when the name first loads.
+    private let indexGenerations = Mutex<[String: Gauge]>([:])
     let shadowsLogged: Counter
     let shadowsDropped: Counter
     let cutoverLateness: Gauge
@@ -35,6 +42,7 @@ public final class ServeMetrics: Sendable {
     private let denied = Mutex<[String: Counter]>([:])
     /// Exposures per experiment, phase and assigned arm: what a live sample-ratio alert divides.
     private let armExposures = Mutex<[ArmKey: Counter]>([:])
+    private let armShares = Mutex<[ArmKey: Gauge]>([:])
 
     struct ArmKey: Hashable {
         var experiment: String
@@ -56,8 +64,7 @@ public final class ServeMetrics: Sendable {
 
         func record(since start: ContinuousClock.Instant) {
             requests.increment()
-            let elapsed = ContinuousClock.now - start
-            duration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            duration.record(since: start)
         }
     }
 
@@ -76,6 +83,8 @@ public final class ServeMetrics: Sendable {
         swaps = Counter(label: "duet_swaps_total", factory: factory)
         swapRefusals = Counter(label: "duet_swap_refusals_total", factory: factory)
         cutoversLate = Counter(label: "duet_cutovers_late_total", factory: factory)
+        indexRefusals = Counter(label: "duet_index_refusals_total", factory: factory)
+        explanationDuration = Timer(label: "duet_explanation_seconds", factory: factory)
         shadowsLogged = Counter(label: "duet_shadow_lists_logged_total", factory: factory)
         shadowsDropped = Counter(label: "duet_shadow_lists_dropped_total", factory: factory)
         cutoverLateness = Gauge(label: "duet_cutover_lateness_seconds", factory: factory)
@@ -86,6 +95,28 @@ public final class ServeMetrics: Sendable {
     }
 
     /// One arm's exposure counter; the same counter for the same arm across reloads.
+    func recordIndexGeneration(_ name: String, _ generation: Int) {
+        indexGenerations.withLock { gauges in
+            let gauge = gauges[name] ?? Gauge(label: "duet_index_generation", dimensions: [("index", name)], factory: factory)
+            gauges[name] = gauge
+            gauge.record(generation)
+        }
+    }
+
+    /// The share of assigned users each arm should get, beside its exposure counter, so an alert
+    /// rule can test the observed split against it (a live sample-ratio check).
+    func recordArmShares(experiment: String, phase: Int, shares: [(arm: String, share: Double)]) {
+        armShares.withLock { gauges in
+            for (arm, share) in shares {
+                let key = ArmKey(experiment: experiment, phase: phase, arm: arm)
+                let gauge = gauges[key] ?? Gauge(label: "duet_experiment_arm_share", dimensions: [("experiment", experiment), ("phase", "\(phase)"), ("arm", arm)],
+                                                 factory: factory)
+                gauges[key] = gauge
+                gauge.record(share)
+            }
+        }
+    }
+
     func exposureCounter(experiment: String, phase: Int, arm: String) -> Counter {
         armExposures.withLock { counters in
             let key = ArmKey(experiment: experiment, phase: phase, arm: arm)
@@ -137,20 +168,40 @@ public final class ServeMetrics: Sendable {
 struct RouteMetricsMiddleware: RouterMiddleware {
     typealias Context = ServeRequestContext
     let metrics: ServeMetrics
+    /// Share of requests given an access line; see `ServeSettings.accessLogSample`.
+    var accessLogSample = 0.0
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         do {
             let response = try await next(request, context)
-            metrics.route(context.endpointPath ?? "Unknown", method: request.method, status: response.status).record(since: started)
+            let route = metrics.route(context.endpointPath ?? (response.status == .notFound ? "NotFound" : "Unknown"),
+                                      method: request.method, status: response.status)
+            if response.status.code >= 500 { route.errors.increment() }
+            route.record(since: started)
+            logAccess(request, context: context, status: response.status, since: started)
             return response
         } catch {
             let status = (error as? any HTTPResponseError)?.status ?? .internalServerError
             let route = metrics.route(context.endpointPath ?? "NotFound", method: request.method, status: status)
             route.errors.increment()
             route.record(since: started)
+            logAccess(request, context: context, status: status, since: started)
             throw error
         }
+    }
+
+    /// One line per sampled request, with the request id the logger already carries. The path names
+    /// the user; the query is left out (it can hold a long exclude list), and keys never appear.
+    private func logAccess(_ request: Request, context: Context, status: HTTPResponse.Status, since started: ContinuousClock.Instant) {
+        guard accessLogSample > 0, accessLogSample >= 1 || Double.random(in: 0..<1) < accessLogSample else { return }
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = Double(elapsed.components.seconds) * 1_000 + Double(elapsed.components.attoseconds) / 1e15
+        context.logger.info("access", metadata: [
+            "method": .string(request.method.rawValue), "route": .string(context.endpointPath ?? "none"),
+            "path": .string(request.uri.path), "status": .stringConvertible(Int(status.code)),
+            "duration_ms": .stringConvertible((milliseconds * 1_000).rounded() / 1_000),
+        ])
     }
 }
 
@@ -166,11 +217,15 @@ package enum MetricsHelp {
         "duet_exposures_lost_total": "Exposures neither logged nor spilled. Alert on any increase.",
         "duet_exposures_replayed_total": "Spilled exposures later stored by a replay.",
         "duet_exposure_queue_depth": "Exposures waiting in memory for the event log.",
+        "duet_experiment_arm_share": "The share of an experiment's assigned users each arm should get, by experiment, phase and arm; docs/alerts.yml tests the exposures against it.",
         "duet_experiment_exposures_total": "Exposures per running experiment, phase and assigned arm; the live sample-ratio check divides these.",
         "duet_ingest_shed_total": "Event batches refused with 503 because ingest was full.",
         "duet_ingest_store_failures_total": "Event batches refused with 503 because the store failed or was too slow.",
         "duet_swaps_total": "Serving states swapped in after verification.",
         "duet_swap_refusals_total": "Bundles refused at load (checksum, format); serving stayed on the previous state.",
+        "duet_explanation_seconds": "Time spent finding each listed item's because for explain=true requests.",
+        "duet_index_refusals_total": "Published similarity index artefacts refused at load (checksum, format); the name kept serving its previous artefact.",
+        "duet_index_generation": "Generation of each published similarity index this replica serves, by index name.",
         "duet_shadow_lists_logged_total": "Lists a shadowed candidate would have shown, stored apart from exposures (never shown, never counted as shown).",
         "duet_shadow_lists_dropped_total": "Shadow lists dropped because their buffer was full or the store failed; shown lists are never affected.",
         "duet_cutovers_late_total": "Serving states swapped in after their activation time: the replica was not ready in time and kept the old state until it was.",
@@ -179,7 +234,7 @@ package enum MetricsHelp {
         "duet_recommendations_total": "Recommendations by what answered them: exact scan, an HNSW index, or popularity.",
         "duet_access_denied_total": "Requests refused for their key: unauthenticated, forbidden or rate_limited.",
         "http_server_requests_total": "HTTP requests by route, method and status.",
-        "http_server_request_errors_total": "HTTP requests whose handler threw, by route, method and status.",
+        "http_server_request_errors_total": "HTTP requests answered with a 5xx status (ours to fix), by route, method and status.",
         "http_server_request_duration_seconds": "Time from a request's arrival to its handler's answer.",
     ]
 
@@ -194,5 +249,12 @@ package enum MetricsHelp {
             lines.append(line)
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension Timer {
+    func record(since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }
 }

@@ -1,4 +1,5 @@
 public import DuetCore
+public import DuetSimilarity
 import CoreMetrics
 
 import NIOConcurrencyHelpers
@@ -17,6 +18,18 @@ public struct LoadedExperiment: Sendable {
     }
 }
 
+/// A similarity index Serve holds under its published name, with that name's generation.
+public struct ServedIndex: Sendable {
+    public let artefact: SimilarityIndexArtefact
+    public let generation: Int
+
+    func describe(_ neighbour: Neighbour) -> RecommendedItem {
+        let id = artefact.itemIDs[neighbour.id]
+        let entry = artefact.catalog[id]
+        return RecommendedItem(id: id, score: neighbour.score, title: entry?.title, artist: entry?.artist)
+    }
+}
+
 /// Everything one request needs, immutable: built off the request path and swapped in whole.
 /// In-flight requests keep the state they started with.
 public final class ServingState: Sendable {
@@ -27,9 +40,12 @@ public final class ServingState: Sendable {
     /// The activation time the registry set for this version, and when this replica swapped it in (epoch ms).
     public let activateAt: EpochMillis?
     public let activatedAt: EpochMillis?
+    /// Published similarity indexes by name; each swaps on its own generation.
+    public let indexes: [String: ServedIndex]
 
     public init(version: Int, generation: Int, production: LoadedBundle?, experiments: [LoadedExperiment],
-                activateAt: EpochMillis? = nil, activatedAt: EpochMillis? = nil) {
+                activateAt: EpochMillis? = nil, activatedAt: EpochMillis? = nil, indexes: [String: ServedIndex] = [:]) {
+        self.indexes = indexes
         self.version = version
         self.generation = generation
         self.production = production

@@ -1,5 +1,6 @@
 import CoreMetrics
 public import DuetCore
+import DuetSimilarity
 
 public import Foundation
 public import Logging
@@ -12,6 +13,8 @@ import Synchronization
 public final class StateReloader: Service, Sendable {
     let source: any ServingSource
     let bundles: URL
+    /// Where published similarity index artefacts live (a content-addressed folder each).
+    let indexes: URL
     let store: ServingStateStore
     let interval: Duration
     let storeTimeout: Duration
@@ -20,10 +23,11 @@ public final class StateReloader: Service, Sendable {
     /// A version whose production bundle was refused is not retried until the registry changes again.
     private let refusedVersion = Mutex<Int?>(nil)
 
-    public init(source: any ServingSource, bundles: URL, store: ServingStateStore, interval: Duration = .seconds(1),
+    public init(source: any ServingSource, bundles: URL, indexes: URL? = nil, store: ServingStateStore, interval: Duration = .seconds(1),
                 storeTimeout: Duration = .seconds(10), metrics: ServeMetrics, logger: Logger) {
         self.source = source
         self.bundles = bundles
+        self.indexes = indexes ?? bundles.deletingLastPathComponent().appendingPathComponent("indexes", isDirectory: true)
         self.store = store
         self.interval = interval
         self.storeTimeout = storeTimeout
@@ -67,6 +71,37 @@ public final class StateReloader: Service, Sendable {
         }
     }
 
+    /// Each published name on its own: an artefact already held is reused, a new one is loaded and
+    /// verified, and one that fails keeps its name on the artefact it had (or leaves the name out),
+    /// without holding back the other names or the recommender.
+    func loadIndexes(_ published: [PublishedIndex], current: [String: ServedIndex]) -> [String: ServedIndex] {
+        let held = Dictionary(current.values.map { ($0.artefact.id, $0.artefact) }, uniquingKeysWith: { first, _ in first })
+        var next: [String: ServedIndex] = [:]
+        for entry in published {
+            if let artefact = held[entry.artefact] {
+                next[entry.name] = ServedIndex(artefact: artefact, generation: entry.generation)
+                continue
+            }
+            do {
+                try Identifier.validateFileSafe(entry.artefact, field: "index id")
+                let artefact = try SimilarityIndexArtefact(folder: indexes.appendingPathComponent(entry.artefact), privateCopy: true)
+                guard artefact.name == entry.name else {
+                    throw DuetError.refused("artefact \(entry.artefact.prefix(12)) was built as '\(artefact.name)', not '\(entry.name)'")
+                }
+                next[entry.name] = ServedIndex(artefact: artefact, generation: entry.generation)
+            } catch {
+                metrics.indexRefusals.increment()
+                if let kept = current[entry.name] {
+                    next[entry.name] = kept
+                    logger.error("index '\(entry.name)' artefact \(entry.artefact.prefix(12)) refused: \(error); still serving \(kept.artefact.id.prefix(12)) (generation \(kept.generation))")
+                } else {
+                    logger.error("index '\(entry.name)' artefact \(entry.artefact.prefix(12)) refused: \(error); the name is not served")
+                }
+            }
+        }
+        return next
+    }
+
     func apply(_ configuration: ServingConfiguration) async throws -> Bool {
         let current = store.current
         let known = current.loadedBundles
@@ -102,8 +137,13 @@ public final class StateReloader: Service, Sendable {
             let counters = Dictionary(uniqueKeysWithValues: record.spec.arms.map {
                 ($0.name, metrics.exposureCounter(experiment: record.spec.id, phase: record.phase, arm: $0.name))
             })
+            let ranges = Assignment.bucketRanges(count: record.spec.arms.count, weights: record.spec.arms.map(\.weight))
+            let total = ranges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
+            metrics.recordArmShares(experiment: record.spec.id, phase: record.phase,
+                                    shares: zip(record.spec.arms, ranges).map { ($0.name, total > 0 ? ($1.upperBound - $1.lowerBound) / total : 0) })
             return LoadedExperiment(spec: record.spec, phase: record.phase, arms: arms, exposureCounters: counters)
         }
+        let indexes = loadIndexes(configuration.indexes, current: current.indexes)
         // Loaded and verified ahead; every replica swaps at the registry's activation time. At start
         // (nothing served yet) there is nothing to keep in step with, so the state goes live at once.
         if let activateAt = configuration.activateAt, current.version >= 0 {
@@ -112,7 +152,7 @@ public final class StateReloader: Service, Sendable {
         }
         let next = ServingState(version: configuration.version, generation: configuration.productionGeneration,
                                 production: production, experiments: experiments, activateAt: configuration.activateAt,
-                                activatedAt: Date().epochMillis)
+                                activatedAt: Date().epochMillis, indexes: indexes)
         store.swap(to: next)
         if current.version >= 0, let late = next.lateByMillis {
             metrics.cutoverLateness.record(Double(late) / 1_000)
@@ -123,6 +163,7 @@ public final class StateReloader: Service, Sendable {
         }
         metrics.swaps.increment()
         metrics.generation.record(configuration.productionGeneration)
+        for (name, served) in indexes { metrics.recordIndexGeneration(name, served.generation) }
         logger.info("serving generation \(configuration.productionGeneration) (\(production?.id.prefix(12) ?? "none")), \(experiments.count) running experiment(s)")
         return true
     }

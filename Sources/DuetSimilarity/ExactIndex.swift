@@ -59,6 +59,10 @@ public struct ExactIndex: @unchecked Sendable {
     }
 
     public func search(_ query: UnsafePointer<Float>, k: Int, excluding excluded: ExclusionSet = .none) -> [Neighbour] {
+        search(query, k: k, filter: excluded)
+    }
+
+    public func search<Filter: SearchFilter>(_ query: UnsafePointer<Float>, k: Int, filter excluded: Filter) -> [Neighbour] {
         let d = dimension
         let queryNorm = VectorMath.normSquared(query, d).squareRoot()
         let scale: Float = metric == .cosine ? 1 / max(queryNorm, 1e-30) : 1
@@ -75,14 +79,14 @@ public struct ExactIndex: @unchecked Sendable {
             ? relative + absolute * scale * (inverseNorms.max() ?? 0)
             : relative * queryNorm * largestNorm + absolute
 
-        let checkExclusions = !excluded.isEmpty
+        let checkExclusions = !excluded.admitsEverything
         return withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { approximate in
             let scores = approximate.baseAddress!
             halves.scoreRows(query, dimension: d, into: scores)
             if metric == .cosine { for row in 0..<count { scores[row] *= inverseNorms[row] * scale } }
             var heap = TopK(k)
             for row in 0..<count where scores[row] >= heap.threshold {
-                if checkExclusions, excluded.contains(row) { continue }
+                if checkExclusions, excluded.rejects(row) { continue }
                 heap.push(scores[row], Int32(row))
             }
             guard heap.count == min(k, count) else { return searchFloat32(query, k: k, scale: scale, excluded: excluded) }
@@ -92,7 +96,7 @@ public struct ExactIndex: @unchecked Sendable {
             var exact = TopK(k)
             let base = vectors.baseAddress!
             for row in 0..<count where scores[row] + bound(row) >= floor {
-                if checkExclusions, excluded.contains(row) { continue }
+                if checkExclusions, excluded.rejects(row) { continue }
                 var score = VectorMath.dot(base + row * d, query, d)
                 if metric == .cosine { score *= inverseNorms[row] * scale }
                 exact.push(score, Int32(row))
@@ -103,11 +107,11 @@ public struct ExactIndex: @unchecked Sendable {
 
     /// The float32 scan alone: a block of rows scored with nothing but dot products, then offered
     /// to the heap, so the arithmetic pipelines without the heap's branches in between.
-    func searchFloat32(_ query: UnsafePointer<Float>, k: Int, scale: Float, excluded: ExclusionSet) -> [Neighbour] {
+    func searchFloat32<Filter: SearchFilter>(_ query: UnsafePointer<Float>, k: Int, scale: Float, excluded: Filter) -> [Neighbour] {
         var heap = TopK(k)
         let base = vectors.baseAddress!
         let d = dimension
-        let checkExclusions = !excluded.isEmpty
+        let checkExclusions = !excluded.admitsEverything
         let block = 256
         withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { scores in
             let scores = scores.baseAddress!
@@ -120,7 +124,7 @@ public struct ExactIndex: @unchecked Sendable {
                 }
                 for offset in 0..<rows where scores[offset] >= heap.threshold {
                     let row = start + offset
-                    if checkExclusions, excluded.contains(row) { continue }
+                    if checkExclusions, excluded.rejects(row) { continue }
                     heap.push(scores[offset], Int32(row))
                 }
                 start += rows

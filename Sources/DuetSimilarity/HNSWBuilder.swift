@@ -176,7 +176,7 @@ struct Inserter<Locks: LinkLocks> {
         }
         for layer in stride(from: min(level, maxLevel), through: 0, by: -1) {
             index.searchLayer(q, dimension: index.storedDimension, entry: current, entryDistance: currentDistance, ef: efConstruction,
-                              level: layer, excluded: .none, scratch: scratch, locks: locks)
+                              level: layer, excluded: ExclusionSet.none, scratch: scratch, locks: locks)
             candidates = scratch.top.drainSorted()
             selectNeighbours(limit: index.m)
             locks.lock(node)

@@ -208,6 +208,12 @@ public final class HNSWIndex: @unchecked Sendable {
     /// The k nearest rows to `query` (length `dimension`) with beam width `ef`, skipping excluded ids.
     /// Excluded nodes are still walked through, so filtering does not cut the graph apart.
     public func search(_ query: UnsafePointer<Float>, k: Int, ef: Int, excluding excluded: ExclusionSet = .none) -> [Neighbour] {
+        search(query, k: k, ef: ef, filter: excluded)
+    }
+
+    /// The same search under any filter: rejected nodes are walked through but never returned, so
+    /// the filter acts inside the traversal rather than on a list cut short after it.
+    public func search<Filter: SearchFilter>(_ query: UnsafePointer<Float>, k: Int, ef: Int, filter excluded: Filter) -> [Neighbour] {
         guard k > 0 else { return [] }
         let scratch = takeScratch()
         defer { returnScratch(scratch) }
@@ -277,8 +283,8 @@ public final class HNSWIndex: @unchecked Sendable {
     /// of a finished index pass `NoLinkLocks`, which compiles to nothing.
     /// `d` is how many leading values of `q` and the rows to compare: the stored dimension while
     /// building, the caller's for queries.
-    func searchLayer<Locks: LinkLocks>(_ q: UnsafePointer<Float>, dimension d: Int, entry: Int, entryDistance: Float, ef: Int,
-                                       level: Int, excluded: ExclusionSet, scratch: SearchScratch, locks: Locks) {
+    func searchLayer<Locks: LinkLocks, Filter: SearchFilter>(_ q: UnsafePointer<Float>, dimension d: Int, entry: Int, entryDistance: Float, ef: Int,
+                                                             level: Int, excluded: Filter, scratch: SearchScratch, locks: Locks) {
         let tag = scratch.nextTag()
         let visited = scratch.visited
         let pending = scratch.pending, pendingScores = scratch.pendingScores
@@ -292,7 +298,7 @@ public final class HNSWIndex: @unchecked Sendable {
         top.reset(capacity: ef)
         visited[entry] = tag
         candidates.push(entryDistance, UInt32(entry))
-        if !excluded.contains(entry) { top.push(entryDistance, UInt32(entry)) }
+        if !excluded.rejects(entry) { top.push(entryDistance, UInt32(entry)) }
         while let (distance, node) = candidates.pop() {
             if top.isFull, distance > top.worst { break }
             let list = level == 0 ? layer0(Int(node)) : upper(Int(node), level)
@@ -317,7 +323,7 @@ public final class HNSWIndex: @unchecked Sendable {
                 let candidateDistance = -pendingScores[slot]
                 if !top.isFull || candidateDistance < top.worst {
                     candidates.push(candidateDistance, UInt32(neighbour))
-                    if !excluded.contains(neighbour) { top.push(candidateDistance, UInt32(neighbour)) }
+                    if !excluded.rejects(neighbour) { top.push(candidateDistance, UInt32(neighbour)) }
                 }
             }
         }

@@ -26,8 +26,16 @@ public struct Neighbour: Sendable, Hashable {
     }
 }
 
+/// What a search may return, tested on each candidate inside the search.
+public protocol SearchFilter {
+    func rejects(_ id: Int) -> Bool
+    /// True when nothing is rejected, so a scan can skip the test.
+    var admitsEverything: Bool { get }
+}
+
 /// Which ids a search must skip: consumed items, unavailable items, the query item itself.
-public struct ExclusionSet: Sendable {
+/// Also used as a plain set of rows (`ItemSet`), e.g. the items a predicate allows.
+public struct ExclusionSet: Sendable, SearchFilter {
     private var bits: [UInt64]
 
     public init(capacity: Int, excluding ids: some Sequence<Int> = []) {
@@ -49,4 +57,19 @@ public struct ExclusionSet: Sendable {
     }
 
     public var isEmpty: Bool { bits.allSatisfy { $0 == 0 } }
+
+    @inline(__always) public func rejects(_ id: Int) -> Bool { contains(id) }
+    public var admitsEverything: Bool { isEmpty }
+
+    /// Adds every id of `other`.
+    public mutating func formUnion(_ other: ExclusionSet) {
+        if other.bits.count > bits.count { bits += [UInt64](repeating: 0, count: other.bits.count - bits.count) }
+        for word in other.bits.indices { bits[word] |= other.bits[word] }
+    }
+
+    /// How many ids are in the set.
+    public var count: Int { bits.reduce(0) { $0 + $1.nonzeroBitCount } }
 }
+
+/// A set of rows, e.g. the items a predicate allows.
+public typealias ItemSet = ExclusionSet

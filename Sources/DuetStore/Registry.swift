@@ -81,6 +81,17 @@ public protocol LabRegistry: ServingSource {
     /// The steps of one rollout, or of all, oldest first.
     func rolloutEvents(of rollout: String?) async throws -> [RolloutEvent]
 
+    // Similarity indexes (see `RegistryRules.publishIndex`): immutable artefacts, and per name an
+    // alias with its own generation and append-only history
+    func register(_ index: IndexArtefactRecord) async throws
+    func indexArtefact(_ id: String) async throws -> IndexArtefactRecord?
+    /// Every registered artefact, oldest first.
+    func indexArtefacts() async throws -> [IndexArtefactRecord]
+    @discardableResult func publish(_ request: RegistryRules.IndexPublication) async throws -> IndexChange
+    @discardableResult func rollbackIndex(_ request: RegistryRules.IndexPublication) async throws -> IndexChange
+    /// One name's history, or every name's, oldest first.
+    func indexHistory(_ name: String?) async throws -> [IndexChange]
+
     // Cutover: every replica switches to a new serving version at its activation time
     /// Milliseconds between a change and its activation on every replica.
     func cutoverDelay() async throws -> Int

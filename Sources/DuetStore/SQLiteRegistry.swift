@@ -46,8 +46,12 @@ enum SQLiteRegistryReads {
         let production = try self.production(db)
         let running = try Row.fetchAll(db, sql: "SELECT * FROM experiments WHERE status = 'running' ORDER BY id").map(experimentRecord)
         let activateAt = try EpochMillis?.fetchOne(db, sql: "SELECT activate_at FROM serving_state WHERE id = 1") ?? nil
+        let indexes = try Row.fetchAll(db, sql: """
+            SELECT h.name, h.to_artefact, h.generation FROM index_history h
+            WHERE h.generation = (SELECT MAX(generation) FROM index_history WHERE name = h.name) ORDER BY h.name
+            """).map { PublishedIndex(name: $0["name"], artefact: $0["to_artefact"], generation: $0["generation"]) }
         return ServingConfiguration(version: version, productionGeneration: production.generation, production: production.model,
-                                    experiments: running, activateAt: activateAt)
+                                    experiments: running, activateAt: activateAt, indexes: indexes)
     }
 
     static func production(_ db: Database) throws -> RegistryRules.Production {
@@ -281,6 +285,24 @@ public final class SQLiteRegistry: LabRegistry {
             try db.execute(sql: """
                 ALTER TABLE serving_state ADD COLUMN activate_at INTEGER;
                 ALTER TABLE serving_state ADD COLUMN cutover_delay_ms INTEGER NOT NULL DEFAULT \(RegistryRules.defaultCutoverDelayMilliseconds);
+                """)
+        }
+        migrator.registerMigration("v6-indexes") { db in
+            try db.execute(sql: """
+                CREATE TABLE index_artefacts (id TEXT PRIMARY KEY, name TEXT NOT NULL, manifest TEXT NOT NULL,
+                    registered_by TEXT NOT NULL REFERENCES people(name), registered_at INTEGER NOT NULL);
+                CREATE TRIGGER index_artefacts_immutable_update BEFORE UPDATE ON index_artefacts
+                    BEGIN SELECT RAISE(ABORT, 'index_artefacts is append-only: an artefact is immutable'); END;
+                CREATE TRIGGER index_artefacts_immutable_delete BEFORE DELETE ON index_artefacts
+                    BEGIN SELECT RAISE(ABORT, 'index_artefacts is append-only: an artefact is immutable'); END;
+                CREATE TABLE index_history (name TEXT NOT NULL, generation INTEGER NOT NULL,
+                    action TEXT NOT NULL CHECK (action IN ('publish', 'rollback')), from_artefact TEXT REFERENCES index_artefacts(id),
+                    to_artefact TEXT NOT NULL REFERENCES index_artefacts(id), actor TEXT NOT NULL, reason TEXT NOT NULL,
+                    changed_at INTEGER NOT NULL, PRIMARY KEY (name, generation));
+                CREATE TRIGGER index_history_append_only_update BEFORE UPDATE ON index_history
+                    BEGIN SELECT RAISE(ABORT, 'index history is append-only'); END;
+                CREATE TRIGGER index_history_append_only_delete BEFORE DELETE ON index_history
+                    BEGIN SELECT RAISE(ABORT, 'index history is append-only'); END;
                 """)
         }
         return migrator

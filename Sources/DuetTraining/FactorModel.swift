@@ -13,9 +13,11 @@ public struct FactorModel: Sendable {
     /// Item popularity (users per item), used as the fallback list and by the popularity model.
     public var itemPopularity: [Float]
     public var hyperparameters: [String: ParameterValue]
+    /// Item-kNN's neighbour lists, for the model that scores from a user's history instead of factors.
+    public var itemNeighbours: ItemKNNModel?
 
     public init(kind: String, dimension: Int, userCount: Int, itemCount: Int, userFactors: [Float], itemFactors: [Float],
-                itemPopularity: [Float], hyperparameters: [String: ParameterValue]) {
+                itemPopularity: [Float], hyperparameters: [String: ParameterValue], itemNeighbours: ItemKNNModel? = nil) {
         self.kind = kind
         self.dimension = dimension
         self.userCount = userCount
@@ -24,6 +26,7 @@ public struct FactorModel: Sendable {
         self.itemFactors = itemFactors
         self.itemPopularity = itemPopularity
         self.hyperparameters = hyperparameters
+        self.itemNeighbours = itemNeighbours
     }
 
     public static func popularity(of matrix: InteractionMatrix) -> [Float] {
@@ -42,6 +45,10 @@ public protocol ItemScorer: Sendable {
 
 extension FactorModel: ItemScorer {
     public func scoreItems(forUser user: Int, history: InteractionMatrix, into scores: UnsafeMutableBufferPointer<Float>) {
+        if let itemNeighbours {
+            itemNeighbours.scoreItems(forUser: user, history: history, into: scores)
+            return
+        }
         if dimension == 0 {
             // Popularity: the same ranking for everyone.
             for item in 0..<itemCount { scores[item] = itemPopularity[item] }

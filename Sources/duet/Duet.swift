@@ -14,6 +14,6 @@ struct Duet: AsyncParsableCommand {
             """,
         version: DuetBuild.version,
         subcommands: [DemoCommand.self, ServeCommand.self, KeyCommand.self, SimilarCommand.self, WorldCommand.self, ImportCommand.self, LabCommand.self,
-                      EventsCommand.self, BenchCommand.self]
+                      EventsCommand.self, BenchCommand.self, ConfigCommand.self]
     )
 }

@@ -11,8 +11,8 @@ struct LabCommand: AsyncParsableCommand {
         abstract: "The experimentation system: snapshots, training, evaluation, experiments, decisions.",
         subcommands: [SnapshotCommand.self, SplitCommand.self, TrainCommand.self, EvaluateCommand.self, CompareCommand.self,
                       PromoteCommand.self, RollbackCommand.self, RejectCommand.self, HistoryCommand.self, ModelsCommand.self, ShowCommand.self,
-                      VerifyCommand.self, ExperimentCommand.self, HoldoutCommand.self, RecipeCommand.self, RecipesCommand.self, LineageCommand.self, RefreshCommand.self, RolloutCommand.self, ShadowCommand.self, CutoverCommand.self, MemoryCommand.self, AnalyzeCommand.self, DecideCommand.self, ReviewCommand.self, PeopleCommand.self, OwnerCommand.self, WebhookCommand.self, IncidentCommand.self,
-                      SimulateCommand.self, StatsCommand.self, PowerCommand.self, TuneCommand.self, DashboardCommand.self, MigrateCommand.self, GrantsCommand.self]
+                      VerifyCommand.self, ExperimentCommand.self, HoldoutCommand.self, RecipeCommand.self, RecipesCommand.self, LineageCommand.self, RefreshCommand.self, RolloutCommand.self, ShadowCommand.self, IndexCommand.self, CutoverCommand.self, MemoryCommand.self, AnalyzeCommand.self, DecideCommand.self, ReviewCommand.self, PeopleCommand.self, OwnerCommand.self, WebhookCommand.self, IncidentCommand.self,
+                      SimulateCommand.self, StatsCommand.self, PowerCommand.self, TuneCommand.self, DashboardCommand.self, MigrateCommand.self, GrantsCommand.self, ExportCommand.self]
     )
 }
 

@@ -29,8 +29,10 @@ struct ServeCommand: AsyncParsableCommand {
             $DUET_API_KEY adds a key with every role and $DUET_READ_KEY one with `read` only. Keys are \
             never taken on the command line, where `ps` would show them, and never logged.
 
-            Environment: DUET_HOME, DUET_PORT, DUET_SERVE_REGISTRY and DUET_LOG_FORMAT stand in for --home, \
-            --port, --serve-registry and --log-format; DUET_LOG_LEVEL (trace … critical) sets the level.
+            Settings: every flag also comes from a DUET_* environment variable (--max-body-bytes from \
+            DUET_MAX_BODY_BYTES) and from the configuration file's "serve" section (--config or \
+            $DUET_CONFIG); a flag beats the environment, which beats the file. `duet config print` \
+            shows the effective settings and where each came from.
             Routes: GET /v1/users/{user}/recommendations, GET /v1/items/{item}/similar, POST /v1/events,
             GET /livez, /readyz, /metrics, /openapi.json.
             """
@@ -39,71 +41,82 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Serve's own PostgreSQL URL, under the role `duet lab grants` sets up.",
                                discussion: "Falls back to $DUET_SERVE_REGISTRY, then to --registry.", valueName: "url"))
     var serveRegistry: String?
-    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
-    @Option(help: "Port (default: $DUET_PORT, then 8080).") var port: Int?
-    @Option(help: "Seconds between registry polls.") var pollInterval: Double = 1
-    @Option(help: "Largest request body accepted, in bytes.") var maxBodyBytes: Int = 4 << 20
-    @Option(help: "Event batches stored at once; past it POST /v1/events answers 503 with Retry-After.") var maxIngestInFlight: Int = 32
-    @Option(help: "Body bytes of event batches taken in at once (by Content-Length); past it, 503 with Retry-After.") var maxIngestBytes: Int = 32 << 20
-    @Option(help: "Seconds an event append may take before the client gets 503 with Retry-After.") var ingestTimeout: Double = 3
-    @Option(help: "Hours of the event log read at start for what users just consumed; the tail is followed after.") var recentWindow: Double = 168
-    @Option(help: ArgumentHelp("JSON file of API keys, their roles and rate limits (default: $DUET_KEYS_FILE).",
+    @Option(help: "Address to listen on (default: 127.0.0.1).") var host: String?
+    @Option(help: "Port (default: 8080).") var port: Int?
+    @Option(help: "Seconds between registry polls (default: 1).") var pollInterval: Double?
+    @Option(help: "Largest request body accepted, in bytes (default: 4 MiB).") var maxBodyBytes: Int?
+    @Option(help: "Event batches stored at once; past it POST /v1/events answers 503 with Retry-After (default: 32).") var maxIngestInFlight: Int?
+    @Option(help: "Body bytes of event batches taken in at once (by Content-Length); past it, 503 with Retry-After (default: 32 MiB).") var maxIngestBytes: Int?
+    @Option(help: "Seconds an event append may take before the client gets 503 with Retry-After (default: 3).") var ingestTimeout: Double?
+    @Option(help: "Hours of the event log read at start for what users just consumed; the tail is followed after (default: 168).") var recentWindow: Double?
+    @Option(help: ArgumentHelp("JSON file of API keys, their roles and rate limits.",
                                discussion: "Without it, $DUET_API_KEY and $DUET_READ_KEY; with none of them every route is open.", valueName: "file"))
     var keysFile: String?
-    @Option(help: "Users with fewer training interactions get the popularity list.") var minHistory: Int = 1
-    @Option(help: "Log lines as logfmt or json (default: $DUET_LOG_FORMAT, then logfmt); the level comes from $DUET_LOG_LEVEL.") var logFormat: String?
+    @Option(help: "Users with fewer training interactions get the popularity list (default: 1).") var minHistory: Int?
+    @Option(help: "Log lines as logfmt or json (default: logfmt).") var logFormat: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default: info).") var logLevel: String?
+    @Option(help: "Share of requests given one access log line each, 0–1 (default: 0).") var accessLogSample: Double?
     @Option(help: ArgumentHelp(
-        "Most item rows an exact recommendation may read before HNSW answers instead.",
+        "Most item rows an exact recommendation may read before HNSW answers instead (default: 20000).",
         discussion: "Rows are read longest first and the scan stops once no row left can make the list, which for factor models is usually a few per cent of the catalogue; catalogues up to this size are always exact."))
-    var annThreshold: Int = 20_000
-    @Option(help: "HNSW beam width for recommendations the exact scan hands over (at least n is used); `duet bench recommend --ef` reports its recall.")
-    var ef: Int = ServeSettings.defaultRecommendationBeam
+    var annThreshold: Int?
+    @Option(help: "HNSW beam width for recommendations the exact scan hands over (at least n is used; default: \(ServeSettings.defaultRecommendationBeam)); `duet bench recommend --ef` reports its recall.")
+    var ef: Int?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
+        let settings = home.settings
         var configuration = ServeSettings(home: home.resolved)
-        configuration.host = host
-        configuration.port = try port ?? environment["DUET_PORT"].map { text in
-            guard let value = Int(text) else { throw ValidationError("DUET_PORT '\(text)' is not a port number") }
-            return value
-        } ?? 8080
+        configuration.host = try settings.required(DuetSettings.host, flag: host)
+        configuration.port = try settings.required(DuetSettings.port, flag: port)
         guard (0...65_535).contains(configuration.port) else { throw ValidationError("--port must be 0–65535") }
+        let pollInterval = try settings.required(DuetSettings.pollInterval, flag: pollInterval)
         guard pollInterval > 0, pollInterval <= 3_600 else { throw ValidationError("--poll-interval must be in (0, 3600] seconds") }
+        let maxBodyBytes = try settings.required(DuetSettings.maxBodyBytes, flag: maxBodyBytes)
         guard maxBodyBytes >= 1_024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         configuration.pollInterval = .milliseconds(Int(pollInterval * 1_000))
         configuration.maxBodyBytes = maxBodyBytes
+        let maxIngestInFlight = try settings.required(DuetSettings.maxIngestInFlight, flag: maxIngestInFlight)
         guard (1...10_000).contains(maxIngestInFlight) else { throw ValidationError("--max-ingest-in-flight must be 1–10000") }
+        let ingestTimeout = try settings.required(DuetSettings.ingestTimeout, flag: ingestTimeout)
         guard ingestTimeout >= 0.1, ingestTimeout <= 600 else { throw ValidationError("--ingest-timeout must be 0.1–600 seconds") }
         configuration.maxIngestInFlight = maxIngestInFlight
+        let maxIngestBytes = try settings.required(DuetSettings.maxIngestBytes, flag: maxIngestBytes)
         guard maxIngestBytes >= maxBodyBytes else { throw ValidationError("--max-ingest-bytes must be at least --max-body-bytes (\(maxBodyBytes))") }
         configuration.maxIngestBytes = maxIngestBytes
         configuration.ingestTimeout = .milliseconds(Int(ingestTimeout * 1_000))
+        let recentWindow = try settings.required(DuetSettings.recentWindow, flag: recentWindow)
         guard recentWindow >= 0, recentWindow <= 24 * 366 else { throw ValidationError("--recent-window must be 0–8784 hours") }
         configuration.recentWindow = .seconds(Int(recentWindow * 3_600))
-        configuration.access = try ServeKeysLoader.load(file: keysFile, environment: environment)
-        configuration.minimumHistory = minHistory
+        configuration.access = try ServeKeysLoader.load(file: settings.text(DuetSettings.keysFile, flag: keysFile)?.text, environment: environment)
+        configuration.minimumHistory = try settings.required(DuetSettings.minHistory, flag: minHistory)
+        let annThreshold = try settings.required(DuetSettings.annThreshold, flag: annThreshold)
+        let ef = try settings.required(DuetSettings.ef, flag: ef)
         guard annThreshold >= 0 else { throw ValidationError("--ann-threshold must be 0 or more") }
         guard (1...10_000).contains(ef) else { throw ValidationError("--ef must be 1–10000") }
         configuration.annThreshold = annThreshold
         configuration.recommendationBeam = ef
+        let accessLogSample = try settings.required(DuetSettings.accessLogSample, flag: accessLogSample)
+        guard (0...1).contains(accessLogSample) else { throw ValidationError("--access-log-sample must be 0–1") }
+        configuration.accessLogSample = accessLogSample
 
         let duetHome = configuration.home
-        guard home.registryURL != nil || serveRegistry != nil || environment["DUET_SERVE_REGISTRY"] != nil || FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
+        guard home.registryURL != nil || settings.text(DuetSettings.serveRegistry, flag: serveRegistry) != nil || FileManager.default.fileExists(atPath: duetHome.registryPath.path) else {
             throw DuetError.notFound(kind: "registry", id: "\(duetHome.registryPath.path) (create it with `duet lab train --register` and promote a model)")
         }
         try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
-        let levelText = environment["DUET_LOG_LEVEL"] ?? environment["LOG_LEVEL"]
-        guard let level = levelText.map({ Logger.Level(rawValue: $0) }) ?? .info else {
-            throw ValidationError("DUET_LOG_LEVEL '\(levelText ?? "")' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        let (levelText, _, levelOrigin) = settings.text(DuetSettings.logLevel, flag: logLevel)!
+        guard let level = Logger.Level(rawValue: levelText) else {
+            throw ValidationError("\(levelOrigin == "default" ? "log level" : levelOrigin) '\(levelText)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let formatText = logFormat ?? environment["DUET_LOG_FORMAT"] ?? LogFormat.logfmt.rawValue
+        let (formatText, _, formatOrigin) = settings.text(DuetSettings.logFormat, flag: logFormat)!
         guard let format = LogFormat(rawValue: formatText) else {
-            throw ValidationError("--log-format '\(formatText)' is not one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError("\(formatOrigin) '\(formatText)' is not one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let logger = Logger(label: "duet-serve") { ServeLogHandler(label: $0, logLevel: level, format: format) }
-        let serveURL = serveRegistry ?? environment["DUET_SERVE_REGISTRY"].flatMap { $0.isEmpty ? nil : $0 }
+        let serveURL = settings.text(DuetSettings.serveRegistry, flag: serveRegistry)?.text
         let (source, log) = try await home.openForServe(serveURL: serveURL, ingestTimeout: configuration.ingestTimeout)
         if configuration.access.isOpen, !["127.0.0.1", "::1", "localhost"].contains(configuration.host) {
             logger.warning("listening on \(configuration.host) with no keys: anyone who reaches this port can write exposures and events (see --keys-file)")

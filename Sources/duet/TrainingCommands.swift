@@ -37,11 +37,15 @@ struct SplitCommand: AsyncParsableCommand {
 
 /// Flags of `lab train` that pick and tune the algorithm.
 struct AlgorithmOptions: ParsableArguments {
-    enum Algorithm: String, ExpressibleByArgument, CaseIterable { case als, bpr, popularity }
+    enum Algorithm: String, ExpressibleByArgument, CaseIterable {
+        case als, bpr, popularity
+        case itemKNN = "item-knn"
+    }
 
-    @Option(help: "als, bpr or popularity.") var algo: Algorithm = .als
+    @Option(help: "als, bpr, item-knn or popularity.") var algo: Algorithm = .als
     @OptionGroup var als: ALSOptions
     @Option(help: "BPR learning rate.") var learningRate: Float = 0.05
+    @OptionGroup var knn: ItemKNNOptions
 
     func algorithm() throws -> TrainingAlgorithm {
         switch algo {
@@ -57,6 +61,8 @@ struct AlgorithmOptions: ParsableArguments {
             configuration.threads = als.threads
             try configuration.validate()
             return .bpr(configuration)
+        case .itemKNN:
+            return .itemKNN(try knn.configuration(threads: als.threads))
         case .popularity:
             return .popularity
         }
@@ -102,7 +108,8 @@ struct TrainCommand: AsyncParsableCommand {
         bar.finish()
         let seconds = (clock.now - started).seconds
         if output.json { return try printJSON(Result(bundle: bundleID, kind: model.kind, seconds: seconds, registered: register)) }
-        print("trained \(model.kind) in \(String(format: "%.1f", seconds)) s: \(model.userCount) users, \(model.itemCount) items, \(model.dimension) factors")
+        let shape = model.itemNeighbours.map { "\($0.neighbours.count) neighbour pairs" } ?? "\(model.dimension) factors"
+        print("trained \(model.kind) in \(String(format: "%.1f", seconds)) s: \(model.userCount) users, \(model.itemCount) items, \(shape)")
         print("bundle \(bundleID)\(register ? " (registered as a candidate)" : "")")
     }
 }

@@ -22,7 +22,7 @@ import Testing
         AccessKey(name: "web", secret: readSecret, roles: [.read]),
         AccessKey(name: "collector", secret: ingestSecret, roles: [.ingest]),
         AccessKey(name: "prometheus", secret: metricsSecret, roles: [.metrics]),
-        AccessKey(name: "partner", secret: limitedSecret, roles: [.read], rate: RateLimit(perSecond: 0.5, burst: 2)),
+        AccessKey(name: "partner", secret: limitedSecret, roles: [.read], rate: RateLimit(perSecond: 0.01, burst: 2)),
     ], protectMetrics: true)
 
     func bearer(_ secret: String) -> HTTPFields {
@@ -106,7 +106,8 @@ import Testing
                 try await client.execute(uri: "/v1/users/\(user)/recommendations", method: .get, headers: bearer(Self.limitedSecret)) { response in
                     #expect(response.status == .tooManyRequests)
                     let wait = try #require(response.headers[.retryAfter].flatMap(Int.init))
-                    #expect((1...2).contains(wait), "at 0.5/s a token takes up to 2 s")
+                    // Slow enough that a loaded machine cannot refill the bucket between the requests.
+                    #expect((90...100).contains(wait), "at 0.01/s a token takes up to 100 s")
                 }
                 // Another key's bucket is its own.
                 try await client.execute(uri: "/v1/users/\(user)/recommendations", method: .get, headers: bearer(Self.readSecret)) { response in
@@ -130,6 +131,32 @@ import Testing
                         for status in ["401", "403", "429"] { #expect(responses[status] != nil, "\(path) documents \(status)") }
                     }
                 }
+            }
+        }
+    }
+}
+
+@Suite struct AccessLogTests {
+    @Test func everySampledRequestGetsOneAccessLineAndUnsampledOnesNone() async throws {
+        for (sample, expected) in [(1.0, 3), (0.0, 0)] {
+            try await withScratchFolder { folder in
+                let lines = LogLines()
+                let fixture = try await ServeFixture.make(in: folder, accessLogSample: sample,
+                                                          logger: Logger(label: "test") { _ in CapturingLogHandler(lines: lines) })
+                let user = try fixture.knownUser()
+                try await fixture.app.test(.router) { client in
+                    for uri in ["/v1/users/\(user)/recommendations?n=3&exclude=secret-list", "/v1/items/nothing-here/similar", "/livez"] {
+                        try await client.execute(uri: uri, method: .get) { _ in }
+                    }
+                }
+                let access = lines.all.filter { $0.hasPrefix("info access ") }
+                #expect(access.count == expected, "\(sample): \(access)")
+                guard sample == 1 else { return }
+                let recommendation = try #require(access.first { $0.contains("/recommendations") })
+                #expect(recommendation.contains(#""status": 200"#) && recommendation.contains(#""method": GET"#) && recommendation.contains("duration_ms"))
+                #expect(recommendation.contains(#""route": /v1/users/{user}/recommendations"#) && recommendation.contains("hb.request.id"))
+                #expect(!recommendation.contains("secret-list"), "the query is not logged")
+                #expect(access.contains { $0.contains("/v1/items/nothing-here/similar") && $0.contains(#""status": 404"#) }, "refusals are logged too: \(access)")
             }
         }
     }

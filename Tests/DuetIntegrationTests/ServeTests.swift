@@ -22,7 +22,7 @@ struct ServeFixture: Sendable {
     let eventLog: SQLiteEventLog
 
     static func make(in folder: URL, promote: Bool = true, access: AccessKeys = AccessKeys(keys: []), maxBodyBytes: Int = 4 << 20,
-                     maxIngestInFlight: Int = 32, logger: Logger = Logger(label: "test")) async throws -> ServeFixture {
+                     maxIngestInFlight: Int = 32, accessLogSample: Double = 0, logger: Logger = Logger(label: "test")) async throws -> ServeFixture {
         let lab = try await LabFixture.make(in: folder)
         if promote {
             try await lab.lab.registry.promote(lab.first, actor: "test", reason: "setup", evidence: .override(reason: "test setup"),
@@ -32,11 +32,13 @@ struct ServeFixture: Sendable {
         configuration.access = access
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxIngestInFlight = maxIngestInFlight
+        configuration.accessLogSample = accessLogSample
         let source = try SQLiteServingSource(path: lab.lab.home.registryPath.path)
         let eventLog = try SQLiteEventLog(path: lab.lab.home.eventLogPath.path, busyTimeout: configuration.ingestTimeout / 2)
         let (router, components) = try await buildServe(configuration: configuration, source: source, eventSink: eventLog,
                                                         prometheus: PrometheusCollectorRegistry(), logger: logger)
-        return ServeFixture(lab: lab, app: Application(router: router), components: components, eventLog: eventLog)
+        // The application's logger is the one each request's context carries (access lines, request ids).
+        return ServeFixture(lab: lab, app: Application(router: router, logger: logger), components: components, eventLog: eventLog)
     }
 
     func knownUser() throws -> String {

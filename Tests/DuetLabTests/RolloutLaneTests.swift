@@ -56,7 +56,9 @@ import Testing
                 _ = try await lab.evaluate(candidate: fixture.second, baseline: "production")
                 let log = stores.eventLog
 
-                let healthy = try await lab.startRollout(candidate: fixture.second, lane: .refresh, stages: Self.stages, actor: "ana", reason: "nightly")
+                // Fixed ids fix the assignment seed: with a time-stamped one, 1 run in ~1,000 drew a genuine sample-ratio mismatch.
+                let healthy = try await lab.startRollout(candidate: fixture.second, lane: .refresh, stages: Self.stages, actor: "ana", reason: "nightly",
+                                                         id: "rollout-healthy")
                 #expect(healthy.evaluationID != nil && healthy.recipe == recipe.reference)
                 // No traffic yet: the guard holds, and says what it waits for.
                 let early = try await lab.judge(rollout: healthy.id, eventLog: log)
@@ -72,7 +74,8 @@ import Testing
 
                 // Back the other way, but the candidate's listeners stop playing: rolled back at the first stage.
                 _ = try await lab.evaluate(candidate: fixture.first, baseline: "production")
-                let harmful = try await lab.startRollout(candidate: fixture.first, lane: .refresh, stages: Self.stages, actor: "ana", reason: "nightly")
+                let harmful = try await lab.startRollout(candidate: fixture.first, lane: .refresh, stages: Self.stages, actor: "ana", reason: "nightly",
+                                                         id: "rollout-harmful")
                 try await Self.traffic(lab, log, rollout: harmful.id, users: 600..<1_000, candidatePlays: 0)
                 // Paused, it would not advance; its candidate still serves, so a breach still rolls it back.
                 try await lab.control(rollout: harmful.id, .pause, actor: "ana", reason: "holding for the weekend")

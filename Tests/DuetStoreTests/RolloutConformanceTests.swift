@@ -55,7 +55,7 @@ import Testing
             #expect(try await registry.recipes().map(\.reference) == ["tracks@1", "tracks@2"])
             var bad = Self.recipe("bad")
             bad.algorithm = "svd"
-            await #expect { try await registry.add(bad) } throws: { "\($0)".contains("'svd' is not one of als, bpr, popularity") }
+            await #expect { try await registry.add(bad) } throws: { "\($0)".contains("'svd' is not one of als, bpr, item-knn, popularity") }
             for sql in ["UPDATE recipes SET spec = '{}'", "DELETE FROM recipes"] {
                 await #expect("\(sql)") { try await stores.executeOnLabRegistry(sql) } throws: { databaseRefusal($0).contains("append-only") }
             }

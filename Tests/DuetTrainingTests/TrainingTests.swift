@@ -69,11 +69,22 @@ import Testing
         // Items 0 and 1 always together, 2 and 3 always together.
         let triples: [(row: Int, column: Int, value: Float)] = [(0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 1), (2, 2, 1), (2, 3, 1), (3, 2, 1), (3, 3, 1), (4, 1, 1), (4, 2, 1)]
         var configuration = ItemKNNConfiguration()
+        configuration.similarity = .cosine
         configuration.neighbours = 2
-        let model = ItemKNN.train(InteractionMatrix(rows: 5, columns: 4, triples: triples), configuration: configuration)
+        configuration.shrinkage = 0
+        configuration.minimumSupport = 1
+        let matrix = InteractionMatrix(rows: 5, columns: 4, triples: triples)
+        let model = ItemKNN.train(matrix, configuration: configuration)
         #expect(model.neighbours(of: 0).first?.item == 1)
         #expect(model.neighbours(of: 3).first?.item == 2)
         #expect(abs(model.neighbours(of: 0).first!.similarity - Float(2) / (Float(2).squareRoot() * Float(3).squareRoot())) < 1e-5)
+        // Items 1 and 2 share one user (user 4): a support of 2 drops the pair, shrinkage lowers every cosine.
+        #expect(model.neighbours(of: 1).contains { $0.item == 2 })
+        configuration.minimumSupport = 2
+        configuration.shrinkage = 10
+        let strict = ItemKNN.train(matrix, configuration: configuration)
+        #expect(!strict.neighbours(of: 1).contains { $0.item == 2 })
+        #expect(abs(strict.neighbours(of: 0).first!.similarity - Float(2) / (Float(2).squareRoot() * Float(3).squareRoot() + 10)) < 1e-5)
     }
 
     @Test func weightingTransformsValues() {

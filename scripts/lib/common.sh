@@ -1,12 +1,16 @@
 # Shared by the check scripts: a small promoted home, and waiting for a server. Source it.
 
-# small_home WORK: a world of 300 users, an 8-factor model promoted to production, in $DUET_HOME.
+# small_home WORK: a world of 300 users, an 8-factor model promoted to production and its item graph
+# published as the index tracks/similar, in $DUET_HOME.
 small_home() {
   "$DUET" world generate --out "$1/world" --users 300 --tracks 800 --events 15000 --json >/dev/null
   "$DUET" import world "$1/world" --json >/dev/null
   local model
   model=$("$DUET" lab train --register --name small --factors 8 --iterations 2 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
   "$DUET" lab promote "$model" --as check-setup --override --reason "check setup" >/dev/null
+  # A published similarity index, so /v1/similar/{index}/items/{item} has something to answer from.
+  "$DUET" lab people add check-setup --team platform --contact ops@example.com >/dev/null
+  "$DUET" lab index build tracks/similar --bundle "$model" --m 8 --ef-construction 40 --publish --reason "check setup" --as check-setup --json >/dev/null
 }
 
 # wait_ready PORT: until /readyz answers 200, at most 20 s.

@@ -38,45 +38,16 @@ public final class ModelBundle: @unchecked Sendable {
     /// it serves cannot change under it (see `MappedFile`); Serve opens bundles that way.
     public init(folder: URL, verify: Bool = true, privateCopy: Bool = false) throws {
         self.folder = folder
-        id = folder.lastPathComponent
-        let manifestPath = folder.appendingPathComponent(BundleFiles.manifest)
-        guard let manifestData = FileManager.default.contents(atPath: manifestPath.path) else {
-            throw DuetError.corruptFile(path: "\(id)/\(BundleFiles.manifest)", reason: "bundle has no readable manifest.json")
-        }
-        if verify {
-            let actual = Self.sha256Hex(manifestData)
-            guard actual == id else {
-                throw DuetError.checksumMismatch(file: "\(id)/\(BundleFiles.manifest)", expected: id, actual: actual)
-            }
-        }
-        do {
-            manifest = try JSONDecoder().decode(BundleManifest.self, from: manifestData)
-        } catch {
-            throw DuetError.corruptFile(path: "\(id)/\(BundleFiles.manifest)", reason: "manifest is not valid JSON: \(error)")
-        }
-        try manifest.validate()
-        var maps: [String: MappedFile] = [:]
-        for (name, entry) in manifest.files.sorted(by: { $0.key < $1.key }) {
-            let mapped: MappedFile
-            do { mapped = try MappedFile(path: folder.appendingPathComponent(name).path, privateCopy: privateCopy) } catch {
-                throw DuetError.corruptFile(path: "\(id)/\(name)", reason: "missing or unreadable (\(error))")
-            }
-            guard mapped.size == entry.bytes else {
-                throw DuetError.corruptFile(path: "\(id)/\(name)", reason: "\(mapped.size) bytes, manifest says \(entry.bytes)")
-            }
-            if verify {
-                let actual = Snapshot.sha256(of: mapped.bytes)
-                guard actual == entry.sha256 else {
-                    throw DuetError.checksumMismatch(file: "\(id)/\(name)", expected: entry.sha256, actual: actual)
-                }
-            }
-            maps[name] = mapped
-        }
+        let (verified, manifest) = try VerifiedFolder.open(folder, verify: verify, privateCopy: privateCopy, what: "bundle", decode: { data in
+            let manifest = try JSONDecoder().decode(BundleManifest.self, from: data)
+            try manifest.validate()
+            return manifest
+        }, files: \.files)
+        id = verified.id
+        self.manifest = manifest
+        let maps = verified.files
         let bundleID = id
-        func required(_ name: String) throws -> MappedFile {
-            guard let file = maps[name] else { throw DuetError.corruptFile(path: "\(bundleID)/\(name)", reason: "the manifest does not list it") }
-            return file
-        }
+        func required(_ name: String) throws -> MappedFile { try verified.required(name) }
         func floats(_ name: String, count: Int) throws -> UnsafeBufferPointer<Float> {
             let file = try required(name)
             guard file.size == count * 4 else {
@@ -104,13 +75,7 @@ public final class ModelBundle: @unchecked Sendable {
         if let bad = historyItems.first(where: { Int($0) >= items }) {
             throw DuetError.corruptFile(path: "\(id)/\(BundleFiles.history)", reason: "item index \(bad) out of range")
         }
-        var catalog: [String: CatalogItem] = [:]
-        if let catalogFile = maps[BundleFiles.catalog] {
-            let items = try Self.catalogItems(catalogFile.bytes, path: "\(id)/\(BundleFiles.catalog)")
-            catalog.reserveCapacity(items.count)
-            for item in items { catalog[item.id] = item }
-        }
-        self.catalog = catalog
+        catalog = try verified.catalog(BundleFiles.catalog)
         userIndex = Dictionary(userIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         itemIndex = Dictionary(itemIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         self.maps = maps
@@ -138,7 +103,8 @@ public final class ModelBundle: @unchecked Sendable {
         return items
     }
 
-    static func ids(_ file: MappedFile, expected: Int, name: String) throws -> [String] {
+    /// One id per line (a final newline allowed), exactly `expected` of them.
+    public static func ids(_ file: MappedFile, expected: Int, name: String) throws -> [String] {
         var ids = file.bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         if ids.last == "" { ids.removeLast() }
         guard ids.count == expected else { throw DuetError.corruptFile(path: name, reason: "\(ids.count) ids, manifest says \(expected)") }

@@ -88,7 +88,7 @@ public struct Recipe: Hashable, Sendable, Codable {
     public var name: String
     /// Set by the registry: 1 for the first, one more for each change.
     public var version: Int
-    /// "als", "bpr" or "popularity".
+    /// "als", "bpr", "item-knn" or "popularity".
     public var algorithm: String
     public var hyperparameters: [String: Double]
     /// Days of events before the freeze that the recipe trains on; nil for all of them.
@@ -118,7 +118,7 @@ public struct Recipe: Hashable, Sendable, Codable {
         self.createdAt = createdAt
     }
 
-    public static let algorithms = ["als", "bpr", "popularity"]
+    public static let algorithms = ["als", "bpr", "item-knn", "popularity"]
 
     /// "name@version": what a bundle and a model record name.
     public var reference: String { "\(name)@\(version)" }

@@ -98,7 +98,7 @@ public final class DemoStory {
         let first = try await lab.promote(baseline, actor: "ana", reason: "beats popularity offline")
         print("   generation \(first.generation): production is \(baseline.prefix(12)) (rests on evaluation #\(first.evaluationID ?? 0))")
 
-        step(3, "Start `duet serve` and ask it for recommendations and similar tracks")
+        step(3, "Start `duet serve`, ask it for recommendations, and publish a similarity index of its own for similar tracks")
         try startServer()
         try await waitUntilReady(generation: 1)
         for user in ["u1", "u42", "u4242"] {
@@ -112,6 +112,7 @@ public final class DemoStory {
         let seed = try await getJSON("v1/items/t0/similar?n=4")
         print("   tracks like \(world.catalogItem(0).displayName) (index \(seed["index"] as? String ?? "?")):")
         for item in seed["items"] as? [[String: Any]] ?? [] { print("     - \(item["title"] as? String ?? "?") — \(item["artist"] as? String ?? "?")") }
+        try await publishSimilarityIndex()
 
         step(4, "Train a candidate and evaluate it offline against production on the same snapshot and split")
         var strong = ALSConfiguration()
@@ -239,6 +240,7 @@ public final class DemoStory {
             print("   " + line)
         }
         print("   report: \(cumulative.htmlPath.path)")
+        try await republishSimilarityIndex(snapshot: snapshot.hash)
         print(String(format: "\nDone in %.1f s.", (clock.now - started).seconds))
     }
 

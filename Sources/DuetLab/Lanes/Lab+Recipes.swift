@@ -37,6 +37,15 @@ extension TrainingAlgorithm {
             c.regularization = Float(p["regularization"] ?? Double(c.regularization))
             c.threads = threads
             self = .bpr(c)
+        case ItemKNN.kind:
+            known = ["neighbours", "shrinkage", "minimumSupport"]
+            var c = ItemKNNConfiguration()
+            c.neighbours = try int("neighbours", c.neighbours)
+            c.minimumSupport = try int("minimumSupport", c.minimumSupport)
+            c.shrinkage = Float(p["shrinkage"] ?? Double(c.shrinkage))
+            c.threads = threads
+            try c.validate()
+            self = .itemKNN(c)
         default:
             known = []
             self = .popularity

@@ -210,6 +210,7 @@ public final class World: Sendable {
     public func catalogItem(_ track: Int) -> CatalogItem {
         let artist = artist(ofTrack: track)
         return CatalogItem(id: trackID(track), title: trackTitle(track), artist: artistName(artist),
-                           tags: [genreName(genre(ofArtist: artist))], available: isAvailable(track: track))
+                           tags: [genreName(genre(ofArtist: artist))], available: isAvailable(track: track),
+                           attributes: ["explicit": artist % 5 == 0 ? "true" : "false"])
     }
 }

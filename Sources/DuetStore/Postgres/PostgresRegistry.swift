@@ -70,8 +70,15 @@ enum PostgresRegistryReads {
             for try await row in try await connection.query(query, logger: logger).decode(ExperimentRow.self) {
                 running.append(experiment(row))
             }
+            var indexes: [PublishedIndex] = []
+            for try await (name, artefact, generation) in try await connection.query("""
+                SELECT h.name, h.to_artefact, h.generation FROM index_history h
+                WHERE h.generation = (SELECT MAX(generation) FROM index_history WHERE name = h.name) ORDER BY h.name
+                """, logger: logger).decode((String, String, Int32).self) {
+                indexes.append(PublishedIndex(name: name, artefact: artefact, generation: Int(generation)))
+            }
             return ServingConfiguration(version: Int(version), productionGeneration: production.generation, production: production.model,
-                                        experiments: running, activateAt: state?.1)
+                                        experiments: running, activateAt: state?.1, indexes: indexes)
         }
     }
 }
@@ -93,6 +100,7 @@ public final class PostgresRegistry: LabRegistry {
     static let metricOwnersMigrationName = "registry-v3-metric-owners"
     static let lanesMigrationName = "registry-v4-lanes"
     static let cutoverMigrationName = "registry-v5-cutover"
+    static let indexesMigrationName = "registry-v6-indexes"
 
     static func migrate(_ database: PostgresDatabase) async throws {
         try await database.migrate(migrationName, [
@@ -181,6 +189,19 @@ public final class PostgresRegistry: LabRegistry {
         ])
         try await database.migrate(cutoverMigrationName, [
             "ALTER TABLE serving_state ADD COLUMN activate_at BIGINT, ADD COLUMN cutover_delay_ms INTEGER NOT NULL DEFAULT \(RegistryRules.defaultCutoverDelayMilliseconds)",
+        ])
+        try await database.migrate(indexesMigrationName, [
+            """
+            CREATE TABLE index_artefacts (id TEXT PRIMARY KEY, name TEXT NOT NULL, manifest TEXT NOT NULL,
+                registered_by TEXT NOT NULL REFERENCES people(name), registered_at BIGINT NOT NULL)
+            """,
+            "CREATE TRIGGER index_artefacts_immutable BEFORE UPDATE OR DELETE ON index_artefacts FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
+            """
+            CREATE TABLE index_history (name TEXT NOT NULL, generation INTEGER NOT NULL, action TEXT NOT NULL CHECK (action IN ('publish', 'rollback')),
+                from_artefact TEXT REFERENCES index_artefacts(id), to_artefact TEXT NOT NULL REFERENCES index_artefacts(id), actor TEXT NOT NULL,
+                reason TEXT NOT NULL, changed_at BIGINT NOT NULL, PRIMARY KEY (name, generation))
+            """,
+            "CREATE TRIGGER index_history_append_only BEFORE UPDATE OR DELETE ON index_history FOR EACH ROW EXECUTE FUNCTION duet_append_only()",
         ])
     }
 

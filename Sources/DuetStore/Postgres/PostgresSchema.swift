@@ -10,7 +10,7 @@ public enum PostgresSchema {
     public static let migrations = [PostgresRegistry.migrationName, PostgresEventLog.migrationName, PostgresEventLog.batchesMigrationName,
                                      PostgresRegistry.reviewMigrationName, PostgresRegistry.metricOwnersMigrationName,
                                      PostgresRegistry.lanesMigrationName, PostgresRegistry.cutoverMigrationName,
-                                     PostgresEventLog.shadowsMigrationName]
+                                     PostgresEventLog.shadowsMigrationName, PostgresRegistry.indexesMigrationName]
 
     /// Creates or brings up to date the registry and event log tables (the Lab's job).
     public static func migrate(_ database: PostgresDatabase) async throws {
@@ -44,7 +44,7 @@ public enum PostgresSchema {
 /// exposures, nothing else. The Lab prints or applies these grants (`duet lab grants`).
 public enum PostgresServeRole {
     /// Tables Serve reads: what to serve, and the events' tail (what users just consumed).
-    public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments", "events", "ingest_batches"]
+    public static let readable = ["duet_migrations", "serving_state", "production_history", "experiments", "events", "ingest_batches", "index_history"]
     /// Tables Serve appends to; of exposures it reads back only the sequence numbers its inserts return.
     public static let appendable = ["events", "exposures", "shadow_exposures"]
     /// Tables Serve inserts into without a sequence: the keys of batches it stored.

@@ -58,7 +58,7 @@ public struct WebhookAttempt: Codable, Sendable, Hashable {
 }
 
 public enum WebhookRules {
-    public static let events = ["promote", "rollback", "decision", "objection", "experiment.start", "experiment.stop", "rollout"]
+    public static let events = ["promote", "rollback", "decision", "objection", "experiment.start", "experiment.stop", "rollout", "index"]
 
     public static func validate(_ webhook: WebhookRecord) throws {
         guard let url = URL(string: webhook.url), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),

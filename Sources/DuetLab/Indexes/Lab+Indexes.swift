@@ -1,0 +1,212 @@
+public import DuetCore
+public import DuetSimilarity
+public import DuetStore
+public import DuetTraining
+public import Foundation
+
+/// What a named similarity index is built from.
+public enum IndexBuildSource: Sendable {
+    /// A bundle's item vectors (an id, a prefix, or "production"), in a cosine HNSW graph.
+    case bundle(String, HNSWParameters)
+    /// Item-kNN neighbour lists computed on a snapshot.
+    case itemKNN(snapshot: String, ItemKNNConfiguration)
+    /// Embeddings made elsewhere (e.g. a content model): raw little-endian float32 rows and one id
+    /// per line, in a cosine HNSW graph.
+    case vectors(path: String, ids: String, dimension: Int, HNSWParameters)
+}
+
+/// A built and registered artefact, with what the build cost.
+public struct IndexBuild: Sendable {
+    public var id: String
+    public var manifest: IndexManifest
+    public var seconds: Double
+}
+
+/// Similarity indexes as their own artefacts: built, registered, published under a name, rolled
+/// back, each name on its own generation, never moving the production recommender.
+extension Lab {
+    /// The artefact's folder; an id outside the file-safe alphabet never becomes a path.
+    public func indexFolder(_ id: String) throws -> URL {
+        try Identifier.validateFileSafe(id, field: "index id")
+        return home.indexesFolder.appendingPathComponent(id)
+    }
+
+    /// Builds the artefact, measures its recall@10 against exact search, writes it (content-addressed)
+    /// and registers it under `name`. It serves nothing until published.
+    public func buildIndex(name: String, from source: IndexBuildSource, threads: Int = 2, actor: String) async throws -> IndexBuild {
+        try IndexName.validate(name)
+        let clock = ContinuousClock(), started = clock.now
+        let id: String
+        let manifest: IndexManifest
+        switch source {
+        case let .bundle(reference, parameters):
+            try parameters.validate()
+            let bundle = try await openBundle(reference)
+            (id, manifest) = try IndexArtefactWriter.graph(name: name, bundle: bundle, recipe: try await registry.model(bundle.id)?.recipe,
+                                                           parameters: parameters, threads: threads, into: home.indexesFolder)
+        case let .itemKNN(reference, configuration):
+            var configuration = configuration
+            configuration.threads = threads
+            try configuration.validate()
+            let snapshot = try snapshots.open(reference)
+            (id, manifest) = try IndexArtefactWriter.neighbours(name: name, snapshot: snapshot, catalog: try snapshots.catalog(snapshot.hash),
+                                                                configuration: configuration, into: home.indexesFolder)
+        case let .vectors(path, idsPath, dimension, parameters):
+            try parameters.validate()
+            (id, manifest) = try IndexArtefactWriter.vectors(name: name, path: path, idsPath: idsPath, dimension: dimension, parameters: parameters,
+                                                             threads: threads, into: home.indexesFolder)
+        }
+        if try await registry.indexArtefact(id) == nil {
+            try await registry.register(IndexArtefactRecord(id: id, manifest: manifest, registeredBy: actor, registeredAt: Date().epochMillis))
+        }
+        return IndexBuild(id: id, manifest: manifest, seconds: (clock.now - started).seconds)
+    }
+
+    /// Resolves a full artefact id, a unique prefix of one, or a published name (its current artefact).
+    public func resolveIndex(_ reference: String) async throws -> String {
+        if (try? IndexName.validate(reference)) != nil, let current = try await registry.indexHistory(reference).last { return current.to }
+        let matches = try await registry.indexArtefacts().map(\.id).filter { $0.hasPrefix(reference) }
+        guard !reference.isEmpty, let match = matches.first else { throw DuetError.notFound(kind: "index artefact or published index", id: reference) }
+        guard matches.count == 1 else {
+            throw DuetError.invalidValue(field: "index", reason: "'\(reference)' matches \(matches.count) artefacts; give more of the id")
+        }
+        return match
+    }
+
+    /// Opens and verifies an artefact: every checksum, the graph or lists.
+    public func openIndex(_ reference: String) async throws -> SimilarityIndexArtefact {
+        try SimilarityIndexArtefact(folder: try indexFolder(try await resolveIndex(reference)))
+    }
+
+    /// Points `name` at the artefact. The artefact is opened and verified first: a corrupt one is
+    /// refused here, before Serve ever sees the change.
+    @discardableResult
+    public func publishIndex(_ name: String, artefact reference: String, actor: String, reason: String, expectedGeneration: Int? = nil) async throws -> IndexChange {
+        let artefact = try await openIndex(reference)
+        let change = try await registry.publish(RegistryRules.IndexPublication(name: name, artefact: artefact.id, actor: actor, reason: reason,
+                                                                                expectedGeneration: expectedGeneration))
+        await notify(.index(change))
+        return change
+    }
+
+    /// Moves `name` back one step, or to an artefact (id or prefix) that served under it before.
+    @discardableResult
+    public func rollbackIndex(_ name: String, to target: String? = nil, actor: String, reason: String) async throws -> IndexChange {
+        var destination: String?
+        if let target {
+            destination = try await resolveIndex(target)
+            _ = try SimilarityIndexArtefact(folder: try indexFolder(destination!))
+        } else if let current = try await registry.indexHistory(name).last, let previous = current.from {
+            _ = try SimilarityIndexArtefact(folder: try indexFolder(previous))
+        }
+        let change = try await registry.rollbackIndex(RegistryRules.IndexPublication(name: name, artefact: destination, actor: actor, reason: reason))
+        await notify(.index(change))
+        return change
+    }
+}
+
+/// Writes index artefacts: the body (graph or lists), the item ids, the catalogue lines (for
+/// availability and filters) and, for factor indexes, each item's support; then the manifest.
+enum IndexArtefactWriter {
+    /// Queries for the recall measurement: a fixed sample, so rebuilding the same index reports the same figure.
+    static let recallQueries = 200
+    static let recallBeam = 64
+
+    static func graph(name: String, bundle: ModelBundle, recipe: String?, parameters: HNSWParameters, threads: Int,
+                      into folder: URL) throws -> (String, IndexManifest) {
+        guard bundle.dimension > 0, bundle.itemCount > 1 else {
+            throw DuetError.invalidValue(field: "bundle", reason: "bundle \(bundle.id.prefix(12)) (\(bundle.manifest.modelKind)) has no item vectors to index")
+        }
+        let graph = try HNSWIndex.build(bundle.itemFactors, dimension: bundle.dimension, metric: .cosine, parameters: parameters, threads: threads)
+        let exact = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .cosine, owner: bundle)
+        let quality = measureRecall(graph: GraphItemSimilarity(graph: graph, ef: recallBeam), exact: ExactItemSimilarity(exact: exact))
+        let catalog = bundle.catalog
+        let popularity = Array(bundle.popularity)
+        var hyper: [String: ParameterValue] = ["m": .int(parameters.m), "efConstruction": .int(parameters.efConstruction),
+                                               "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
+        hyper["bundleKind"] = .string(bundle.manifest.modelKind)
+        return try write(name: name, kind: .hnsw, metric: SimilarityMetric.cosine.rawValue, dimension: bundle.dimension, itemIDs: bundle.itemIDs,
+                         catalog: catalog, source: IndexSource(algorithm: bundle.manifest.modelKind, bundle: bundle.id,
+                                                               snapshot: bundle.manifest.snapshotHash, recipe: recipe),
+                         parameters: hyper, quality: quality, into: folder) { folder in
+            try folder.file(IndexFiles.graph) { try $0.write(graph.bytes) }
+            try folder.file(IndexFiles.support) { try $0.write(array: popularity) }
+        }
+    }
+
+    static func vectors(name: String, path: String, idsPath: String, dimension: Int, parameters: HNSWParameters, threads: Int,
+                        into folder: URL) throws -> (String, IndexManifest) {
+        guard (1...4_096).contains(dimension) else { throw DuetError.invalidValue(field: "dim", reason: "\(dimension) must be in 1…4096") }
+        let file = try MappedFile(path: path)
+        guard file.size > 0, file.size % (4 * dimension) == 0 else {
+            throw DuetError.corruptFile(path: path, reason: "\(file.size) bytes is not a whole number of \(dimension)-float rows")
+        }
+        let rows = file.buffer(of: Float.self, at: 0, count: file.size / 4)
+        let count = rows.count / dimension
+        if let bad = rows.firstIndex(where: { !$0.isFinite }) {
+            throw DuetError.corruptFile(path: path, reason: "row \(bad / dimension) holds a value that is not a finite number")
+        }
+        let itemIDs = try ModelBundle.ids(MappedFile(path: idsPath), expected: count, name: idsPath)
+        for (line, id) in itemIDs.enumerated() {
+            if let problem = Identifier.problem(with: id) { throw DuetError.corruptFile(path: idsPath, reason: "line \(line + 1): item id \(problem)") }
+        }
+        guard Set(itemIDs).count == count else { throw DuetError.corruptFile(path: idsPath, reason: "an item id appears twice") }
+        let graph = try HNSWIndex.build(rows, dimension: dimension, metric: .cosine, parameters: parameters, threads: threads)
+        let exact = ExactIndex(vectors: rows, dimension: dimension, metric: .cosine, owner: file)
+        let quality = measureRecall(graph: GraphItemSimilarity(graph: graph, ef: recallBeam), exact: ExactItemSimilarity(exact: exact))
+        let hyper: [String: ParameterValue] = ["m": .int(parameters.m), "efConstruction": .int(parameters.efConstruction),
+                                               "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
+        return try write(name: name, kind: .hnsw, metric: SimilarityMetric.cosine.rawValue, dimension: dimension, itemIDs: itemIDs, catalog: [:],
+                         source: IndexSource(algorithm: "vectors"), parameters: hyper, quality: quality, into: folder) { folder in
+            try folder.file(IndexFiles.graph) { try $0.write(graph.bytes) }
+        }
+    }
+
+    static func neighbours(name: String, snapshot: Snapshot, catalog: [String: CatalogItem], configuration: ItemKNNConfiguration,
+                           into folder: URL) throws -> (String, IndexManifest) {
+        let model = ItemKNN.train(InteractionMatrix(snapshot: snapshot), configuration: configuration)
+        let itemIDs = (0..<snapshot.itemCount).map { snapshot.itemID($0) }
+        return try write(name: name, kind: .neighbours, metric: SimilarityMetric.cosine.rawValue, dimension: 0, itemIDs: itemIDs, catalog: catalog,
+                         source: IndexSource(algorithm: "item-knn", snapshot: snapshot.hash), parameters: configuration.hyperparameters,
+                         quality: nil, into: folder) { folder in
+            try folder.file(IndexFiles.neighbours) { writer in
+                try NeighbourLists.write(starts: model.neighbourStart, neighbours: model.neighbours, similarities: model.similarities, to: writer)
+            }
+        }
+    }
+
+    static func write(name: String, kind: IndexKind, metric: String, dimension: Int, itemIDs: [String], catalog: [String: CatalogItem],
+                      source: IndexSource, parameters: [String: ParameterValue], quality: IndexQuality?, into parent: URL,
+                      body: (ContentAddressedFolder) throws -> Void) throws -> (String, IndexManifest) {
+        var written: IndexManifest?
+        let id = try ContentAddressedFolder.write(into: parent, fill: { folder in
+            try body(folder)
+            try folder.file(IndexFiles.itemIDs) { writer in for id in itemIDs { try writer.write(Array((id + "\n").utf8)) } }
+            let entries = itemIDs.compactMap { catalog[$0] }
+            if !entries.isEmpty { try folder.file(IndexFiles.catalog) { try CatalogLines.write(entries, to: $0) } }
+        }, manifest: { files in
+            let manifest = IndexManifest(name: name, kind: kind, metric: metric, dimension: dimension, itemCount: itemIDs.count, source: source,
+                                         parameters: parameters, quality: quality, createdAt: Date().epochMillis, files: files)
+            try manifest.validate()
+            written = manifest
+            return try manifest.canonicalJSON()
+        })
+        return (id, written!)
+    }
+
+    /// Recall@10 of `index` against `exact` on a fixed sample of items, each asking for its own neighbours.
+    static func measureRecall(graph: any ItemSimilarity, exact: any ItemSimilarity) -> IndexQuality {
+        var rng = SplitMix64(seed: 7)
+        let count = graph.itemCount
+        let queries = min(recallQueries, count)
+        let sample = count <= recallQueries ? Array(0..<count) : (0..<queries).map { _ in rng.below(count) }
+        let filter = ItemFilter(excluded: ExclusionSet(capacity: count))
+        var found = 0, expected = 0
+        for item in sample {
+            let truth = Set(exact.neighbours(of: item, k: 10, filter: filter).map(\.id))
+            found += graph.neighbours(of: item, k: 10, filter: filter).filter { truth.contains($0.id) }.count
+            expected += truth.count
+        }
+        return IndexQuality(recallAt10: expected == 0 ? 1 : Double(found) / Double(expected), queries: sample.count, ef: recallBeam)
+    }
+}
