@@ -6,7 +6,8 @@ enum CatalogLine {
     static func parse(_ line: UnsafeRawBufferPointer) -> CatalogItem? {
         var reader = Reader(bytes: line)
         var id: String?, title: String?, artist: String?, tags: [String]?, available: Bool?
-        var sawArtist = false
+        var attributes: [String: String]?
+        var sawArtist = false, sawAttributes = false
         guard reader.take(UInt8(ascii: "{")) else { return nil }
         if !reader.take(UInt8(ascii: "}")) {
             repeat {
@@ -21,6 +22,12 @@ enum CatalogLine {
                         artist = value
                     }
                 case "tags" where tags == nil: tags = reader.strings()
+                case "attributes" where !sawAttributes:
+                    sawAttributes = true
+                    if !reader.literal("null") {
+                        guard let values = reader.stringObject() else { return nil }
+                        attributes = values
+                    }
                 case "available" where available == nil:
                     if reader.literal("true") { available = true } else if reader.literal("false") { available = false }
                 default: return nil
@@ -29,7 +36,7 @@ enum CatalogLine {
             guard reader.take(UInt8(ascii: "}")) else { return nil }
         }
         guard reader.atEnd, let id, let title, let tags, let available else { return nil }
-        return CatalogItem(id: id, title: title, artist: artist, tags: tags, available: available)
+        return CatalogItem(id: id, title: title, artist: artist, tags: tags, available: available, attributes: attributes)
     }
 
     private struct Reader {
@@ -81,10 +88,28 @@ enum CatalogLine {
             return take(UInt8(ascii: "]")) ? values : nil
         }
 
+        /// An object of strings; a repeated key is left to JSONDecoder.
+        mutating func stringObject() -> [String: String]? {
+            guard take(UInt8(ascii: "{")) else { return nil }
+            var values: [String: String] = [:]
+            if take(UInt8(ascii: "}")) { return values }
+            repeat {
+                guard let key = string(), take(UInt8(ascii: ":")), let value = string(), values.updateValue(value, forKey: key) == nil else { return nil }
+            } while take(UInt8(ascii: ","))
+            return take(UInt8(ascii: "}")) ? values : nil
+        }
+
         /// A JSON string; nil for anything JSONDecoder might judge differently.
         mutating func string() -> String? {
             guard take(UInt8(ascii: "\"")) else { return nil }
-            var utf8: [UInt8] = []
+            // Most strings have no escape: one scan, then one validated copy.
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"), bytes[index] >= 0x20 { index += 1 }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+                index += 1
+                return String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<index - 1]), as: UTF8.self)
+            }
+            var utf8 = Array(bytes[start..<index])
             while index < bytes.count {
                 let byte = bytes[index]
                 index += 1

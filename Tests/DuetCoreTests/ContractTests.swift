@@ -62,7 +62,9 @@ import Testing
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let written = [CatalogItem(id: "t1", title: "Paper \"Moon\" \\ / tab\there\nline", artist: "Zoë & 椎名林檎 🎸", tags: ["indie", ""]),
-                       CatalogItem(id: "t2", title: "\u{01}\u{1F}", artist: nil, tags: [], available: false)]
+                       CatalogItem(id: "t2", title: "\u{01}\u{1F}", artist: nil, tags: [], available: false),
+                       CatalogItem(id: "t2a", title: "x", tags: ["jazz"], attributes: ["explicit": "false", "language": "sv \"quoted\""]),
+                       CatalogItem(id: "t2b", title: "x", attributes: [:])]
         for item in written {
             let line = String(decoding: try encoder.encode(item), as: UTF8.self)
             #expect(parse(line) == item, "\(line)")
@@ -78,6 +80,10 @@ import Testing
             #"{"id":"t11","title":"x","tags":[],"available":true} trailing"#,
             #"{"id":"t12","title":"bad \q escape","tags":[],"available":true}"#,
             "{\"id\":\"t13\",\"title\":\"raw \u{07} control\",\"tags\":[],\"available\":true}",
+            #"{"id":"t15","title":"x","tags":[],"available":true,"attributes":null}"#,
+            #"{"id":"t16","title":"x","tags":[],"available":true,"attributes":{ "a" : "1" , "b":"2" }}"#,
+            #"{"id":"t17","title":"x","tags":[],"available":true,"attributes":{"a":1}}"#,           // not a string
+            #"{"id":"t18","title":"x","tags":[],"available":true,"attributes":{"a":"1","a":"2"}}"#, // repeated attribute
         ]
         var fast = 0
         for line in lines {
@@ -87,7 +93,7 @@ import Testing
                 #expect(item == decoded, "\(line)")
             }
         }
-        #expect(fast == 2, "the two plain lines are read without JSONDecoder")
+        #expect(fast == 4, "the two plain lines and the two with plain attributes are read without JSONDecoder")
         // Invalid UTF-8 is never read into replacement characters.
         let invalid: [UInt8] = Array(#"{"id":"t14","title":""#.utf8) + [0xFF] + Array(#"","tags":[],"available":true}"#.utf8)
         #expect(invalid.withUnsafeBytes { CatalogLine.parse($0) } == nil)
