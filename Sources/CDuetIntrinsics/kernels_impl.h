@@ -177,6 +177,11 @@ static KERNEL_TARGET void KERNEL(score_rows_f16)(const unsigned short *rows, lon
 static KERNEL_TARGET void KERNEL(implicit_als_step)(float *x, const float *gram, const float *y, const unsigned *items,
                                                     const float *confidences, long count, long d, long steps,
                                                     float *r, float *p, float *ap) {
+    // No data: the exact solution is zero, which a few CG steps from the random start do not reach.
+    if (count == 0) {
+        for (long j = 0; j < d; j++) x[j] = 0;
+        return;
+    }
     KERNEL(matvec_inline)(gram, x, r, d);
     for (long j = 0; j < d; j++) r[j] = -r[j];
     for (long entry = 0; entry < count; entry++) {

@@ -45,6 +45,18 @@ import Testing
         #expect(one.itemFactors == two.itemFactors, "each row is solved independently, so threads do not change the result")
     }
 
+    @Test func alsGivesRowsWithoutDataZeroFactors() throws {
+        // Two items no one played and one user with no plays, as a train/test split leaves them.
+        let plays = Self.matrix()
+        let padded = InteractionMatrix(rows: plays.rows + 1, columns: plays.columns + 2,
+                                       triples: (0..<plays.rows).flatMap { user in plays.row(user).map { (user, Int(plays.indices[$0]), plays.values[$0]) } })
+        let model = try ALS.train(padded, configuration: Self.alsConfiguration())
+        let d = model.dimension
+        for item in plays.columns..<padded.columns { #expect(model.itemFactors[item * d..<(item + 1) * d].allSatisfy { $0 == 0 }, "item \(item)") }
+        #expect(model.userFactors[plays.rows * d..<(plays.rows + 1) * d].allSatisfy { $0 == 0 })
+        #expect(model.itemFactors[0..<d].contains { $0 != 0 }, "an item with plays keeps its factors")
+    }
+
     @Test func alsLearnsTheGroups() throws {
         let model = try ALS.train(Self.matrix(), configuration: Self.alsConfiguration())
         var scores = [Float](repeating: 0, count: 40)
