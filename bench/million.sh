@@ -47,7 +47,7 @@ echo "== build on 2 threads (m $M, efConstruction $EFC)"
 DUET_BUILD=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["build_seconds"])' "$WORK/duet-build.json")
 python3 -c 'import sys; d, h = float(sys.argv[1]), float(sys.argv[2]); print(f"build: duet {d:.1f} s, hnswlib {h:.1f} s (both 2 threads): ratio duet/hnswlib {d/h:.2f}")' "$DUET_BUILD" "$HNSWLIB"
 
-echo "== saved index: open (map + structural check) to first answer, in a fresh process, page cache dropped when allowed"
+echo "== saved index: open (map + header, levels and upper links checked) to first answer, in a fresh process, page cache dropped when allowed"
 sync; (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null && echo "(page cache dropped)" || echo "(page cache not dropped: the file may be cached)"
 "$DUET" bench index-load --index "$WORK/duet.hnsw"
 
@@ -73,7 +73,7 @@ for _ in $(seq 600); do
   [ "$(curl -sf "http://127.0.0.1:$PORT/v1/similar/items/a/items/i1?n=1" -o /dev/null -w '%{http_code}')" = 200 ] && break
   sleep 0.1
 done
-python3 -c 'import sys,time; print(f"start to both indexes answering: {time.time() - float(sys.argv[1]):.1f} s (each verified whole: SHA-256 of every file, then the graph checked)")' "$START"
+python3 -c 'import sys,time; print(f"start to both indexes answering: {time.time() - float(sys.argv[1]):.1f} s (each verified whole: SHA-256 of every file into a private copy)")' "$START"
 RSS=$(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status)
 ls -l "$DUET_HOME"/indexes/*/index.hnsw | awk '{s += $5} END {printf "graph files of the three artefacts on disk: %.0f MiB\n", s / 1048576}'
 echo "Serve resident memory with both loaded: $((RSS / 1024)) MiB"

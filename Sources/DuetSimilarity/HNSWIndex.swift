@@ -102,7 +102,9 @@ public final class HNSWIndex: @unchecked Sendable {
     // MARK: - Opening
 
     /// Reads an index from bytes (a memory map), checking everything a search will trust: header
-    /// checksum, sizes, and every link. A bad file is refused with a clear error, never a crash.
+    /// checksum, sizes, levels and upper-level links. A bad file is refused with a clear error, never
+    /// a crash. Layer-0 links sit beside the vectors in every record, so checking them here would read
+    /// the whole file before the first answer; the search checks each list as it reads it instead.
     convenience init(bytes: UnsafeRawBufferPointer, owner: AnyObject, path: String) throws(DuetError) {
         func corrupt(_ reason: String) -> DuetError { .corruptFile(path: path, reason: reason) }
         guard bytes.count >= Self.headerSize else { throw corrupt("\(bytes.count) bytes is shorter than the header") }
@@ -140,9 +142,6 @@ public final class HNSWIndex: @unchecked Sendable {
             guard level <= maxLevel, Int(upperStart[node + 1]) - Int(upperStart[node]) == level * (1 + m) else {
                 throw corrupt("node \(node) has inconsistent levels")
             }
-            let list = layer0(node)
-            guard Int(list[0]) <= m0 else { throw corrupt("node \(node) has \(list[0]) layer-0 links (max \(m0))") }
-            for slot in 0..<Int(list[0]) where Int(list[1 + slot]) >= count { throw corrupt("node \(node) links to missing node \(list[1 + slot])") }
             for layer in stride(from: 1, through: level, by: 1) {
                 let links = upper(node, layer)
                 guard Int(links[0]) <= m else { throw corrupt("node \(node) has too many links at level \(layer)") }
@@ -306,9 +305,11 @@ public final class HNSWIndex: @unchecked Sendable {
             // the cache misses overlap instead of arriving one distance at a time.
             var pendingCount = 0
             locks.lock(Int(node))
-            for slot in 0..<Int(list[0]) {
+            // Layer-0 lists are not checked at open: a count past the list or a link past the last
+            // node is never followed.
+            for slot in 0..<min(Int(list[0]), level == 0 ? m0 : m) {
                 let neighbour = Int(list[1 + slot])
-                if visited[neighbour] == tag { continue }
+                if neighbour >= count || visited[neighbour] == tag { continue }
                 visited[neighbour] = tag
                 pending[pendingCount] = UInt32(neighbour)
                 pendingCount += 1

@@ -270,15 +270,38 @@ import Testing
             var header = bytes
             header[20] ^= 1
             try refused(header, "header checksum")
-            // A link pointing past the last node, deep in the body: found by validation, not by a crash.
-            var links = bytes
-            let recordsOffset = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 88, as: UInt64.self) })
-            links.withUnsafeMutableBytes { raw in
-                raw.storeBytes(of: UInt32(1), toByteOffset: recordsOffset, as: UInt32.self)
-                raw.storeBytes(of: UInt32(999_999), toByteOffset: recordsOffset + 4, as: UInt32.self)
-            }
-            try refused(links, "links to missing node")
             try refused(Data(repeating: 7, count: 500), "bad magic")
+            // Upper-level links are checked at open: one past the last node is refused.
+            var upper = bytes
+            let linksOffset = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 104, as: UInt64.self) })
+            #expect(linksOffset + 8 <= bytes.count, "the test index has upper levels")
+            upper.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt32(1), toByteOffset: linksOffset, as: UInt32.self)
+                raw.storeBytes(of: UInt32(999_999), toByteOffset: linksOffset + 4, as: UInt32.self)
+            }
+            try refused(upper, "bad link at level")
+            // Layer-0 lists are checked as a search reads them (opening does not read every record): a
+            // link past the last node and a count past the list are never followed, and searches still answer.
+            var layer0 = bytes
+            let recordsOffset = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 88, as: UInt64.self) })
+            let recordBytes = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 72, as: UInt64.self) })
+            layer0.withUnsafeMutableBytes { raw in
+                for node in 0..<1_000 {
+                    let record = recordsOffset + node * recordBytes
+                    if node % 2 == 0 {
+                        raw.storeBytes(of: UInt32(999_999), toByteOffset: record + 4, as: UInt32.self)
+                    } else {
+                        raw.storeBytes(of: UInt32.max, toByteOffset: record, as: UInt32.self)
+                    }
+                }
+            }
+            let path = folder.appendingPathComponent("layer0.hnsw")
+            try layer0.write(to: path)
+            let damaged = try HNSWIndex(contentsOf: path.path)
+            for node in stride(from: 0, to: 1_000, by: 37) {
+                let found = damaged.search(Array(vectors[node * d..<(node + 1) * d]), k: 10, ef: 40)
+                #expect(!found.isEmpty && found.allSatisfy { (0..<1_000).contains($0.id) }, "query \(node)")
+            }
         }
     }
 }
