@@ -101,7 +101,7 @@ extension Lab {
 
     private func requireFresh(_ time: EpochMillis, _ what: String, policy: PromotionPolicy, now: EpochMillis) throws {
         guard let limit = policy.maxEvidenceAge else { return }
-        let limitMillis = limit.components.seconds * 1_000 + limit.components.attoseconds / 1_000_000_000_000_000
+        let limitMillis = EpochMillis(limit.wholeMilliseconds)
         if now - time > limitMillis {
             let hours = Double(now - time) / 3_600_000
             throw DuetError.refused(String(format: "refused: %@ is %.1f h old, older than the %.1f h --max-evidence-age allows; evaluate or test again, or pass --override --reason \"…\"",

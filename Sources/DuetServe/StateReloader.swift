@@ -60,11 +60,6 @@ public final class StateReloader: Service, Sendable {
         }
     }
 
-    static func millis(since start: ContinuousClock.Instant) -> Int {
-        let elapsed = ContinuousClock.now - start
-        return Int(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
-    }
-
     /// A swap this long after the activation time counts as late (the poll, load and verify did not fit in the delay).
     static let lateTolerance = 5
 
@@ -140,7 +135,7 @@ public final class StateReloader: Service, Sendable {
                 try Identifier.validateFileSafe(id, field: "bundle id")
                 let started = ContinuousClock.now
                 let loaded = try LoadedBundle(folder: bundles.appendingPathComponent(id))
-                logger.info("bundle \(id.prefix(12)) loaded and verified in \(Self.millis(since: started)) ms")
+                logger.info("bundle \(id.prefix(12)) loaded and verified in \((ContinuousClock.now - started).wholeMilliseconds) ms")
                 return .success(loaded)
             } catch {
                 logger.error("bundle \(id.prefix(12)) refused: \(error)")

@@ -158,7 +158,3 @@ func parseDuration(_ text: String, _ flag: String, allowZero: Bool = false) thro
     }
     return .milliseconds(Int64(value * (unit?.milliseconds ?? 1_000)))
 }
-
-extension Duration {
-    var wholeMilliseconds: Int { Int(components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000) }
-}
