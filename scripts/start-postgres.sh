@@ -40,7 +40,8 @@ if [ "$TLS" = --tls ]; then
   # The URL names localhost, which may resolve to ::1 first: listen on every loopback address.
   OPTIONS="-p $PORT -k $DATA -c listen_addresses=localhost -c fsync=on -c ssl=on -c ssl_cert_file=$CERTS/server.pem -c ssl_key_file=$CERTS/server.key"
 fi
-run "$BIN/pg_ctl -D $DATA/data -o '$OPTIONS' -l $DATA/log -w start >/dev/null"
+# A server that does not come up says why (its log), not only that it failed.
+run "$BIN/pg_ctl -D $DATA/data -o '$OPTIONS' -l $DATA/log -w start >/dev/null" || { echo "pg_ctl start failed; server log:" >&2; cat "$DATA/log" >&2; exit 1; }
 echo "postgres data folder: $DATA/data (stop: su postgres -c '$BIN/pg_ctl -D $DATA/data stop')" >&2
 if [ "$TLS" = --tls ]; then
   # The certificate names localhost only, so verify-full must connect by that name.
