@@ -73,10 +73,13 @@ for _ in $(seq 600); do
   [ "$(curl -sf "http://127.0.0.1:$PORT/v1/similar/items/a/items/i1?n=1" -o /dev/null -w '%{http_code}')" = 200 ] && break
   sleep 0.1
 done
-python3 -c 'import sys,time; print(f"start to both indexes answering: {time.time() - float(sys.argv[1]):.1f} s (each verified whole: SHA-256 of every file into a private copy)")' "$START"
-RSS=$(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status)
+python3 -c 'import sys,time; print(f"start to both indexes answering: {time.time() - float(sys.argv[1]):.1f} s (graphs read in by verified 16 KiB chunks as searches reach them)")' "$START"
+echo "Serve resident memory at the first answers: $(( $(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status) / 1024 )) MiB"
+grep -o "index '[^']*' artefact [0-9a-f]* answering after .*verified)" "$WORK/serve.log" || true
 ls -l "$DUET_HOME"/indexes/*/index.hnsw | awk '{s += $5} END {printf "graph files of the three artefacts on disk: %.0f MiB\n", s / 1048576}'
-echo "Serve resident memory with both loaded: $((RSS / 1024)) MiB"
+for _ in $(seq 600); do [ "$(grep -c 'verified whole in the background' "$WORK/serve.log")" -ge 2 ] && break; sleep 0.1; done
+grep -o "index '[^']*' artefact [0-9a-f]* verified whole in the background.*" "$WORK/serve.log" || echo "background verification not finished within 60 s"
+echo "Serve resident memory with both verified whole: $(( $(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status) / 1024 )) MiB"
 
 echo "== swap items/a to another artefact while requests run"
 python3 - "$PORT" "$B_ID" "$DUET" "$ITEMS" <<'PY_END'
@@ -117,7 +120,8 @@ for t in threads: t.join()
 def pct(xs, p): xs = sorted(xs); return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else float("nan")
 if swapped is None: sys.exit("items/a never answered from the new artefact within 60 s")
 print(f"swap: publish committed → items/a answering from the new artefact in {swapped - committed:.2f} s "
-      f"(the publish command itself took {committed - t0:.2f} s, verifying the artefact first)")
+      f"(the publish command itself took {committed - t0:.2f} s, verifying the artefact first; "
+      f"Serve keeps the old artefact answering until the new one is verified whole)")
 for name in ("before", "during"):
     xs = latencies[name]
     print(f"similar-item requests {name} the swap: {len(xs)}, p50 {pct(xs, .5):.2f} ms, p99 {pct(xs, .99):.2f} ms")

@@ -81,7 +81,7 @@ enum OpenAPIDocument {
               "get": {
                 "operationId": "getSimilarItemsFromIndex",
                 "summary": "Items similar to an item, from a similarity index published under its own name",
-                "description": "The answer names the artefact and the name's generation. A name's '/' may be written as it is or as %2F.",
+                "description": "The answer names the artefact and the name's generation. A name's '/' may be written as it is or as %2F. An index read in after it went live whose bytes fail their checksum answers 503 and is withdrawn.",
                 "security": \#(security),
                 "parameters": [
                   {"name": "index", "in": "path", "required": true, "description": "A published index name, e.g. tracks/similar",
@@ -93,7 +93,8 @@ enum OpenAPIDocument {
                   "200": {"description": "Similar items", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IndexSimilarItems"}}}},
                   "400": {"$ref": "#/components/responses/Error"},
                   \#(guarded)
-                  "404": {"$ref": "#/components/responses/Error"}
+                  "404": {"$ref": "#/components/responses/Error"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
             },

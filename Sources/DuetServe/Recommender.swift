@@ -119,6 +119,8 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
     case noProductionBundle
     case unknownItem(String)
     case unknownIndex(String, available: [String])
+    /// A part of a published index read after it went live failed its checksum: it is withdrawn.
+    case indexFailedVerification(String, reason: String)
     /// Too many ingest bodies in flight: shed load rather than grow.
     case ingestOverloaded(limit: Int)
     /// The event store failed or did not answer in time; nothing was acknowledged.
@@ -135,6 +137,7 @@ public enum ServeError: Error, Equatable, CustomStringConvertible {
         case .noProductionBundle: "no production bundle is loaded yet; promote one with `duet lab promote`"
         case let .unknownItem(item): "item '\(item)' is not in the production bundle"
         case let .unknownIndex(name, available): "no index named '\(name)'; this bundle has: \(available.joined(separator: ", "))"
+        case let .indexFailedVerification(name, reason): "index '\(name)' failed verification and is withdrawn (\(reason)); publish or roll back a good artefact"
         case let .ingestOverloaded(limit): "ingest is full (at most \(limit) event batches and --max-ingest-bytes of bodies are already being stored); retry shortly"
         case let .eventStoreUnavailable(reason): "the event store is unavailable (\(reason)); nothing was stored, retry shortly"
         case .unauthenticated: "this route needs an API key (Authorization: Bearer … or X-API-Key); none was given, or it is not a key this server knows"
@@ -383,11 +386,14 @@ public final class Recommender: Sendable {
             let served = state.indexes[name]!
             let artefact = served.artefact
             let rows = history.compactMap { artefact.row(of: bundle.itemIDs[$0]) }
-            return Explanation(index: name, artefact: artefact.id, generation: served.generation, because: ranked.map { row in
+            let reasons = ranked.map { row in
                 artefact.row(of: bundle.itemIDs[Int(row.item)])
                     .flatMap { artefact.similarity.mostSimilar(to: $0, among: rows) }
                     .map { because(artefact.itemIDs[$0.id], $0.score, catalog: artefact.catalog) }
-            })
+            }
+            // An index that failed verification explains nothing; the recommendations stand.
+            return Explanation(index: name, artefact: artefact.id, generation: served.generation,
+                               because: artefact.integrityFailure == nil ? reasons : ranked.map { _ in nil })
         }
     }
 
@@ -415,6 +421,8 @@ public final class Recommender: Sendable {
         guard let neighbours = artefact.similar(to: id, n: n, predicates: filters, excluding: exclude) else {
             throw ServeError.unknownItem(id)
         }
+        // A chunk that failed was never read, but the answer may lack what it held: no answer at all.
+        if let failure = artefact.integrityFailure { throw ServeError.indexFailedVerification(name, reason: "\(failure)") }
         return NamedSimilarItemsResponse(item: id, index: name, artefact: artefact.id, generation: served.generation,
                                          filters: filters.map(\.description), items: neighbours.map { served.describe($0) })
     }

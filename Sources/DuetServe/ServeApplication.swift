@@ -455,7 +455,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as ServeError {
             let status: HTTPResponse.Status = switch error {
-            case .noProductionBundle, .ingestOverloaded, .eventStoreUnavailable: .serviceUnavailable
+            case .noProductionBundle, .ingestOverloaded, .eventStoreUnavailable, .indexFailedVerification: .serviceUnavailable
             case .unknownItem, .unknownIndex: .notFound
             case .unauthenticated: .unauthorized
             case .forbidden: .forbidden

@@ -60,6 +60,12 @@ public final class ServingState: Sendable {
         return Int(max(0, activatedAt - activateAt))
     }
 
+    /// This state with other indexes: everything else, the version included, stays.
+    func with(indexes: [String: ServedIndex]) -> ServingState {
+        ServingState(version: version, generation: generation, production: production, experiments: experiments,
+                     activateAt: activateAt, activatedAt: activatedAt, indexes: indexes)
+    }
+
     public static let empty = ServingState(version: -1, generation: 0, production: nil, experiments: [])
 
     /// Loaded bundles by id, so the next state reuses them instead of loading again.

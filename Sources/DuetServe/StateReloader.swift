@@ -26,6 +26,9 @@ public final class StateReloader: Service, Sendable {
     let logger: Logger
     /// A version whose production bundle was refused is not retried until the registry changes again.
     private let refusedVersion = Mutex<Int?>(nil)
+    /// Index artefacts withdrawn after a chunk read in while serving failed its checksum: loading
+    /// one again would only put it back live until the same chunk is read.
+    private let withdrawnArtefacts = Mutex<Set<String>>([])
 
     public init(source: any ServingSource, bundles: URL, indexes: URL? = nil, store: ServingStateStore, interval: Duration = .seconds(1),
                 storeTimeout: Duration = .seconds(10), metrics: ServeMetrics, logger: Logger) {
@@ -49,6 +52,7 @@ public final class StateReloader: Service, Sendable {
     /// One poll. Returns true when a new state was swapped in.
     @discardableResult
     public func reloadIfChanged() async -> Bool {
+        withdrawFailedIndexes()
         do {
             let version = try await FirstAnswer.within(storeTimeout, what: "the registry") { [source] in try await source.servingVersion() }
             guard version != store.current.version, version != refusedVersion.withLock({ $0 }) else { return false }
@@ -94,9 +98,29 @@ public final class StateReloader: Service, Sendable {
         }
     }
 
+    /// Takes out of service every index whose background or on-touch verification found a bad
+    /// chunk. Nothing it answered came from a bad chunk; from now on its name answers 404 until
+    /// the Lab publishes or rolls back to a good artefact.
+    func withdrawFailedIndexes() {
+        let state = store.current
+        let failed = state.indexes.filter { $0.value.artefact.integrityFailure != nil }
+        guard !failed.isEmpty else { return }
+        for (name, served) in failed {
+            metrics.indexRefusals.increment()
+            withdrawnArtefacts.withLock { _ = $0.insert(served.artefact.id) }
+            logger.error("index '\(name)' artefact \(served.artefact.id.prefix(12)) withdrawn: \(served.artefact.integrityFailure!)")
+        }
+        store.swap(to: state.with(indexes: state.indexes.filter { failed[$0.key] == nil }))
+    }
+
     /// Each published name on its own: an artefact already held is reused, a new one is loaded and
     /// verified, and one that fails keeps its name on the artefact it had (or leaves the name out),
     /// without holding back the other names or the recommender.
+    ///
+    /// A graph with chunk digests is read in a chunk at a time, each verified before use. A name
+    /// served for the first time answers at once and the rest is verified in the background; a
+    /// name already answering keeps its artefact until the new one is verified whole, so a corrupt
+    /// republish never goes live.
     func loadIndexes(_ published: [PublishedIndex], current: [String: ServedIndex]) -> [String: ServedIndex] {
         let held = Dictionary(current.values.map { ($0.artefact.id, $0.artefact) }, uniquingKeysWith: { first, _ in first })
         var next: [String: ServedIndex] = [:]
@@ -107,9 +131,27 @@ public final class StateReloader: Service, Sendable {
             }
             do {
                 try Identifier.validateFileSafe(entry.artefact, field: "index id")
-                let artefact = try SimilarityIndexArtefact(folder: indexes.appendingPathComponent(entry.artefact), privateCopy: true)
+                if withdrawnArtefacts.withLock({ $0.contains(entry.artefact) }) {
+                    throw DuetError.refused("artefact \(entry.artefact.prefix(12)) was withdrawn after a chunk failed verification")
+                }
+                let started = ContinuousClock.now
+                let artefact = try SimilarityIndexArtefact(folder: indexes.appendingPathComponent(entry.artefact), loading: .verifiedOnTouch)
                 guard artefact.name == entry.name else {
                     throw DuetError.refused("artefact \(entry.artefact.prefix(12)) was built as '\(artefact.name)', not '\(entry.name)'")
+                }
+                let label = "index '\(entry.name)' artefact \(entry.artefact.prefix(12))"
+                if let pages = artefact.pages, current[entry.name] == nil {
+                    logger.info("\(label) answering after \((ContinuousClock.now - started).wholeMilliseconds) ms (\(pages.verifiedChunks) of \(pages.chunkCount) graph chunks verified); the rest is verified in the background")
+                    artefact.verifyRemainingInBackground { [logger] failure in
+                        if let failure {
+                            logger.error("\(label) failed verification in the background: \(failure); it is withdrawn at the next poll")
+                        } else {
+                            logger.info("\(label) verified whole in the background, \((ContinuousClock.now - started).wholeMilliseconds) ms after loading began")
+                        }
+                    }
+                } else {
+                    try artefact.verifyRemaining()
+                    logger.info("\(label) loaded and verified in \((ContinuousClock.now - started).wholeMilliseconds) ms")
                 }
                 next[entry.name] = ServedIndex(artefact: artefact, generation: entry.generation)
             } catch {

@@ -65,6 +65,10 @@ public final class HNSWIndex: @unchecked Sendable {
     let upperLinks: UnsafePointer<UInt32>
     /// The whole file's bytes, for saving.
     public let bytes: UnsafeRawBufferPointer
+    /// Set when the file is read in and verified a chunk at a time (Serve): every record is
+    /// checked in before it is read. Nil for an index built here or verified whole.
+    public let pages: VerifiedPages?
+    let recordsOffset: Int
     private let owner: AnyObject
     private let scratchPool = ScratchPool()
 
@@ -80,7 +84,7 @@ public final class HNSWIndex: @unchecked Sendable {
         func fileSize(upperLinkCount: Int) -> Int { linksOffset + upperLinkCount * 4 }
     }
 
-    init(layout: Layout, maxLevel: Int, entry: Int, bytes: UnsafeRawBufferPointer, owner: AnyObject) {
+    init(layout: Layout, maxLevel: Int, entry: Int, bytes: UnsafeRawBufferPointer, owner: AnyObject, pages: VerifiedPages? = nil) {
         let base = bytes.baseAddress!
         count = layout.count
         dimension = layout.dimension
@@ -97,6 +101,8 @@ public final class HNSWIndex: @unchecked Sendable {
         upperLinks = (base + layout.linksOffset).assumingMemoryBound(to: UInt32.self)
         self.bytes = bytes
         self.owner = owner
+        self.pages = pages
+        recordsOffset = layout.recordsOffset
     }
 
     // MARK: - Opening
@@ -105,9 +111,10 @@ public final class HNSWIndex: @unchecked Sendable {
     /// checksum, sizes, levels and upper-level links. A bad file is refused with a clear error, never
     /// a crash. Layer-0 links sit beside the vectors in every record, so checking them here would read
     /// the whole file before the first answer; the search checks each list as it reads it instead.
-    convenience init(bytes: UnsafeRawBufferPointer, owner: AnyObject, path: String) throws(DuetError) {
+    convenience init(bytes: UnsafeRawBufferPointer, owner: AnyObject, path: String, pages: VerifiedPages? = nil) throws(DuetError) {
         func corrupt(_ reason: String) -> DuetError { .corruptFile(path: path, reason: reason) }
         guard bytes.count >= Self.headerSize else { throw corrupt("\(bytes.count) bytes is shorter than the header") }
+        try pages?.require(0, Self.headerSize)
         guard Array(bytes[0..<8]) == Self.magic else { throw corrupt("not a Duet HNSW index (bad magic)") }
         func u64(_ offset: Int) -> Int { Int(truncatingIfNeeded: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
         guard bytes.loadUnaligned(fromByteOffset: 120, as: UInt64.self) == FNV1a64.hash(UnsafeRawBufferPointer(rebasing: bytes[0..<120])) else {
@@ -128,7 +135,10 @@ public final class HNSWIndex: @unchecked Sendable {
               u64(104) == layout.linksOffset, layout.linksOffset <= bytes.count, (bytes.count - layout.linksOffset) % 4 == 0 else {
             throw corrupt("sections overlap or lie outside the file")
         }
-        self.init(layout: layout, maxLevel: maxLevel, entry: entry, bytes: bytes, owner: owner)
+        // What the checks below read: the levels and the upper layers, a few percent of the file.
+        try pages?.require(layout.levelsOffset, layout.count)
+        try pages?.require(layout.startsOffset, bytes.count - layout.startsOffset)
+        self.init(layout: layout, maxLevel: maxLevel, entry: entry, bytes: bytes, owner: owner, pages: pages)
         try validateGraph(path: path)
     }
 
@@ -164,14 +174,28 @@ public final class HNSWIndex: @unchecked Sendable {
         try self.init(bytes: file.bytes, owner: file, path: file.path)
     }
 
+    /// Opens an index read in a chunk at a time: the header, levels and upper layers now, each
+    /// layer-0 record (links and vector) when a search first reaches it.
+    public convenience init(pages: VerifiedPages) throws {
+        try self.init(bytes: pages.bytes, owner: pages, path: pages.path, pages: pages)
+    }
+
     /// Writes the index atomically (temporary file, fsync, rename).
     public func write(to url: URL) throws {
+        if let pages, !pages.verifyRemaining() { throw pages.failure ?? DuetError.corruptFile(path: pages.path, reason: "not verified") }
         let writer = try AtomicFileWriter(folder: url.deletingLastPathComponent())
         try writer.write(bytes)
         try writer.commit(to: url)
     }
 
     // MARK: - Layout access
+
+    /// Whether `node`'s record may be read: always for an index in memory; for one read in by
+    /// chunks, once its chunks are in and verified. A record that fails is treated as absent.
+    @inline(__always) func readable(_ node: Int) -> Bool {
+        guard let pages else { return true }
+        return pages.ensure(recordsOffset + node * recordBytes, recordBytes)
+    }
 
     @inline(__always) func layer0(_ node: Int) -> UnsafePointer<UInt32> {
         (records + node * recordBytes).assumingMemoryBound(to: UInt32.self)
@@ -181,10 +205,14 @@ public final class HNSWIndex: @unchecked Sendable {
         (records + node * recordBytes + 4 * (1 + m0)).assumingMemoryBound(to: Float.self)
     }
 
-    /// Row `node` as stored (normalised for cosine), without the MIPS coordinate.
-    public func copyVector(of node: Int, into out: UnsafeMutablePointer<Float>) {
+    /// Row `node` as stored (normalised for cosine), without the MIPS coordinate; false (and
+    /// nothing copied) when its record failed verification.
+    @discardableResult
+    public func copyVector(of node: Int, into out: UnsafeMutablePointer<Float>) -> Bool {
         precondition((0..<count).contains(node), "row \(node) is outside 0..<\(count)")
+        guard readable(node) else { return false }
         out.update(from: vector(node), count: dimension)
+        return true
     }
 
     /// Pulls a vector's cache lines in ahead of its distance computation.
@@ -213,7 +241,7 @@ public final class HNSWIndex: @unchecked Sendable {
     /// The same search under any filter: rejected nodes are walked through but never returned, so
     /// the filter acts inside the traversal rather than on a list cut short after it.
     public func search<Filter: SearchFilter>(_ query: UnsafePointer<Float>, k: Int, ef: Int, filter excluded: Filter) -> [Neighbour] {
-        guard k > 0 else { return [] }
+        guard k > 0, readable(entry) else { return [] }
         let scratch = takeScratch()
         defer { returnScratch(scratch) }
         let q = scratch.query
@@ -263,6 +291,7 @@ public final class HNSWIndex: @unchecked Sendable {
                 var best = current
                 for slot in 0..<Int(list[0]) {
                     let candidate = Int(list[1 + slot])
+                    guard readable(candidate) else { continue }
                     let distance = -VectorMath.dot(q, vector(candidate), d)
                     if distance < currentDistance {
                         currentDistance = distance
@@ -311,6 +340,7 @@ public final class HNSWIndex: @unchecked Sendable {
                 let neighbour = Int(list[1 + slot])
                 if neighbour >= count || visited[neighbour] == tag { continue }
                 visited[neighbour] = tag
+                guard readable(neighbour) else { continue }
                 pending[pendingCount] = UInt32(neighbour)
                 pendingCount += 1
                 prefetchVector(neighbour)

@@ -56,7 +56,7 @@ public struct GraphItemSimilarity: ItemSimilarity {
         var filter = filter
         filter.exclude(item)
         return withUnsafeTemporaryAllocation(of: Float.self, capacity: graph.dimension) { query in
-            graph.copyVector(of: item, into: query.baseAddress!)
+            guard graph.copyVector(of: item, into: query.baseAddress!) else { return [] }
             guard let allowed = filter.allowedItems else {
                 // Only exclusions (unavailable items, the caller's): almost everything is admitted.
                 return graph.search(query.baseAddress!, k: k, ef: max(ef, 2 * k), filter: filter)
@@ -107,7 +107,7 @@ extension HNSWIndex {
         var start = 0
         while start < rows.count {
             var count = 0
-            for row in rows[start..<min(start + chunk, rows.count)] where !filter.rejects(Int(row)) {
+            for row in rows[start..<min(start + chunk, rows.count)] where !filter.rejects(Int(row)) && readable(Int(row)) {
                 scratch.pending[count] = UInt32(row)
                 count += 1
             }
@@ -123,7 +123,7 @@ extension HNSWIndex {
 
     /// The inner product of two stored rows: their cosine in a cosine index.
     public func storedSimilarity(_ a: Int, _ b: Int) -> Float {
-        guard (0..<count).contains(a), (0..<count).contains(b) else { return 0 }
+        guard (0..<count).contains(a), (0..<count).contains(b), readable(a), readable(b) else { return 0 }
         return VectorMath.dot(vector(a), vector(b), dimension)
     }
 }

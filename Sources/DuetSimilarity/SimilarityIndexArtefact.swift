@@ -1,5 +1,8 @@
 public import DuetCore
 public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A similarity index artefact, opened and verified: the manifest's checksums hold for every file,
 /// the graph or lists are checked, and the catalogue's attributes are ready for filters. Serve
@@ -15,20 +18,44 @@ public final class SimilarityIndexArtefact: Sendable {
     public let baseExclusions: ExclusionSet
     private let itemIndex: [String: Int]
 
-    /// With `privateCopy` the files are read into this process's memory and verified there (Serve);
-    /// otherwise they are mapped and verified in place.
-    public init(folder: URL, privateCopy: Bool = false) throws {
-        let (verified, manifest) = try VerifiedFolder.open(folder, verify: true, privateCopy: privateCopy, what: "index", decode: { data in
+    /// How the files come into memory.
+    public enum Loading: Sendable {
+        /// Mapped and verified whole, in place (the Lab, `duet similar`).
+        case mapped
+        /// Read whole into this process's memory and verified there.
+        case privateCopy
+        /// Like `privateCopy`, but a graph with chunk digests is read in a chunk at a time as
+        /// searches reach it, each chunk verified first (Serve); older artefacts are read whole.
+        case verifiedOnTouch
+    }
+
+    /// Set when the graph is read in by chunks: what is verified so far, and any failure.
+    public let pages: VerifiedPages?
+
+    public init(folder: URL, loading: Loading = .mapped) throws {
+        let byChunks = loading == .verifiedOnTouch
+        let (verified, manifest) = try VerifiedFolder.open(folder, verify: true, privateCopy: loading != .mapped, what: "index", decode: { data in
             let manifest = try JSONDecoder().decode(IndexManifest.self, from: data)
             try manifest.validate()
             return manifest
-        }, files: \.files)
+        }, files: \.files, deferred: { manifest in
+            byChunks && manifest.graphChunkBytes != nil ? [IndexFiles.graph] : []
+        })
         id = verified.id
         self.manifest = manifest
         itemIDs = try verified.ids(IndexFiles.itemIDs, expected: manifest.itemCount)
+        var pages: VerifiedPages?
         switch manifest.kind {
         case .hnsw:
-            let graph = try HNSWIndex(mapped: verified.required(IndexFiles.graph))
+            let graph: HNSWIndex
+            if verified.files[IndexFiles.graph] == nil, let chunkBytes = manifest.graphChunkBytes, let size = manifest.files[IndexFiles.graph]?.bytes {
+                let chunks = try VerifiedPages(path: folder.appendingPathComponent(IndexFiles.graph).path, size: size, chunkBytes: chunkBytes,
+                                               digests: verified.required(IndexFiles.graphChunks))
+                graph = try HNSWIndex(pages: chunks)
+                pages = chunks
+            } else {
+                graph = try HNSWIndex(mapped: verified.required(IndexFiles.graph))
+            }
             guard graph.count == manifest.itemCount, graph.dimension == manifest.dimension, graph.metric.rawValue == manifest.metric else {
                 throw DuetError.corruptFile(path: "\(verified.id)/\(IndexFiles.graph)", reason: "the graph's shape or metric does not match the manifest")
             }
@@ -36,6 +63,7 @@ public final class SimilarityIndexArtefact: Sendable {
         case .neighbours:
             similarity = try NeighbourLists(mapped: verified.required(IndexFiles.neighbours), itemCount: manifest.itemCount)
         }
+        self.pages = pages
         catalog = try verified.catalog(IndexFiles.catalog)
         attributes = CatalogAttributes(itemIDs: itemIDs, catalog: catalog)
         var support: UnsafeBufferPointer<Float>?
@@ -51,7 +79,34 @@ public final class SimilarityIndexArtefact: Sendable {
         itemIndex = Dictionary(itemIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
+    deinit { pages?.stop() }
+
     public var name: String { manifest.name }
+
+    /// Why this artefact may no longer answer: a chunk read after opening failed its checksum.
+    public var integrityFailure: DuetError? { pages?.failure }
+
+    /// Reads in and verifies whatever is not in yet; throws the first failure.
+    public func verifyRemaining() throws {
+        guard let pages, !pages.verifyRemaining() else { return }
+        throw pages.failure ?? DuetError.corruptFile(path: pages.path, reason: "verification was stopped")
+    }
+
+    /// Reads in and verifies the rest on a thread of its own at idle priority, so answering never
+    /// waits for it; `done` gets the outcome (not called when the artefact goes away first).
+    public func verifyRemainingInBackground(_ done: @escaping @Sendable (DuetError?) -> Void) {
+        guard let pages else { return }
+        let worker = Thread {
+            #if os(Linux)
+            // SCHED_IDLE (5; glibc hides the name without _GNU_SOURCE): runs only when a core is free.
+            var priority = sched_param()
+            _ = pthread_setschedparam(pthread_self(), 5, &priority)
+            #endif
+            if pages.verifyRemaining() { done(nil) } else if let failure = pages.failure { done(failure) }
+        }
+        worker.name = "duet-verify"
+        worker.start()
+    }
 
     public func row(of item: String) -> Int? { itemIndex[item] }
 

@@ -32,6 +32,27 @@ import Testing
     }
 
     /// A bundle's catalogue is JSON lines; a bad line is named by number.
+    /// Chunk digests come with their chunk size, one 32-byte digest per chunk of the graph; an older
+    /// manifest without either still reads, and its id (the hash of its JSON) does not change.
+    @Test func indexManifestChunkDigestsMustMatchTheGraph() throws {
+        let file = BundleFile(sha256: String(repeating: "a", count: 64), bytes: 40_000)
+        func manifest(chunkBytes: Int?, digestBytes: Int?) -> IndexManifest {
+            var files = [IndexFiles.graph: file, IndexFiles.itemIDs: BundleFile(sha256: String(repeating: "b", count: 64), bytes: 30)]
+            if let digestBytes { files[IndexFiles.graphChunks] = BundleFile(sha256: String(repeating: "c", count: 64), bytes: digestBytes) }
+            return IndexManifest(name: "tracks/x", kind: .hnsw, metric: "cosine", dimension: 8, itemCount: 10, source: IndexSource(algorithm: "als"),
+                                 parameters: [:], quality: nil, createdAt: 1, files: files, graphChunkBytes: chunkBytes)
+        }
+        try manifest(chunkBytes: 16_384, digestBytes: 3 * 32).validate()
+        try manifest(chunkBytes: nil, digestBytes: nil).validate()
+        for (chunkBytes, digestBytes, message) in [(16_384, 2 * 32, "one digest per"), (nil, 96, "come together"), (16_384, nil, "come together"),
+                                                   (10_000, 4 * 32, "power of two"), (1_024, 40 * 32, "power of two")] as [(Int?, Int?, String)] {
+            #expect { try manifest(chunkBytes: chunkBytes, digestBytes: digestBytes).validate() } throws: { "\($0)".contains(message) }
+        }
+        let old = try manifest(chunkBytes: nil, digestBytes: nil).canonicalJSON()
+        #expect(!String(decoding: old, as: UTF8.self).contains("graphChunkBytes"))
+        #expect(try JSONDecoder().decode(IndexManifest.self, from: old).graphChunkBytes == nil)
+    }
+
     @Test func catalogueLinesDecodeAndABadOneIsNamed() throws {
         func items(_ text: String) throws -> [CatalogItem] {
             let bytes = Array(text.utf8)

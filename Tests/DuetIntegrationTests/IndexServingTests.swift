@@ -152,6 +152,68 @@ import Testing
         }
     }
 
+    /// A name served for the first time answers before its graph is read whole: chunks are verified
+    /// as they are first read, the rest in the background. A corrupt artefact published straight to
+    /// the registry is found there, never answers from its bad chunk, and is withdrawn; a good one
+    /// published after it serves again.
+    @Test func anIndexServedFirstIsVerifiedInTheBackgroundAndWithdrawnWhenCorrupt() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let lab = fixture.lab.lab, reloader = fixture.components.reloader, store = fixture.components.store
+            let parameters = HNSWParameters(m: 8, efConstruction: 40)
+            let broken = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, parameters), actor: "ana")
+            #expect(broken.manifest.graphChunkBytes == ChunkDigests.defaultChunkBytes && broken.manifest.files[IndexFiles.graphChunks] != nil)
+            let body = try lab.indexFolder(broken.id).appendingPathComponent(IndexFiles.graph)
+            var bytes = try Data(contentsOf: body)
+            #expect(bytes.count > 2 * ChunkDigests.defaultChunkBytes, "the graph spans several chunks (\(bytes.count) bytes)")
+            // A byte in the middle of the layer-0 records, which opening does not read.
+            let (recordsStart, recordsEnd) = bytes.withUnsafeBytes {
+                (Int($0.loadUnaligned(fromByteOffset: 88, as: UInt64.self)), Int($0.loadUnaligned(fromByteOffset: 96, as: UInt64.self)))
+            }
+            let damaged = (recordsStart + recordsEnd) / 2
+            bytes[damaged] ^= 0xFF
+            try bytes.write(to: body)
+            let badChunk = damaged / ChunkDigests.defaultChunkBytes
+            try await lab.registry.publish(RegistryRules.IndexPublication(name: "tracks/similar", artefact: broken.id, actor: "ana",
+                                                                          reason: "straight to the registry", expectedGeneration: 0))
+            #expect(await reloader.reloadIfChanged())
+            let served = try #require(store.current.indexes["tracks/similar"])
+            let pages = try #require(served.artefact.pages, "a graph with chunk digests is read in by chunks")
+            try await fixture.app.test(.router) { client in
+                // Until it is withdrawn, an answer comes only from verified chunks, or is a 503.
+                var withdrawn = false
+                for _ in 0..<200 {
+                    try await client.execute(uri: "/v1/similar/tracks/similar/items/t1?n=5", method: .get) { response in
+                        #expect([200, 503, 404].contains(response.status.code), "\(String(buffer: response.body))")
+                    }
+                    _ = await reloader.reloadIfChanged()
+                    if store.current.indexes["tracks/similar"] == nil {
+                        withdrawn = true
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(withdrawn, "the background verification found the bad chunk within 10 s")
+                #expect("\(try #require(pages.failure))".contains("chunk \(badChunk)"))
+                try await client.execute(uri: "/v1/similar/tracks/similar/items/t1?n=5", method: .get) { response in
+                    #expect(response.status == .notFound, "\(String(buffer: response.body))")
+                }
+                try await client.execute(uri: "/metrics", method: .get) { response in
+                    #expect(String(buffer: response.body).contains("duet_index_refusals_total 1"))
+                }
+                // The same artefact is not put back live; a good one is, and answers at once.
+                let good = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.second, parameters), actor: "ana")
+                try await lab.publishIndex("tracks/similar", artefact: good.id, actor: "ana", reason: "rebuilt", expectedGeneration: 1)
+                #expect(await reloader.reloadIfChanged())
+                let answer = try await Self.answer(client, "/v1/similar/tracks/similar/items/t1?n=5")
+                #expect(answer.artefact == good.id && answer.generation == 2 && !answer.items.isEmpty)
+                let goodPages = try #require(store.current.indexes["tracks/similar"]?.artefact.pages)
+                for _ in 0..<200 where !goodPages.isComplete { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(goodPages.isComplete && goodPages.failure == nil)
+            }
+        }
+    }
+
     /// Embeddings made elsewhere become an index artefact like any other: checked on the way in,
     /// bad input refused naming the problem with nothing registered, then published and served.
     @Test func externalEmbeddingsBuildAnIndexAndBadFilesAreRefused() async throws {

@@ -304,6 +304,79 @@ import Testing
             }
         }
     }
+
+    /// A graph read in a chunk at a time (Serve's way): the same answers as the index it was written
+    /// from, after reading only part of the file; a chunk whose bytes changed on disk is never used;
+    /// a file cut short after opening is reported, not a crash; bytes verified once stay as verified.
+    @Test func graphsVerifiedOnTouchAnswerBeforeReadingTheWholeFile() async throws {
+        let d = 16, count = 30_000
+        let vectors = Self.clustered(count: count, dimension: d, seed: 21)
+        let index = try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .cosine, parameters: HNSWParameters(m: 8, efConstruction: 40)) }
+        let chunkBytes = 4_096
+        try await withScratchFolder { folder in
+            let graphPath = folder.appendingPathComponent("index.hnsw")
+            let digestsPath = folder.appendingPathComponent("index.hnsw.chunks")
+            try index.write(to: graphPath)
+            try Data(ChunkDigests.compute(index.bytes, chunkBytes: chunkBytes)).write(to: digestsPath)
+            func open(_ path: URL) throws -> (HNSWIndex, VerifiedPages) {
+                let pages = try VerifiedPages(path: path.path, size: index.bytes.count, chunkBytes: chunkBytes,
+                                              digests: MappedFile(path: digestsPath.path, privateCopy: true))
+                return (try HNSWIndex(pages: pages), pages)
+            }
+            let (lazy, pages) = try open(graphPath)
+            #expect(pages.chunkCount > 900, "the test file spans many chunks (\(pages.chunkCount))")
+            let opened = pages.verifiedChunks
+            #expect(opened < pages.chunkCount / 10, "opening read \(opened) of \(pages.chunkCount) chunks")
+            let query = Array(vectors[17 * d..<18 * d])
+            #expect(lazy.search(query, k: 10, ef: 32).map(\.id) == index.search(query, k: 10, ef: 32).map(\.id))
+            #expect(pages.verifiedChunks > opened, "the search read records in")
+            #expect(pages.verifiedChunks < pages.chunkCount / 2, "one search read \(pages.verifiedChunks) of \(pages.chunkCount) chunks")
+            #expect(pages.failure == nil)
+
+            // Edit two records' vectors on disk after the file was opened. A record already read keeps
+            // the bytes that were verified; the other one's chunk, read later, fails and is never used.
+            let recordsOffset = lazy.recordsOffset, recordBytes = lazy.recordBytes
+            func chunks(_ node: Int) -> ClosedRange<Int> {
+                (recordsOffset + node * recordBytes) / chunkBytes...(recordsOffset + (node + 1) * recordBytes - 1) / chunkBytes
+            }
+            let read = try #require(lazy.search(query, k: 1, ef: 32).first?.id)
+            let unread = try #require((0..<count).reversed().first { node in
+                chunks(node).allSatisfy { !pages.isReady($0 * chunkBytes, 1) } && !chunks(node).overlaps(chunks(read))
+            })
+            var before = [Float](repeating: 0, count: d)
+            #expect(lazy.copyVector(of: read, into: &before))
+            let handle = try FileHandle(forUpdating: graphPath)
+            for node in [read, unread] {
+                try handle.seek(toOffset: UInt64(recordsOffset + node * recordBytes + recordBytes - 4))
+                try handle.write(contentsOf: Data([0x7F, 0x7F, 0x7F, 0x7F]))
+            }
+            try handle.close()
+            var after = [Float](repeating: 0, count: d)
+            #expect(lazy.copyVector(of: read, into: &after) && after == before, "a verified record changed under the reader")
+            #expect(!lazy.copyVector(of: unread, into: &after), "an edited chunk was used")
+            let failure = try #require(pages.failure)
+            #expect("\(failure)".contains("chunk \(chunks(unread).lowerBound)"), "\(failure)")
+            // Searches go on without the bad chunk's records, never reading them.
+            for node in stride(from: 0, to: count, by: 97) {
+                let found = lazy.search(Array(vectors[node * d..<(node + 1) * d]), k: 10, ef: 32)
+                #expect(!found.isEmpty && found.allSatisfy { (0..<count).contains($0.id) && $0.id != unread })
+            }
+            #expect(!pages.verifyRemaining())
+
+            // An untouched copy verifies whole; one cut short after opening reports where it ends (no SIGBUS).
+            let copy = folder.appendingPathComponent("copy.hnsw")
+            try Data(index.bytes).write(to: copy)
+            let (_, whole) = try open(copy)
+            #expect(whole.verifyRemaining() && whole.isComplete && whole.failure == nil)
+            let (cut, cutPages) = try open(copy)
+            let truncating = try FileHandle(forUpdating: copy)
+            try truncating.truncate(atOffset: UInt64(index.bytes.count / 2))
+            try truncating.close()
+            #expect(!cutPages.verifyRemaining())
+            #expect("\(try #require(cutPages.failure))".contains("ends at byte"))
+            #expect(cut.search(query, k: 10, ef: 32).allSatisfy { (0..<count).contains($0.id) })
+        }
+    }
 }
 
 @Suite struct E4M3Tests {

@@ -30,6 +30,21 @@ static inline __attribute__((always_inline)) void duet_spin_unlock(unsigned char
     __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
 }
 
+/// One state byte per chunk of a file verified on first touch (see VerifiedPages): a reader that
+/// sees "ready" with acquire ordering also sees the bytes the loader copied in before its release.
+static inline __attribute__((always_inline)) unsigned char duet_load_acquire_u8(const unsigned char *state) {
+    return __atomic_load_n(state, __ATOMIC_ACQUIRE);
+}
+
+static inline __attribute__((always_inline)) void duet_store_release_u8(unsigned char *state, unsigned char value) {
+    __atomic_store_n(state, value, __ATOMIC_RELEASE);
+}
+
+/// Sets *state to `desired` if it holds `expected`; true when it did.
+static inline __attribute__((always_inline)) int duet_compare_exchange_u8(unsigned char *state, unsigned char expected, unsigned char desired) {
+    return __atomic_compare_exchange_n(state, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 /// Duet's dense float32 kernels, in one variant per instruction set (AVX-512, AVX2 + FMA + F16C,
 /// the baseline of the architecture). The variant is chosen once per process from what the CPU
 /// reports, as faiss and hnswlib do, so one binary runs on any x86-64 or arm64 machine.

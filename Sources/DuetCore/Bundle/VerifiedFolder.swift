@@ -9,8 +9,10 @@ public struct VerifiedFolder: @unchecked Sendable {
     public let files: [String: MappedFile]
 
     /// Reads and hashes `manifest.json`; `decode` turns it into the manifest, whose file list is then verified.
+    /// Files named by `deferred` are only checked for their size: the caller verifies them as it reads them.
     public static func open<Manifest>(_ folder: URL, verify: Bool, privateCopy: Bool, what: String,
-                                      decode: (Data) throws -> Manifest, files: (Manifest) -> [String: BundleFile]) throws -> (VerifiedFolder, Manifest) {
+                                      decode: (Data) throws -> Manifest, files: (Manifest) -> [String: BundleFile],
+                                      deferred: (Manifest) -> Set<String> = { _ in [] }) throws -> (VerifiedFolder, Manifest) {
         let id = folder.lastPathComponent
         let manifestName = "manifest.json"
         guard let manifestData = FileManager.default.contents(atPath: folder.appendingPathComponent(manifestName).path) else {
@@ -29,7 +31,8 @@ public struct VerifiedFolder: @unchecked Sendable {
             throw DuetError.corruptFile(path: "\(id)/\(manifestName)", reason: "manifest is not valid JSON: \(DecodingProblem.describe(error))")
         }
         var maps: [String: MappedFile] = [:]
-        for (name, entry) in files(manifest).sorted(by: { $0.key < $1.key }) {
+        let later = deferred(manifest)
+        for (name, entry) in files(manifest).sorted(by: { $0.key < $1.key }) where !later.contains(name) {
             let mapped: MappedFile
             do { mapped = try MappedFile(path: folder.appendingPathComponent(name).path, privateCopy: privateCopy) } catch {
                 throw DuetError.corruptFile(path: "\(id)/\(name)", reason: "missing or unreadable (\(error))")

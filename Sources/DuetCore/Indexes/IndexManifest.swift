@@ -5,6 +5,9 @@ public enum IndexFiles {
     public static let manifest = "manifest.json"
     /// An HNSW graph with its vectors (`HNSWIndex`'s file format).
     public static let graph = "index.hnsw"
+    /// The SHA-256 of each `graphChunkBytes` slice of the graph (`ChunkDigests`), so Serve can
+    /// verify each part as it first reads it.
+    public static let graphChunks = "index.hnsw.chunks"
     /// Sparse neighbour lists: u64 row starts (items + 1), then u32 neighbours, then f32 similarities.
     public static let neighbours = "neighbours.bin"
     public static let itemIDs = "items.ids"
@@ -71,10 +74,13 @@ public struct IndexManifest: Hashable, Sendable, Codable {
     public var quality: IndexQuality?
     public var createdAt: EpochMillis
     public var files: [String: BundleFile]
+    /// Set when the graph has chunk digests (`IndexFiles.graphChunks`); absent in older artefacts,
+    /// which Serve verifies whole.
+    public var graphChunkBytes: Int?
 
     public init(formatVersion: Int = IndexManifest.currentFormatVersion, name: String, kind: IndexKind, metric: String, dimension: Int,
                 itemCount: Int, source: IndexSource, parameters: [String: ParameterValue], quality: IndexQuality?,
-                createdAt: EpochMillis, files: [String: BundleFile]) {
+                createdAt: EpochMillis, files: [String: BundleFile], graphChunkBytes: Int? = nil) {
         self.formatVersion = formatVersion
         self.name = name
         self.kind = kind
@@ -86,6 +92,7 @@ public struct IndexManifest: Hashable, Sendable, Codable {
         self.quality = quality
         self.createdAt = createdAt
         self.files = files
+        self.graphChunkBytes = graphChunkBytes
     }
 
     public func validate() throws(DuetError) {
@@ -99,12 +106,25 @@ public struct IndexManifest: Hashable, Sendable, Codable {
             throw .invalidValue(field: "files", reason: "a \(kind.rawValue) index must list \(required)")
         }
         for (file, entry) in files {
-            guard [IndexFiles.graph, IndexFiles.neighbours, IndexFiles.itemIDs, IndexFiles.catalog, IndexFiles.support].contains(file) else {
+            guard [IndexFiles.graph, IndexFiles.graphChunks, IndexFiles.neighbours, IndexFiles.itemIDs, IndexFiles.catalog,
+                   IndexFiles.support].contains(file) else {
                 throw .invalidValue(field: "files", reason: "'\(file)' is not a file an index holds")
             }
             guard entry.sha256.count == 64, entry.sha256.allSatisfy(\.isHexDigit), entry.bytes >= 0 else {
                 throw .invalidValue(field: "files", reason: "'\(file)' has a malformed checksum or size")
             }
+        }
+        switch (graphChunkBytes, files[IndexFiles.graphChunks]) {
+        case (nil, nil):
+            break
+        case let (chunkBytes?, digests?):
+            try ChunkDigests.validate(chunkBytes: chunkBytes)
+            let graphBytes = files[IndexFiles.graph]?.bytes ?? 0
+            guard kind == .hnsw, digests.bytes == ChunkDigests.chunkCount(fileBytes: graphBytes, chunkBytes: chunkBytes) * ChunkDigests.digestBytes else {
+                throw .invalidValue(field: "files", reason: "\(IndexFiles.graphChunks) does not hold one digest per \(chunkBytes)-byte chunk of \(IndexFiles.graph)")
+            }
+        default:
+            throw .invalidValue(field: "graphChunkBytes", reason: "graphChunkBytes and \(IndexFiles.graphChunks) come together")
         }
     }
 

@@ -78,11 +78,19 @@ extension Lab {
         try SimilarityIndexArtefact(folder: try indexFolder(try await resolveIndex(reference)))
     }
 
+    /// Every checksum of an artefact, and each graph chunk against its digest as Serve will check it,
+    /// so the Lab never publishes what Serve would withdraw.
+    static func verifyForServing(_ folder: URL) throws -> SimilarityIndexArtefact {
+        let artefact = try SimilarityIndexArtefact(folder: folder)
+        if artefact.manifest.graphChunkBytes != nil { try SimilarityIndexArtefact(folder: folder, loading: .verifiedOnTouch).verifyRemaining() }
+        return artefact
+    }
+
     /// Points `name` at the artefact. The artefact is opened and verified first: a corrupt one is
     /// refused here, before Serve ever sees the change.
     @discardableResult
     public func publishIndex(_ name: String, artefact reference: String, actor: String, reason: String, expectedGeneration: Int? = nil) async throws -> IndexChange {
-        let artefact = try await openIndex(reference)
+        let artefact = try Self.verifyForServing(try indexFolder(try await resolveIndex(reference)))
         let change = try await registry.publish(RegistryRules.IndexPublication(name: name, artefact: artefact.id, actor: actor, reason: reason,
                                                                                 expectedGeneration: expectedGeneration))
         await notify(.index(change))
@@ -95,9 +103,9 @@ extension Lab {
         var destination: String?
         if let target {
             destination = try await resolveIndex(target)
-            _ = try SimilarityIndexArtefact(folder: try indexFolder(destination!))
+            _ = try Self.verifyForServing(try indexFolder(destination!))
         } else if let current = try await registry.indexHistory(name).last, let previous = current.from {
-            _ = try SimilarityIndexArtefact(folder: try indexFolder(previous))
+            _ = try Self.verifyForServing(try indexFolder(previous))
         }
         let change = try await registry.rollbackIndex(RegistryRules.IndexPublication(name: name, artefact: destination, actor: actor, reason: reason))
         await notify(.index(change))
@@ -128,8 +136,8 @@ enum IndexArtefactWriter {
         return try write(name: name, kind: .hnsw, metric: SimilarityMetric.cosine.rawValue, dimension: bundle.dimension, itemIDs: bundle.itemIDs,
                          catalog: catalog, source: IndexSource(algorithm: bundle.manifest.modelKind, bundle: bundle.id,
                                                                snapshot: bundle.manifest.snapshotHash, recipe: recipe),
-                         parameters: hyper, quality: quality, into: folder) { folder in
-            try folder.file(IndexFiles.graph) { try $0.write(graph.bytes) }
+                         parameters: hyper, quality: quality, graphChunkBytes: ChunkDigests.defaultChunkBytes, into: folder) { folder in
+            try writeGraph(graph, into: folder)
             try folder.file(IndexFiles.support) { try $0.write(array: popularity) }
         }
     }
@@ -157,8 +165,9 @@ enum IndexArtefactWriter {
         let hyper: [String: ParameterValue] = ["m": .int(parameters.m), "efConstruction": .int(parameters.efConstruction),
                                                "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
         return try write(name: name, kind: .hnsw, metric: SimilarityMetric.cosine.rawValue, dimension: dimension, itemIDs: itemIDs, catalog: [:],
-                         source: IndexSource(algorithm: "vectors"), parameters: hyper, quality: quality, into: folder) { folder in
-            try folder.file(IndexFiles.graph) { try $0.write(graph.bytes) }
+                         source: IndexSource(algorithm: "vectors"), parameters: hyper, quality: quality,
+                         graphChunkBytes: ChunkDigests.defaultChunkBytes, into: folder) { folder in
+            try writeGraph(graph, into: folder)
         }
     }
 
@@ -176,7 +185,7 @@ enum IndexArtefactWriter {
     }
 
     static func write(name: String, kind: IndexKind, metric: String, dimension: Int, itemIDs: [String], catalog: [String: CatalogItem],
-                      source: IndexSource, parameters: [String: ParameterValue], quality: IndexQuality?, into parent: URL,
+                      source: IndexSource, parameters: [String: ParameterValue], quality: IndexQuality?, graphChunkBytes: Int? = nil, into parent: URL,
                       body: (ContentAddressedFolder) throws -> Void) throws -> (String, IndexManifest) {
         var written: IndexManifest?
         let id = try ContentAddressedFolder.write(into: parent, fill: { folder in
@@ -186,12 +195,19 @@ enum IndexArtefactWriter {
             if !entries.isEmpty { try folder.file(IndexFiles.catalog) { try CatalogLines.write(entries, to: $0) } }
         }, manifest: { files in
             let manifest = IndexManifest(name: name, kind: kind, metric: metric, dimension: dimension, itemCount: itemIDs.count, source: source,
-                                         parameters: parameters, quality: quality, createdAt: Date().epochMillis, files: files)
+                                         parameters: parameters, quality: quality, createdAt: Date().epochMillis, files: files,
+                                         graphChunkBytes: graphChunkBytes)
             try manifest.validate()
             written = manifest
             return try manifest.canonicalJSON()
         })
         return (id, written!)
+    }
+
+    /// The graph and its chunk digests, so Serve can verify it a chunk at a time as it reads it.
+    static func writeGraph(_ graph: HNSWIndex, into folder: ContentAddressedFolder) throws {
+        try folder.file(IndexFiles.graph) { try $0.write(graph.bytes) }
+        try folder.file(IndexFiles.graphChunks) { try $0.write(ChunkDigests.compute(graph.bytes, chunkBytes: ChunkDigests.defaultChunkBytes)) }
     }
 
     /// Recall@10 of `index` against `exact` on a fixed sample of items, each asking for its own neighbours.
