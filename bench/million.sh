@@ -75,10 +75,10 @@ for _ in $(seq 600); do
 done
 python3 -c 'import sys,time; print(f"start to both indexes answering: {time.time() - float(sys.argv[1]):.1f} s (graphs read in by verified 16 KiB chunks as searches reach them)")' "$START"
 echo "Serve resident memory at the first answers: $(( $(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status) / 1024 )) MiB"
-grep -o "index '[^']*' artefact [0-9a-f]* answering after .*verified)" "$WORK/serve.log" || true
+grep -o "index 'items/.' artefact [0-9a-f]* answering after .*verified)" "$WORK/serve.log" || true
 ls -l "$DUET_HOME"/indexes/*/index.hnsw | awk '{s += $5} END {printf "graph files of the three artefacts on disk: %.0f MiB\n", s / 1048576}'
-for _ in $(seq 600); do [ "$(grep -c 'verified whole in the background' "$WORK/serve.log")" -ge 2 ] && break; sleep 0.1; done
-grep -o "index '[^']*' artefact [0-9a-f]* verified whole in the background.*" "$WORK/serve.log" || echo "background verification not finished within 60 s"
+for _ in $(seq 600); do [ "$(grep -c "index 'items/.' artefact [0-9a-f]* verified whole in the background" "$WORK/serve.log")" -ge 2 ] && break; sleep 0.1; done
+grep -o "index 'items/.' artefact [0-9a-f]* verified whole in the background[^\"]*" "$WORK/serve.log" || echo "background verification not finished within 60 s"
 echo "Serve resident memory with both verified whole: $(( $(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status) / 1024 )) MiB"
 
 echo "== swap items/a to another artefact while requests run"

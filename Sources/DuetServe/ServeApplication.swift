@@ -112,7 +112,7 @@ public final class IngestCounter: Sendable {
 /// read-only serving source and the event log's append-only sink.
 public func buildServe(configuration: ServeSettings, source: any ServingSource, eventSink: any EventSink, eventTail: (any EventTail)? = nil,
                        prometheus: PrometheusCollectorRegistry?, logger: Logger) async throws -> (Router<ServeRequestContext>, ServeComponents) {
-    let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance
+    let metricsFactory: any MetricsFactory = prometheus.map { PrometheusMetricsFactory.serve(registry: $0) } ?? NOOPMetricsHandler.instance
     let metrics = ServeMetrics(factory: metricsFactory)
     let store = ServingStateStore()
     let reloader = StateReloader(source: source, bundles: configuration.home.bundlesFolder, indexes: configuration.home.indexesFolder, store: store,

@@ -324,6 +324,8 @@ public final class HNSWIndex: @unchecked Sendable {
         }
         candidates.reset()
         top.reset(capacity: ef)
+        // Read once: nil (the common case) keeps the inner loop free of the chunk checks.
+        let pages = self.pages
         visited[entry] = tag
         candidates.push(entryDistance, UInt32(entry))
         if !excluded.rejects(entry) { top.push(entryDistance, UInt32(entry)) }
@@ -340,7 +342,7 @@ public final class HNSWIndex: @unchecked Sendable {
                 let neighbour = Int(list[1 + slot])
                 if neighbour >= count || visited[neighbour] == tag { continue }
                 visited[neighbour] = tag
-                guard readable(neighbour) else { continue }
+                if let pages, !pages.ensure(recordsOffset + neighbour * recordBytes, recordBytes) { continue }
                 pending[pendingCount] = UInt32(neighbour)
                 pendingCount += 1
                 prefetchVector(neighbour)

@@ -106,7 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         try FileManager.default.createDirectory(at: duetHome.root, withIntermediateDirectories: true)
         let prometheus = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+        MetricsSystem.bootstrap(PrometheusMetricsFactory.serve(registry: prometheus))
         let (levelText, _, levelOrigin) = settings.text(DuetSettings.logLevel, flag: logLevel)!
         guard let level = Logger.Level(rawValue: levelText) else {
             throw ValidationError("\(levelOrigin == "default" ? "log level" : levelOrigin) '\(levelText)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")

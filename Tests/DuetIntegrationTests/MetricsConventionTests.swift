@@ -39,7 +39,8 @@ import Testing
                     types[String(parts[0])] = String(parts[1])
                 } else if !line.hasPrefix("#") {
                     let name = String(line.prefix { $0 != "{" && $0 != " " })
-                    let labels = line.contains("{") ? String(line.drop { $0 != "{" }.prefix { $0 != "}" }) : ""
+                    // Up to the last '}': a route label holds braces of its own (`/v1/users/{user}/…`).
+                    let labels = line.contains("{") ? String(line[line.firstIndex(of: "{")!...line.lastIndex(of: "}")!]) : ""
                     samples.append((name, labels, Double(line.split(separator: " ").last ?? "") ?? .nan))
                 }
             }
@@ -51,6 +52,10 @@ import Testing
                 if type == "histogram" || type == "summary" { #expect(name.hasSuffix("_seconds"), "\(type) \(name) has no unit") }
             }
             #expect(types["http_server_request_duration_seconds"] == "histogram")
+            // Millisecond answers need buckets under the library's first (5 ms) to show a p99 against a 2 ms goal.
+            let bounds = Set(samples.filter { $0.name == "http_server_request_duration_seconds_bucket" && $0.labels.contains("recommendations") }
+                .compactMap { sample in sample.labels.range(of: #"le="[^"]+""#, options: .regularExpression).map { String(sample.labels[$0]) } })
+            #expect([#"le="0.00025""#, #"le="0.001""#, #"le="0.002""#].allSatisfy(bounds.contains), "\(bounds.sorted())")
             #expect(samples.contains { $0.name == "duet_build_info" && $0.labels.contains(#"version="\#(DuetBuild.version)""#) && $0.value == 1 })
             let arms = samples.filter { $0.name == "duet_experiment_exposures_total" && $0.labels.contains(#"experiment="exp""#) }
             #expect(arms.count == 2 && arms.reduce(0) { $0 + $1.value } == 40, "one series per arm, every exposure counted: \(arms)")

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Duet's Serve against the service a team would otherwise write (bench/python_peer.py: Starlette on
+# uvicorn, 2 workers, numpy) serving the same production bundle. First both must answer the same
+# lists item for item for a sample of users (known, unknown, with exclusions): any difference that
+# is not a float near-tie fails the run. Then wrk (2 threads, 64 connections, SECONDS each, random
+# known users, n=20) in three rounds of: Duet recommendations, Duet /livez, Python recommendations.
+# Prints each run, the medians and the ratios (goals: Duet/Python ≥ 5, recommendations/livez ≥ 0.8),
+# and Serve's own p99 for the recommendation route from its /metrics histogram (goal ≤ 2 ms).
+# Duet writes every exposure durably meanwhile; the Python peer logs nothing.
+# Uses Last.fm from ../shared when present, otherwise a generated world (and says so).
+# Usage: bench/serving-peers.sh [SECONDS per run, default 10 | --lists-only (CI: the agreement check alone)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LISTS_ONLY=false
+if [ "${1:-}" = --lists-only ]; then LISTS_ONLY=true; shift; fi
+SECONDS_PER_RUN=${1:-10}
+[[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || { echo "seconds per run must be a whole number ≥ 1, not '$SECONDS_PER_RUN'" >&2; exit 2; }
+export DUET=${DUET:-$PWD/.build/release/duet}
+[ -x "$DUET" ] || { echo "build first: swift build -c release" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 2; }
+source scripts/lib/common.sh
+VENV=${VENV:-$HOME/.cache/duet-serving-peer-venv}
+if ! "$VENV/bin/python" -c 'import numpy, starlette, uvicorn, uvloop, httptools' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'numpy<3' 'starlette<1' 'uvicorn[standard]<1'
+fi
+WORK=$(mktemp -d /tmp/duet-serving-peers.XXXXXX)
+export DUET_HOME=$WORK/home DUET_USER=serving-peers
+DUET_PID= PEER_PID=
+trap '[ -n "$DUET_PID" ] && kill $DUET_PID 2>/dev/null; [ -n "$PEER_PID" ] && kill $PEER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+
+LASTFM=../shared/data/lastfm-hetrec2011
+if [ -d "$LASTFM" ]; then
+  "$DUET" import lastfm "$LASTFM" --json >/dev/null
+  data="Last.fm"
+else
+  echo "serving peers: $LASTFM is absent; using a generated world instead"
+  "$DUET" world generate --out "$WORK/world" --users 3000 --tracks 20000 --events 200000 --json >/dev/null
+  "$DUET" import world "$WORK/world" --json >/dev/null
+  data="a generated world"
+fi
+BUNDLE=$("$DUET" lab train --register --name serving-peers --factors 64 --iterations 15 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
+"$DUET" lab promote "$BUNDLE" --override --reason "serving peer benchmark" >/dev/null
+FOLDER=$DUET_HOME/bundles/$BUNDLE
+python3 -c 'import json,sys; m = json.load(open(sys.argv[1])); c = m["counts"]
+print("bundle %s on %s: %d users, %d items, %d factors" % (sys.argv[2][:12], sys.argv[3], c["users"], c["items"], m["dimension"]))' "$FOLDER/manifest.json" "$BUNDLE" "$data"
+
+DUET_PORT=$(free_port)
+"$DUET" serve --port "$DUET_PORT" > "$WORK/serve.log" 2>&1 &
+DUET_PID=$!
+PEER_PORT=$(free_port)
+OPENBLAS_NUM_THREADS=1 PEER_BUNDLE=$FOLDER "$VENV/bin/uvicorn" --workers 2 --port "$PEER_PORT" --log-level warning --no-access-log \
+  --app-dir bench python_peer:app > "$WORK/peer.log" 2>&1 &
+PEER_PID=$!
+wait_ready "$DUET_PORT"
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PEER_PORT/livez" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PEER_PORT/livez" >/dev/null || { cat "$WORK/peer.log"; echo "the Python peer did not start" >&2; exit 1; }
+
+echo "== the same lists, item for item"
+python3 - "$DUET_PORT" "$PEER_PORT" "$FOLDER/users.ids" <<'PY_END'
+import json, random, sys, urllib.parse, urllib.request
+duet, peer, ids = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().split()
+rng = random.Random(7)
+def get(port, user, query):
+    url = f"http://127.0.0.1:{port}/v1/users/{urllib.parse.quote(user, safe='')}/recommendations?{query}"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.load(r)
+cases = [(u, "n=20") for u in rng.sample(ids, min(400, len(ids)))] + [(f"nobody-{i}", "n=20") for i in range(20)]
+exact = ties = 0; problems = []
+for i, (user, query) in enumerate(cases):
+    if i % 8 == 0 and not user.startswith("nobody"):
+        first = [x["id"] for x in get(duet, user, "n=3")["items"]]
+        query += "&exclude=" + ",".join(urllib.parse.quote(t, safe="") for t in first)
+    a, b = get(duet, user, query), get(peer, user, query)
+    ia, ib = [x["id"] for x in a["items"]], [x["id"] for x in b["items"]]
+    if ia == ib and a.get("fallback") == b.get("fallback"):
+        exact += 1; continue
+    # Scores are float32 sums in another order: a difference only where both lists hold equal scores is a near-tie.
+    sa, sb = [x["score"] for x in a["items"]], [x["score"] for x in b["items"]]
+    if len(ia) == len(ib) and a.get("fallback") == b.get("fallback") and all(
+            x == y or abs(p - q) <= 1e-5 * max(1.0, abs(p)) for x, y, p, q in zip(ia, ib, sa, sb)):
+        ties += 1; continue
+    problems.append((user, query, ia[:5], ib[:5], a.get("fallback"), b.get("fallback")))
+print(f"{len(cases)} lists compared: {exact} identical, {ties} differing only inside float near-ties, {len(problems)} different")
+for p in problems[:5]: print("  different:", p)
+sys.exit(1 if problems else 0)
+PY_END
+$LISTS_ONLY && exit 0
+
+cat > "$WORK/users.lua" <<'EOF'
+local users = {}
+for line in io.lines(os.getenv("USERS_FILE")) do table.insert(users, line) end
+request = function()
+  return wrk.format("GET", "/v1/users/" .. users[math.random(#users)] .. "/recommendations?n=20")
+end
+EOF
+metric_snapshot() { curl -sf "http://127.0.0.1:$DUET_PORT/metrics" > "$1"; }
+run() {  # run LABEL PORT PATH|lua
+  local out=$WORK/wrk-$1-$RANDOM.txt
+  if [ "$3" = lua ]; then
+    USERS_FILE=$FOLDER/users.ids wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/users.lua" "http://127.0.0.1:$2" > "$out"
+  else
+    wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$2$3" > "$out"
+  fi
+  python3 - "$1" "$out" >> "$WORK/runs.jsonl" <<'PY_END'
+import json, re, sys
+text = open(sys.argv[2]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+def ms(v, unit): return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
+p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+errors = re.search(r"Socket errors: (.*)", text)
+print(json.dumps({"run": sys.argv[1], "rps": rps, "p99_ms": ms(*p99.groups()) if p99 else None,
+                  "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else ""}))
+PY_END
+  tail -1 "$WORK/runs.jsonl"
+}
+echo "== wrk -t2 -c64, ${SECONDS_PER_RUN} s per run, three rounds"
+for round in 1 2 3; do
+  metric_snapshot "$WORK/metrics-before-$round"
+  run duet-recommendations "$DUET_PORT" lua
+  metric_snapshot "$WORK/metrics-after-$round"
+  run duet-livez "$DUET_PORT" /livez
+  run python-recommendations "$PEER_PORT" lua
+done
+
+python3 - "$WORK" <<'PY_END'
+import json, re, statistics, sys
+work = sys.argv[1]
+runs = [json.loads(l) for l in open(f"{work}/runs.jsonl")]
+def series(name): return [r["rps"] for r in runs if r["run"] == name]
+duet, livez, peer = series("duet-recommendations"), series("duet-livez"), series("python-recommendations")
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'http_server_request_duration_seconds_bucket\{(.*)\} (\S+)', line)
+        if m and "recommendations" in m.group(1):
+            le = re.search(r'le="([^"]+)"', m.group(1)).group(1)
+            out[float("inf") if le == "+Inf" else float(le)] = out.get(float("inf") if le == "+Inf" else float(le), 0) + float(m.group(2))
+    return out
+p99s = []
+for number in (1, 2, 3):
+    before, after = buckets(f"{work}/metrics-before-{number}"), buckets(f"{work}/metrics-after-{number}")
+    diff = sorted((le, after[le] - before.get(le, 0)) for le in after)
+    total = diff[-1][1] if diff else 0
+    p99s.append(next((le for le, count in diff if total and count >= 0.99 * total), float("nan")) * 1000)
+# Buckets bound a quantile from above: the p99 lies at or below the first bucket holding 99% of requests.
+summary = {
+    "duet_rps": duet, "duet_livez_rps": livez, "python_rps": peer,
+    "ratio_vs_python": [round(d / p, 2) for d, p in zip(duet, peer)],
+    "rec_over_livez": [round(d / l, 2) for d, l in zip(duet, livez)],
+    "duet_server_p99_ms_upper_bound": p99s,
+    "duet_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "duet-recommendations"],
+    "python_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "python-recommendations"],
+    "non2xx": sum(r["non2xx"] for r in runs),
+}
+summary["median_ratio_vs_python"] = statistics.median(summary["ratio_vs_python"])
+summary["median_rec_over_livez"] = statistics.median(summary["rec_over_livez"])
+summary["median_server_p99_ms"] = statistics.median(p99s)
+print(json.dumps(summary, indent=1))
+print(f"median: Duet {statistics.median(duet):.0f} req/s, Python {statistics.median(peer):.0f} req/s: {summary['median_ratio_vs_python']:.2f}x (goal 5); "
+      f"recommendations/livez {summary['median_rec_over_livez']:.2f} (goal 0.8); Serve's own p99 ≤ {summary['median_server_p99_ms']:.2f} ms (goal 2; its histogram bucket)")
+sys.exit(1 if summary["non2xx"] else 0)
+PY_END
