@@ -29,16 +29,7 @@ export DUET_HOME=$WORK/home DUET_USER=serving-peers
 DUET_PID= PEER_PID=
 trap '[ -n "$DUET_PID" ] && kill $DUET_PID 2>/dev/null; [ -n "$PEER_PID" ] && kill $PEER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 
-LASTFM=../shared/data/lastfm-hetrec2011
-if [ -d "$LASTFM" ]; then
-  "$DUET" import lastfm "$LASTFM" --json >/dev/null
-  data="Last.fm"
-else
-  echo "serving peers: $LASTFM is absent; using a generated world instead"
-  "$DUET" world generate --out "$WORK/world" --users 3000 --tracks 20000 --events 200000 --json >/dev/null
-  "$DUET" import world "$WORK/world" --json >/dev/null
-  data="a generated world"
-fi
+import_lastfm_or_world "serving peers" "$WORK" 3000 20000 200000
 BUNDLE=$("$DUET" lab train --register --name serving-peers --factors 64 --iterations 15 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
 "$DUET" lab promote "$BUNDLE" --override --reason "serving peer benchmark" >/dev/null
 FOLDER=$DUET_HOME/bundles/$BUNDLE

@@ -16,16 +16,8 @@ VENV=${DUET_PYTHON_VENV:-$HOME/.cache/duet-python-venv}
 WORK=$(mktemp -d /tmp/duet-python-example.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 export DUET_HOME="$WORK/home"
-LASTFM=../shared/data/lastfm-hetrec2011
-if [ -d "$LASTFM" ]; then
-  "$DUET" import lastfm "$LASTFM" --json >/dev/null
-  data="Last.fm"
-else
-  echo "python example: $LASTFM is absent; using a generated world instead"
-  "$DUET" world generate --out "$WORK/world" --users 2000 --tracks 3000 --events 60000 --json >/dev/null
-  "$DUET" import world "$WORK/world" --json >/dev/null
-  data="a generated world"
-fi
+source scripts/lib/common.sh
+import_lastfm_or_world "python example" "$WORK" 2000 3000 60000
 split=$("$DUET" lab split --snapshot latest --test-fraction 0.2 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 bundle=$("$DUET" lab train --split "$split" --algo als --factors 32 --iterations 10 --no-index --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
 "$DUET" lab export factors "$bundle" --out "$WORK/factors" >/dev/null

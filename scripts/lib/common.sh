@@ -24,3 +24,18 @@ wait_ready() {
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# import_lastfm_or_world WHO WORK USERS TRACKS EVENTS: Last.fm from ../shared into $DUET_HOME when it is
+# there, otherwise a generated world of that size (saying so, naming WHO); sets `data` to which it was.
+import_lastfm_or_world() {
+  local lastfm=../shared/data/lastfm-hetrec2011
+  if [ -d "$lastfm" ]; then
+    "$DUET" import lastfm "$lastfm" --json >/dev/null
+    data="Last.fm"
+  else
+    echo "$1: $lastfm is absent; using a generated world instead"
+    "$DUET" world generate --out "$2/world" --users "$3" --tracks "$4" --events "$5" --json >/dev/null
+    "$DUET" import world "$2/world" --json >/dev/null
+    data="a generated world"
+  fi
+}
