@@ -385,15 +385,16 @@ public final class Recommender: Sendable {
             // Checked by `recommend` against the same state.
             let served = state.indexes[name]!
             let artefact = served.artefact
+            // An index that failed verification explains nothing; the recommendations stand.
+            guard artefact.integrityFailure == nil else {
+                return Explanation(index: name, artefact: artefact.id, generation: served.generation, because: ranked.map { _ in nil })
+            }
             let rows = history.compactMap { artefact.row(of: bundle.itemIDs[$0]) }
-            let reasons = ranked.map { row in
+            return Explanation(index: name, artefact: artefact.id, generation: served.generation, because: ranked.map { row in
                 artefact.row(of: bundle.itemIDs[Int(row.item)])
                     .flatMap { artefact.similarity.mostSimilar(to: $0, among: rows) }
                     .map { because(artefact.itemIDs[$0.id], $0.score, catalog: artefact.catalog) }
-            }
-            // An index that failed verification explains nothing; the recommendations stand.
-            return Explanation(index: name, artefact: artefact.id, generation: served.generation,
-                               because: artefact.integrityFailure == nil ? reasons : ranked.map { _ in nil })
+            })
         }
     }
 

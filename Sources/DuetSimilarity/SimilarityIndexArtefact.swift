@@ -22,15 +22,16 @@ public final class SimilarityIndexArtefact: Sendable {
     public enum Loading: Sendable {
         /// Mapped and verified whole, in place (the Lab, `duet similar`).
         case mapped
-        /// Read whole into this process's memory and verified there.
-        case privateCopy
-        /// Like `privateCopy`, but a graph with chunk digests is read in a chunk at a time as
-        /// searches reach it, each chunk verified first (Serve); older artefacts are read whole.
+        /// Read into this process's memory (so later edits to the files change nothing); a graph with
+        /// chunk digests a chunk at a time as searches reach it, each chunk verified first (Serve).
+        /// Older artefacts are read and verified whole.
         case verifiedOnTouch
     }
 
     /// Set when the graph is read in by chunks: what is verified so far, and any failure.
     public let pages: VerifiedPages?
+    /// The graph's chunk digests when the graph itself is mapped whole, for `checkGraphChunkDigests`.
+    private let mappedChunkDigests: MappedFile?
 
     public init(folder: URL, loading: Loading = .mapped) throws {
         let byChunks = loading == .verifiedOnTouch
@@ -45,6 +46,7 @@ public final class SimilarityIndexArtefact: Sendable {
         self.manifest = manifest
         itemIDs = try verified.ids(IndexFiles.itemIDs, expected: manifest.itemCount)
         var pages: VerifiedPages?
+        var mappedChunkDigests: MappedFile?
         switch manifest.kind {
         case .hnsw:
             let graph: HNSWIndex
@@ -55,6 +57,7 @@ public final class SimilarityIndexArtefact: Sendable {
                 pages = chunks
             } else {
                 graph = try HNSWIndex(mapped: verified.required(IndexFiles.graph))
+                mappedChunkDigests = verified.files[IndexFiles.graphChunks]
             }
             guard graph.count == manifest.itemCount, graph.dimension == manifest.dimension, graph.metric.rawValue == manifest.metric else {
                 throw DuetError.corruptFile(path: "\(verified.id)/\(IndexFiles.graph)", reason: "the graph's shape or metric does not match the manifest")
@@ -64,6 +67,7 @@ public final class SimilarityIndexArtefact: Sendable {
             similarity = try NeighbourLists(mapped: verified.required(IndexFiles.neighbours), itemCount: manifest.itemCount)
         }
         self.pages = pages
+        self.mappedChunkDigests = mappedChunkDigests
         catalog = try verified.catalog(IndexFiles.catalog)
         attributes = CatalogAttributes(itemIDs: itemIDs, catalog: catalog)
         var support: UnsafeBufferPointer<Float>?
@@ -85,6 +89,21 @@ public final class SimilarityIndexArtefact: Sendable {
 
     /// Why this artefact may no longer answer: a chunk read after opening failed its checksum.
     public var integrityFailure: DuetError? { pages?.failure }
+
+    /// Checks a whole-mapped graph against its chunk digests, as Serve will check it chunk by chunk,
+    /// so the Lab never publishes what Serve would withdraw. Nothing to check without digests.
+    public func checkGraphChunkDigests() throws {
+        guard let digests = mappedChunkDigests, let chunkBytes = manifest.graphChunkBytes,
+              let graph = (similarity as? GraphItemSimilarity)?.graph else { return }
+        let actual = ChunkDigests.compute(graph.bytes, chunkBytes: chunkBytes)
+        guard actual.elementsEqual(digests.bytes) else {
+            let bad = stride(from: 0, to: actual.count, by: ChunkDigests.digestBytes).first {
+                !actual[$0..<$0 + ChunkDigests.digestBytes].elementsEqual(digests.bytes[$0..<$0 + ChunkDigests.digestBytes])
+            }.map { $0 / ChunkDigests.digestBytes }
+            throw DuetError.corruptFile(path: "\(id)/\(IndexFiles.graphChunks)",
+                                        reason: "the digest of chunk \(bad.map(String.init) ?? "?") does not match \(IndexFiles.graph)")
+        }
+    }
 
     /// Reads in and verifies whatever is not in yet; throws the first failure.
     public func verifyRemaining() throws {

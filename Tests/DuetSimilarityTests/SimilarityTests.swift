@@ -305,6 +305,35 @@ import Testing
         }
     }
 
+    /// The Lab's publish check: a graph mapped whole is compared with its chunk digests, so an artefact
+    /// whose digests disagree with its graph (consistent checksums, wrong list) is refused, naming the
+    /// chunk, before Serve could withdraw it; the same artefact read by chunks fails the same way.
+    @Test func graphChunkDigestsAreCheckedWhenTheGraphIsMappedWhole() async throws {
+        let d = 8, count = 3_000
+        let vectors = Self.clustered(count: count, dimension: d, seed: 31)
+        let graph = try vectors.withUnsafeBufferPointer { try HNSWIndex.build($0, dimension: d, metric: .cosine, parameters: HNSWParameters(m: 8, efConstruction: 40)) }
+        let chunkBytes = 4_096
+        try await withScratchFolder { folder in
+            func artefact(_ digests: [UInt8]) throws -> URL {
+                let id = try ContentAddressedFolder.write(into: folder, fill: { out in
+                    try out.file(IndexFiles.graph) { try $0.write(graph.bytes) }
+                    try out.file(IndexFiles.graphChunks) { try $0.write(digests) }
+                    try out.file(IndexFiles.itemIDs) { writer in for row in 0..<count { try writer.write(Array("i\(row)\n".utf8)) } }
+                }, manifest: { files in
+                    try IndexManifest(name: "items/x", kind: .hnsw, metric: "cosine", dimension: d, itemCount: count, source: IndexSource(algorithm: "vectors"),
+                                      parameters: [:], quality: nil, createdAt: 1, files: files, graphChunkBytes: chunkBytes).canonicalJSON()
+                })
+                return folder.appendingPathComponent(id)
+            }
+            var digests = ChunkDigests.compute(graph.bytes, chunkBytes: chunkBytes)
+            try SimilarityIndexArtefact(folder: artefact(digests)).checkGraphChunkDigests()
+            digests[5 * ChunkDigests.digestBytes] ^= 1
+            let wrong = try artefact(digests)
+            #expect { try SimilarityIndexArtefact(folder: wrong).checkGraphChunkDigests() } throws: { "\($0)".contains("chunk 5") }
+            #expect { try SimilarityIndexArtefact(folder: wrong, loading: .verifiedOnTouch).verifyRemaining() } throws: { "\($0)".contains("chunk 5") }
+        }
+    }
+
     /// A graph read in a chunk at a time (Serve's way): the same answers as the index it was written
     /// from, after reading only part of the file; a chunk whose bytes changed on disk is never used;
     /// a file cut short after opening is reported, not a crash; bytes verified once stay as verified.

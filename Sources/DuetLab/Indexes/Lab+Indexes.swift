@@ -78,11 +78,10 @@ extension Lab {
         try SimilarityIndexArtefact(folder: try indexFolder(try await resolveIndex(reference)))
     }
 
-    /// Every checksum of an artefact, and each graph chunk against its digest as Serve will check it,
-    /// so the Lab never publishes what Serve would withdraw.
+    /// Every checksum of an artefact, and each graph chunk against its digest as Serve will check it.
     static func verifyForServing(_ folder: URL) throws -> SimilarityIndexArtefact {
         let artefact = try SimilarityIndexArtefact(folder: folder)
-        if artefact.manifest.graphChunkBytes != nil { try SimilarityIndexArtefact(folder: folder, loading: .verifiedOnTouch).verifyRemaining() }
+        try artefact.checkGraphChunkDigests()
         return artefact
     }
 
