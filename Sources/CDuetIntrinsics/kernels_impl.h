@@ -221,4 +221,5 @@ static const struct duet_kernel_table KERNEL(table) = {
     .screen_blocks = KERNEL(screen_blocks),
     .score_rows_f16 = KERNEL(score_rows_f16),
     .implicit_als_step = KERNEL(implicit_als_step),
+    .pq4_scan = PQ4_SCAN,
 };

@@ -44,8 +44,8 @@ func writeIDs(_ ids: [[Neighbour]], k: Int, to path: String) throws {
 struct ANNBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ann",
-        abstract: "Build an HNSW index and time single-threaded queries at several ef, as peers.py specifies.",
-        discussion: "Writes P.ef<ef>.u32 (nq·k ids) per ef and prints {build_seconds, runs: [{ef, qps}]}."
+        abstract: "Build a similarity index (partitioned by default, or HNSW) and time single-threaded queries at several efforts, as peers.py specifies.",
+        discussion: "Writes P.ef<ef>.u32 (nq·k ids) per ef and prints {build_seconds, runs: [{ef, qps}]}. For a partitioned index an ef visits ⌈ef/2⌉ cells and re-scores ef + 20 candidates (at least 4·k)."
     )
     @OptionGroup var files: VectorFiles
     @Option(help: "HNSW links per node.") var m: Int = 16
@@ -57,7 +57,14 @@ struct ANNBench: ParsableCommand {
     @Flag(help: "Apply the MIPS reduction for inner product (off matches hnswlib on unit vectors).") var mips = false
     @Option(help: "Reuse this index file if it exists, else build and save it there (to time queries alone).") var index: String?
     @Option(help: ArgumentHelp("Answer the query set this many times per ef.", visibility: .hidden)) var rounds: Int = 1
+    @Option(help: "hnsw (graph) or partitioned (k-means cells over 4-bit quantized residuals, re-ranked exactly).")
+    var indexType: IndexType = .partitioned
+    @Option(help: "Cells of a partitioned index (default √n).") var partitions: Int?
+    @Option(help: "Values per 4-bit code in a partitioned index: 1 or 2.") var subspaceWidth: Int = 1
+    @Option(help: "Candidates a partitioned search re-scores exactly (default: by ef, as ScaNN's settings in peers.py).") var rerank: Int?
     @OptionGroup var output: OutputOptions
+
+    enum IndexType: String, ExpressibleByArgument, CaseIterable { case hnsw, partitioned }
 
     struct Run: Codable { var ef: Int; var qps: Double }
     struct Result: Codable { var build_seconds: Double; var runs: [Run]; var kernels = VectorMath.variant }
@@ -71,6 +78,7 @@ struct ANNBench: ParsableCommand {
         let dim = files.dim, k = files.k
         guard rounds >= 1 else { throw ValidationError("--rounds must be ≥ 1") }
         let clock = ContinuousClock()
+        if indexType == .partitioned { return try runPartitioned(data: data, queryData: queryData, efs: efs) }
         let started = clock.now
         let hnsw: HNSWIndex
         if let path = self.index, FileManager.default.fileExists(atPath: path) {
@@ -108,6 +116,59 @@ struct ANNBench: ParsableCommand {
         if output.json { return try printJSON(result) }
         print(String(format: "built %d × %d in %.2f s", data.count / dim, dim, buildSeconds))
         for run in runs { print(String(format: "  ef %4d: %8.0f queries/s", run.ef, run.qps)) }
+    }
+}
+
+extension ANNBench {
+    /// What an --ef value asks of a partitioned index: ⌈ef/2⌉ cells visited, and ef + 20 candidates
+    /// (at least 4·k) re-scored exactly (ScaNN's settings in peers.py are 10 leaves/30 … 160/250).
+    static func effort(ef: Int, k: Int) -> (cells: Int, rerank: Int) { ((ef + 1) / 2, max(4 * k, ef + 20)) }
+
+    /// A partitioned index, timed at each --ef (see `effort`).
+    func runPartitioned(data: [Float], queryData: [Float], efs: [Int]) throws {
+        let dim = files.dim, k = files.k
+        let clock = ContinuousClock()
+        let started = clock.now
+        let index: PartitionedIndex
+        if let path = self.index, FileManager.default.fileExists(atPath: path) {
+            index = try PartitionedIndex(contentsOf: path)
+            guard index.count == data.count / dim, index.dimension == dim else {
+                throw ValidationError("--index \(path) holds \(index.count) × \(index.dimension), but --vectors has \(data.count / dim) × \(dim); remove it to rebuild")
+            }
+        } else {
+            index = try data.withUnsafeBufferPointer {
+                try PartitionedIndex.build($0, dimension: dim, metric: metric, parameters: PartitionParameters(partitions: partitions, subspaceWidth: subspaceWidth),
+                                           threads: threads)
+            }
+            if let path = self.index { try index.write(to: URL(fileURLWithPath: path)) }
+        }
+        let buildSeconds = (clock.now - started).seconds
+        let queryCount = queryData.count / dim
+        var runs: [Run] = []
+        for beam in efs {
+            let cells = Self.effort(ef: beam, k: k).cells, shortlist = rerank ?? Self.effort(ef: beam, k: k).rerank
+            var results: [[Neighbour]] = []
+            results.reserveCapacity(queryCount)
+            let begin = clock.now
+            queryData.withUnsafeBufferPointer { buffer in
+                for round in 0..<rounds {
+                    for query in 0..<queryCount {
+                        let found = index.search(buffer.baseAddress! + query * dim, k: k, partitions: cells, rerank: shortlist, filter: ExclusionSet.none)
+                        if round == 0 { results.append(found) }
+                    }
+                }
+            }
+            let seconds = (clock.now - begin).seconds
+            runs.append(Run(ef: beam, qps: Double(queryCount * rounds) / seconds))
+            try writeIDs(results, k: k, to: "\(resultsPrefix).ef\(beam).u32")
+        }
+        let result = Result(build_seconds: buildSeconds, runs: runs)
+        if output.json { return try printJSON(result) }
+        print(String(format: "built %d × %d (%d cells) in %.2f s", data.count / dim, dim, index.partitionCount, buildSeconds))
+        for run in runs {
+            let effort = Self.effort(ef: run.ef, k: k)
+            print(String(format: "  ef %4d (%d cells, %d re-scored): %8.0f queries/s", run.ef, effort.cells, rerank ?? effort.rerank, run.qps))
+        }
     }
 }
 

@@ -79,4 +79,19 @@ public enum VectorMath {
                                      query: UnsafePointer<Float>, into scores: UnsafeMutablePointer<Float>) {
         duet_kernels().pointee.score_rows_f16(rows, rowCount, dimension, query, scores)
     }
+
+    /// Sixteen rows' scores at once from a value-major block (`block[j·16 + lane]` is row lane's value j).
+    @inlinable
+    public static func blockScores16(_ block: UnsafePointer<Float>, query: UnsafePointer<Float>, dimension: Int,
+                                     into out: UnsafeMutablePointer<Float>) {
+        duet_kernels().pointee.block_scores16(block, query, dimension, out)
+    }
+
+    /// The 4-bit product-quantization scan (layout in kernels.c): the rows below `limit` of `blocks`
+    /// blocks whose summed table entries exceed `threshold`, as (position, sum); returns how many.
+    @inlinable
+    public static func scanCodes4(_ codes: UnsafePointer<UInt8>, blocks: Int, pairs: Int, tables: UnsafePointer<UInt8>, threshold: Int32,
+                                  limit: Int, positions: UnsafeMutablePointer<UInt32>, sums: UnsafeMutablePointer<UInt16>) -> Int {
+        duet_kernels().pointee.pq4_scan(codes, blocks, pairs, tables, threshold, limit, positions, sums)
+    }
 }

@@ -72,6 +72,35 @@ public struct GraphItemSimilarity: ItemSimilarity {
     public func similarity(_ a: Int, _ b: Int) -> Float { graph.storedSimilarity(a, b) }
 }
 
+/// Similar items from a partitioned index, searched from the item's own stored vector with the
+/// filter applied before the shortlist. A predicate that leaves few items is answered by scoring
+/// exactly those items; one that leaves more visits four times the cells, so enough admitted rows
+/// reach the shortlist.
+public struct PartitionedItemSimilarity: ItemSimilarity {
+    public let index: PartitionedIndex
+
+    public init(index: PartitionedIndex) { self.index = index }
+
+    public var itemCount: Int { index.count }
+
+    public func neighbours(of item: Int, k: Int, filter: ItemFilter) -> [Neighbour] {
+        guard (0..<index.count).contains(item), k > 0 else { return [] }
+        var filter = filter
+        filter.exclude(item)
+        let query = index.vector(of: item)
+        let effort = index.defaultProbe(k: k)
+        guard let allowed = filter.allowedItems else {
+            return index.search(query, k: k, partitions: effort.partitions, rerank: effort.rerank, filter: filter)
+        }
+        if GraphItemSimilarity.prefersScan(allowed: allowed.count, count: index.count, beam: effort.rerank) {
+            return index.scan(query, rows: allowed, k: k, filter: filter)
+        }
+        return index.search(query, k: k, partitions: 4 * effort.partitions, rerank: effort.rerank, filter: filter)
+    }
+
+    public func similarity(_ a: Int, _ b: Int) -> Float { index.storedSimilarity(a, b) }
+}
+
 /// Similar items by scanning every row exactly (`index=exact`, and small catalogues).
 public struct ExactItemSimilarity: ItemSimilarity {
     public let exact: ExactIndex

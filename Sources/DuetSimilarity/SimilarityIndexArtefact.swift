@@ -63,6 +63,12 @@ public final class SimilarityIndexArtefact: Sendable {
                 throw DuetError.corruptFile(path: "\(verified.id)/\(IndexFiles.graph)", reason: "the graph's shape or metric does not match the manifest")
             }
             similarity = GraphItemSimilarity(graph: graph)
+        case .partitioned:
+            let index = try PartitionedIndex(mapped: verified.required(IndexFiles.partitions))
+            guard index.count == manifest.itemCount, index.dimension == manifest.dimension, index.metric.rawValue == manifest.metric else {
+                throw DuetError.corruptFile(path: "\(verified.id)/\(IndexFiles.partitions)", reason: "the index's shape or metric does not match the manifest")
+            }
+            similarity = PartitionedItemSimilarity(index: index)
         case .neighbours:
             similarity = try NeighbourLists(mapped: verified.required(IndexFiles.neighbours), itemCount: manifest.itemCount)
         }

@@ -12,7 +12,8 @@ struct IndexCommand: AsyncParsableCommand {
         commandName: "index",
         abstract: "Similarity indexes as their own artefacts: build, publish, roll back, each name on its own generation.",
         discussion: """
-            An index is an immutable, checksummed artefact built from a bundle's item vectors (HNSW) or from item-kNN \
+            An index is an immutable, checksummed artefact built from a bundle's item vectors (HNSW, or partitioned \
+            with --type partitioned) or from item-kNN \
             on a snapshot. Publishing points a name (e.g. tracks/als-64) at it; Serve answers \
             /v1/similar/{name}/items/{item} from it and swaps it on its own, never touching the production recommender.
             """,
@@ -30,8 +31,20 @@ struct IndexCommand: AsyncParsableCommand {
         @Option(help: "Build an HNSW graph over these embeddings (raw little-endian float32 rows); needs --ids and --dim.") var vectors: String?
         @Option(help: "With --vectors: the item ids, one per line, in row order.") var ids: String?
         @Option(help: "With --vectors: floats per row.") var dim: Int?
+        @Option(help: "For --bundle or --vectors: hnsw (a graph) or partitioned (k-means cells over 4-bit codes, re-ranked exactly).")
+        var type: VectorIndexType = .hnsw
         @Option(help: "HNSW links per node.") var m: Int = 16
         @Option(help: "HNSW build beam.") var efConstruction: Int = 200
+        @Option(help: "Cells of a partitioned index (default √items).") var partitions: Int?
+
+        enum VectorIndexType: String, ExpressibleByArgument, CaseIterable { case hnsw, partitioned }
+
+        var layout: VectorIndexLayout {
+            switch type {
+            case .hnsw: .hnsw(HNSWParameters(m: m, efConstruction: efConstruction))
+            case .partitioned: .partitioned(PartitionParameters(partitions: partitions))
+            }
+        }
         @OptionGroup var knn: ItemKNNOptions
         @Option(help: "Threads.") var threads: Int = 2
         @Flag(help: "Publish it under NAME once built.") var publish = false
@@ -40,12 +53,12 @@ struct IndexCommand: AsyncParsableCommand {
         func run() async throws {
             let source: IndexBuildSource
             switch (bundle, knnSnapshot, vectors) {
-            case let (bundle?, nil, nil): source = .bundle(bundle, HNSWParameters(m: m, efConstruction: efConstruction))
+            case let (bundle?, nil, nil): source = .bundle(bundle, layout)
             case let (nil, snapshot?, nil):
                 source = .itemKNN(snapshot: snapshot, try knn.configuration(threads: threads))
             case let (nil, nil, vectors?):
                 guard let ids, let dim else { throw ValidationError("--vectors needs --ids and --dim") }
-                source = .vectors(path: vectors, ids: ids, dimension: dim, HNSWParameters(m: m, efConstruction: efConstruction))
+                source = .vectors(path: vectors, ids: ids, dimension: dim, layout)
             default: throw ValidationError("give exactly one of --bundle, --knn-snapshot or --vectors")
             }
             guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1…64") }

@@ -36,7 +36,7 @@ import Testing
             let fixture = try await ServeFixture.make(in: folder)
             let lab = fixture.lab.lab, reloader = fixture.components.reloader, store = fixture.components.store
             let snapshot = try #require(try await lab.registry.model(fixture.lab.first)).snapshot
-            let graph = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, HNSWParameters(m: 12, efConstruction: 80)),
+            let graph = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, .hnsw(HNSWParameters(m: 12, efConstruction: 80))),
                                                  actor: "ana")
             #expect(graph.manifest.kind == .hnsw && (graph.manifest.quality?.recallAt10 ?? 0) > 0.9)
             var knnConfiguration = ItemKNNConfiguration()
@@ -51,7 +51,7 @@ import Testing
             let knnArtefact = try await lab.openIndex("tracks/co-played")
             let knnItem = try #require(knnArtefact.itemIDs.first { (knnArtefact.similar(to: $0, n: 5)?.count ?? 0) >= 3 })
             let graphArtefact = try await lab.openIndex("tracks/similar")
-            let next = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.second, HNSWParameters(m: 12, efConstruction: 80)),
+            let next = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.second, .hnsw(HNSWParameters(m: 12, efConstruction: 80))),
                                                 actor: "ana")
             try await fixture.app.test(.router) { client in
                 let first = try await Self.answer(client, "/v1/similar/tracks/similar/items/t1?n=5")
@@ -120,7 +120,7 @@ import Testing
 
                 // A corrupt artefact reaches the registry without the Lab's check: Serve refuses it,
                 // keeps serving generation 2, counts the refusal, and stays ready.
-                let broken = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, HNSWParameters(m: 8, efConstruction: 40)),
+                let broken = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, .hnsw(HNSWParameters(m: 8, efConstruction: 40))),
                                                       actor: "ana")
                 let body = try lab.indexFolder(broken.id).appendingPathComponent(IndexFiles.graph)
                 var bytes = try Data(contentsOf: body)
@@ -161,7 +161,7 @@ import Testing
             let fixture = try await ServeFixture.make(in: folder)
             let lab = fixture.lab.lab, reloader = fixture.components.reloader, store = fixture.components.store
             let parameters = HNSWParameters(m: 8, efConstruction: 40)
-            let broken = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, parameters), actor: "ana")
+            let broken = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.first, .hnsw(parameters)), actor: "ana")
             #expect(broken.manifest.graphChunkBytes == ChunkDigests.defaultChunkBytes && broken.manifest.files[IndexFiles.graphChunks] != nil)
             let body = try lab.indexFolder(broken.id).appendingPathComponent(IndexFiles.graph)
             var bytes = try Data(contentsOf: body)
@@ -202,7 +202,7 @@ import Testing
                     #expect(String(buffer: response.body).contains("duet_index_refusals_total 1"))
                 }
                 // The same artefact is not put back live; a good one is, and answers at once.
-                let good = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.second, parameters), actor: "ana")
+                let good = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.second, .hnsw(parameters)), actor: "ana")
                 try await lab.publishIndex("tracks/similar", artefact: good.id, actor: "ana", reason: "rebuilt", expectedGeneration: 1)
                 #expect(await reloader.reloadIfChanged())
                 let answer = try await Self.answer(client, "/v1/similar/tracks/similar/items/t1?n=5")
@@ -229,7 +229,7 @@ import Testing
             let parameters = HNSWParameters(m: 8, efConstruction: 60)
 
             func refused(_ rows: URL, _ ids: URL, dimension: Int, mentions: String) async {
-                await #expect { try await lab.buildIndex(name: "podcasts/content", from: .vectors(path: rows.path, ids: ids.path, dimension: dimension, parameters),
+                await #expect { try await lab.buildIndex(name: "podcasts/content", from: .vectors(path: rows.path, ids: ids.path, dimension: dimension, .hnsw(parameters)),
                                                          actor: "ana") } throws: { "\($0)".contains(mentions) }
             }
             await refused(vectors, ids, dimension: 7, mentions: "not a whole number of 7-float rows")
@@ -246,7 +246,7 @@ import Testing
             await refused(nan, ids, dimension: dimension, mentions: "row 3 holds a value that is not a finite number")
             #expect(try await lab.registry.indexArtefacts().isEmpty, "nothing was registered by a refused build")
 
-            let built = try await lab.buildIndex(name: "podcasts/content", from: .vectors(path: vectors.path, ids: ids.path, dimension: dimension, parameters),
+            let built = try await lab.buildIndex(name: "podcasts/content", from: .vectors(path: vectors.path, ids: ids.path, dimension: dimension, .hnsw(parameters)),
                                                  actor: "ana")
             #expect(built.manifest.source.algorithm == "vectors" && built.manifest.itemCount == count && built.manifest.dimension == dimension)
             #expect((built.manifest.quality?.recallAt10 ?? 0) > 0.9)
@@ -264,6 +264,49 @@ import Testing
                 #expect(answer.artefact == built.id && answer.generation == 1)
                 #expect(Set(answer.items.map(\.id)).intersection(truth).count >= 4, "\(answer.items.map(\.id)) vs exact \(truth)")
             }
+        }
+    }
+
+    /// A partitioned index is an artefact like a graph: built with its recall measured, published,
+    /// served by name, and refused when its file does not match the manifest's checksum.
+    @Test func partitionedIndexesBuildPublishAndServe() async throws {
+        try await withScratchFolder { folder in
+            let fixture = try await ServeFixture.make(in: folder)
+            let lab = fixture.lab.lab
+            let dimension = 16, count = 4_000
+            var rng = SplitMix64(seed: 12)
+            let centres = (0..<(40 * dimension)).map { _ in Float(rng.gaussian()) }
+            var rows = [Float]()
+            for _ in 0..<count {
+                let centre = Int(rng.next() % 40)
+                rows += (0..<dimension).map { centres[centre * dimension + $0] + 0.4 * Float(rng.gaussian()) }
+            }
+            let vectors = folder.appendingPathComponent("embeddings.f32"), ids = folder.appendingPathComponent("ids.txt")
+            try rows.withUnsafeBytes { try Data($0).write(to: vectors) }
+            try (0..<count).map { "ext\($0)" }.joined(separator: "\n").write(to: ids, atomically: true, encoding: .utf8)
+            let built = try await lab.buildIndex(name: "podcasts/content", from: .vectors(path: vectors.path, ids: ids.path, dimension: dimension,
+                                                                                           .partitioned(PartitionParameters())), actor: "ana")
+            #expect(built.manifest.kind == .partitioned && built.manifest.files[IndexFiles.partitions] != nil && built.manifest.files[IndexFiles.graph] == nil)
+            #expect((built.manifest.quality?.recallAt10 ?? 0) >= 0.9, "recall@10 \(built.manifest.quality?.recallAt10 ?? 0)")
+            try await lab.publishIndex("podcasts/content", artefact: built.id, actor: "ana", reason: "content embeddings, partitioned")
+            #expect(await fixture.components.reloader.reloadIfChanged())
+            func cosine(_ a: Int, _ b: Int) -> Float {
+                let x = rows[(a * dimension)..<((a + 1) * dimension)], y = rows[(b * dimension)..<((b + 1) * dimension)]
+                let dot = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
+                return dot / (x.reduce(0) { $0 + $1 * $1 }.squareRoot() * y.reduce(0) { $0 + $1 * $1 }.squareRoot())
+            }
+            let truth = (1..<count).sorted { cosine(0, $0) > cosine(0, $1) }.prefix(10).map { "ext\($0)" }
+            try await fixture.app.test(.router) { client in
+                let answer = try await Self.answer(client, "/v1/similar/podcasts/content/items/ext0?n=10")
+                #expect(answer.artefact == built.id && answer.generation == 1 && !answer.items.contains { $0.id == "ext0" })
+                #expect(Set(answer.items.map(\.id)).intersection(truth).count >= 8, "\(answer.items.map(\.id)) vs exact \(truth)")
+            }
+            // One flipped byte in the codes: the artefact no longer opens, naming the file.
+            let body = try lab.indexFolder(built.id).appendingPathComponent(IndexFiles.partitions)
+            var bytes = try Data(contentsOf: body)
+            bytes[bytes.count / 2] ^= 0x40
+            try bytes.write(to: body)
+            #expect { try SimilarityIndexArtefact(folder: try lab.indexFolder(built.id)) } throws: { "\($0)".contains(IndexFiles.partitions) }
         }
     }
 }

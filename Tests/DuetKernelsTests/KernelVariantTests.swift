@@ -124,4 +124,42 @@ import Testing
             }
         }
     }
+
+    /// The 4-bit scan against sums taken row by row: every row's sum, thresholds that keep all, some
+    /// and none, and a limit inside the last block.
+    @Test(arguments: [1, 2, 5, 32])
+    func everyVariantScansFourBitCodesLikeTheReference(pairs: Int) {
+        var rng = SplitMix64(seed: UInt64(pairs))
+        let blocks = 5, limit = 4 * 32 + 7
+        let codes = (0..<(blocks * pairs * 32)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        var tables = [UInt8](repeating: 0, count: 2 * pairs * 32)
+        for subspace in 0..<(2 * pairs) {
+            for entry in 0..<16 {
+                let value = UInt8(rng.next() % 256)
+                tables[subspace * 32 + entry] = value
+                tables[subspace * 32 + 16 + entry] = value
+            }
+        }
+        var expected: [(UInt32, UInt16)] = []
+        for row in 0..<limit {
+            let block = row / 32, lane = row % 32
+            var sum = 0
+            for pair in 0..<pairs {
+                let byte = Int(codes[(block * pairs + pair) * 32 + lane])
+                sum += Int(tables[2 * pair * 32 + (byte & 15)]) + Int(tables[(2 * pair + 1) * 32 + (byte >> 4)])
+            }
+            expected.append((UInt32(row), UInt16(sum)))
+        }
+        let median = Int(expected.map(\.1).sorted()[limit / 2])
+        for (name, table) in Self.available {
+            for threshold in [-1, median, 32_767] {
+                var positions = [UInt32](repeating: 0, count: blocks * 32), sums = [UInt16](repeating: 0, count: blocks * 32)
+                let hits = table.pq4_scan(codes, blocks, pairs, tables, Int32(threshold), limit, &positions, &sums)
+                let wanted = expected.filter { Int($0.1) > threshold }
+                #expect(hits == wanted.count, "\(name) threshold \(threshold)")
+                #expect(zip(positions.prefix(hits), sums.prefix(hits)).map { [$0.0, UInt32($0.1)] } == wanted.map { [$0.0, UInt32($0.1)] },
+                        "\(name) threshold \(threshold)")
+            }
+        }
+    }
 }

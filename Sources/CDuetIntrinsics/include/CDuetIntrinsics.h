@@ -64,6 +64,10 @@ struct duet_kernel_table {
     void (*score_rows_f16)(const unsigned short *rows, long row_count, long d, const float *q, float *scores);
     void (*implicit_als_step)(float *x, const float *gram, const float *y, const unsigned *items, const float *confidences,
                               long count, long d, long steps, float *r, float *p, float *ap);
+    /// 4-bit product-quantization scan of `blocks` blocks of 32 rows (see kernels.c for the layout):
+    /// writes each row below `limit` whose 16-bit score sum exceeds `threshold`; returns how many.
+    long (*pq4_scan)(const unsigned char *codes, long blocks, long pairs, const unsigned char *luts, int threshold, long limit,
+                     unsigned *positions, unsigned short *sums);
 };
 
 extern const struct duet_kernel_table *duet_kernels_active;

@@ -8,6 +8,8 @@ public enum IndexFiles {
     /// The SHA-256 of each `graphChunkBytes` slice of the graph (`ChunkDigests`), so Serve can
     /// verify each part as it first reads it.
     public static let graphChunks = "index.hnsw.chunks"
+    /// Cells over 4-bit quantized residuals, with the vectors (`PartitionedIndex`'s file format).
+    public static let partitions = "index.ivf"
     /// Sparse neighbour lists: u64 row starts (items + 1), then u32 neighbours, then f32 similarities.
     public static let neighbours = "neighbours.bin"
     public static let itemIDs = "items.ids"
@@ -17,9 +19,19 @@ public enum IndexFiles {
     public static let support = "support.f32"
 }
 
-/// How an index answers: a graph over item vectors, or precomputed neighbour lists (item-kNN).
+/// How an index answers: a graph over item vectors, k-means cells over quantized item vectors,
+/// or precomputed neighbour lists (item-kNN).
 public enum IndexKind: String, Hashable, Sendable, Codable, CaseIterable {
-    case hnsw, neighbours
+    case hnsw, neighbours, partitioned
+
+    /// The file that answers.
+    public var body: String {
+        switch self {
+        case .hnsw: IndexFiles.graph
+        case .neighbours: IndexFiles.neighbours
+        case .partitioned: IndexFiles.partitions
+        }
+    }
 }
 
 /// What an index was built from, so its lineage is part of its identity.
@@ -101,12 +113,11 @@ public struct IndexManifest: Hashable, Sendable, Codable {
         }
         try IndexName.validate(name)
         guard itemCount >= 1, dimension >= 0 else { throw .invalidValue(field: "manifest", reason: "an index needs at least one item and a non-negative dimension") }
-        let body = kind == .hnsw ? IndexFiles.graph : IndexFiles.neighbours
-        for required in [body, IndexFiles.itemIDs] where files[required] == nil {
+        for required in [kind.body, IndexFiles.itemIDs] where files[required] == nil {
             throw .invalidValue(field: "files", reason: "a \(kind.rawValue) index must list \(required)")
         }
         for (file, entry) in files {
-            guard [IndexFiles.graph, IndexFiles.graphChunks, IndexFiles.neighbours, IndexFiles.itemIDs, IndexFiles.catalog,
+            guard [IndexFiles.graph, IndexFiles.graphChunks, IndexFiles.neighbours, IndexFiles.partitions, IndexFiles.itemIDs, IndexFiles.catalog,
                    IndexFiles.support].contains(file) else {
                 throw .invalidValue(field: "files", reason: "'\(file)' is not a file an index holds")
             }

@@ -11,7 +11,7 @@ extension DemoStory {
 
     /// Builds `tracks/similar` from production's item vectors, publishes it, and asks Serve for it.
     func publishSimilarityIndex() async throws {
-        let build = try await lab.buildIndex(name: Self.similarIndex, from: .bundle("production", HNSWParameters(m: 16, efConstruction: 100)),
+        let build = try await lab.buildIndex(name: Self.similarIndex, from: .bundle("production", .hnsw(HNSWParameters(m: 16, efConstruction: 100))),
                                              threads: 2, actor: "chen")
         print(String(format: "   index %@ built for %@ from production's vectors in %.2f s: %d items, recall@10 %.3f against exact",
                      String(build.id.prefix(12)), Self.similarIndex, build.seconds, build.manifest.itemCount, build.manifest.quality?.recallAt10 ?? 0))

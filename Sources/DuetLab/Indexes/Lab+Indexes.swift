@@ -6,13 +6,29 @@ public import Foundation
 
 /// What a named similarity index is built from.
 public enum IndexBuildSource: Sendable {
-    /// A bundle's item vectors (an id, a prefix, or "production"), in a cosine HNSW graph.
-    case bundle(String, HNSWParameters)
+    /// A bundle's item vectors (an id, a prefix, or "production"), in a cosine index.
+    case bundle(String, VectorIndexLayout)
     /// Item-kNN neighbour lists computed on a snapshot.
     case itemKNN(snapshot: String, ItemKNNConfiguration)
     /// Embeddings made elsewhere (e.g. a content model): raw little-endian float32 rows and one id
-    /// per line, in a cosine HNSW graph.
-    case vectors(path: String, ids: String, dimension: Int, HNSWParameters)
+    /// per line, in a cosine index.
+    case vectors(path: String, ids: String, dimension: Int, VectorIndexLayout)
+}
+
+/// How an index over vectors is organised.
+public enum VectorIndexLayout: Sendable {
+    /// A graph (HNSW): the best recall per vector scored, and chunk-verified loading in Serve.
+    case hnsw(HNSWParameters)
+    /// k-means cells over 4-bit quantized residuals with an exact re-rank: builds in a fraction of a
+    /// graph's time and answers faster at recall ≥ 0.95 on clustered data (`duet bench ann`).
+    case partitioned(PartitionParameters)
+
+    func validate() throws {
+        switch self {
+        case let .hnsw(parameters): try parameters.validate()
+        case let .partitioned(parameters): try parameters.validate()
+        }
+    }
 }
 
 /// A built and registered artefact, with what the build cost.
@@ -119,29 +135,71 @@ enum IndexArtefactWriter {
     static let recallQueries = 200
     static let recallBeam = 64
 
-    static func graph(name: String, bundle: ModelBundle, recipe: String?, parameters: HNSWParameters, threads: Int,
+    static func graph(name: String, bundle: ModelBundle, recipe: String?, parameters layout: VectorIndexLayout, threads: Int,
                       into folder: URL) throws -> (String, IndexManifest) {
         guard bundle.dimension > 0, bundle.itemCount > 1 else {
             throw DuetError.invalidValue(field: "bundle", reason: "bundle \(bundle.id.prefix(12)) (\(bundle.manifest.modelKind)) has no item vectors to index")
         }
-        let graph = try HNSWIndex.build(bundle.itemFactors, dimension: bundle.dimension, metric: .cosine, parameters: parameters, threads: threads)
+        let built = try VectorBody(layout, rows: bundle.itemFactors, dimension: bundle.dimension, threads: threads)
         let exact = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .cosine, owner: bundle)
-        let quality = measureRecall(graph: GraphItemSimilarity(graph: graph, ef: recallBeam), exact: ExactItemSimilarity(exact: exact))
+        let quality = measureRecall(graph: built.similarity, exact: ExactItemSimilarity(exact: exact), ef: built.ef)
         let catalog = bundle.catalog
         let popularity = Array(bundle.popularity)
-        var hyper: [String: ParameterValue] = ["m": .int(parameters.m), "efConstruction": .int(parameters.efConstruction),
-                                               "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
+        var hyper = built.hyperparameters
         hyper["bundleKind"] = .string(bundle.manifest.modelKind)
-        return try write(name: name, kind: .hnsw, metric: SimilarityMetric.cosine.rawValue, dimension: bundle.dimension, itemIDs: bundle.itemIDs,
+        return try write(name: name, kind: built.kind, metric: SimilarityMetric.cosine.rawValue, dimension: bundle.dimension, itemIDs: bundle.itemIDs,
                          catalog: catalog, source: IndexSource(algorithm: bundle.manifest.modelKind, bundle: bundle.id,
                                                                snapshot: bundle.manifest.snapshotHash, recipe: recipe),
-                         parameters: hyper, quality: quality, graphChunkBytes: ChunkDigests.defaultChunkBytes, into: folder) { folder in
-            try writeGraph(graph, into: folder)
+                         parameters: hyper, quality: quality, graphChunkBytes: built.chunkBytes, into: folder) { folder in
+            try built.write(into: folder)
             try folder.file(IndexFiles.support) { try $0.write(array: popularity) }
         }
     }
 
-    static func vectors(name: String, path: String, idsPath: String, dimension: Int, parameters: HNSWParameters, threads: Int,
+    /// The answering file of an index over vectors, built: a graph or cells.
+    struct VectorBody {
+        var kind: IndexKind
+        var similarity: any ItemSimilarity
+        var bytes: UnsafeRawBufferPointer
+        var hyperparameters: [String: ParameterValue]
+        /// The effort the recall figure holds for: the beam, or the cells visited.
+        var ef: Int
+        var chunkBytes: Int?
+        /// Keeps the index (and so `bytes`) alive.
+        var owner: AnyObject
+
+        init(_ layout: VectorIndexLayout, rows: UnsafeBufferPointer<Float>, dimension: Int, threads: Int) throws {
+            switch layout {
+            case let .hnsw(parameters):
+                let graph = try HNSWIndex.build(rows, dimension: dimension, metric: .cosine, parameters: parameters, threads: threads)
+                kind = .hnsw
+                similarity = GraphItemSimilarity(graph: graph, ef: IndexArtefactWriter.recallBeam)
+                bytes = graph.bytes
+                hyperparameters = ["m": .int(parameters.m), "efConstruction": .int(parameters.efConstruction),
+                                   "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
+                ef = IndexArtefactWriter.recallBeam
+                chunkBytes = ChunkDigests.defaultChunkBytes
+                owner = graph
+            case let .partitioned(parameters):
+                let index = try PartitionedIndex.build(rows, dimension: dimension, metric: .cosine, parameters: parameters, threads: threads)
+                kind = .partitioned
+                similarity = PartitionedItemSimilarity(index: index)
+                bytes = index.bytes
+                hyperparameters = ["partitions": .int(index.partitionCount), "iterations": .int(parameters.iterations),
+                                   "subspaceWidth": .int(parameters.subspaceWidth), "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
+                ef = index.defaultProbe(k: 10).partitions
+                chunkBytes = nil
+                owner = index
+            }
+        }
+
+        func write(into folder: ContentAddressedFolder) throws {
+            try folder.file(kind.body) { try $0.write(bytes) }
+            if let chunkBytes { try folder.file(IndexFiles.graphChunks) { try $0.write(ChunkDigests.compute(bytes, chunkBytes: chunkBytes)) } }
+        }
+    }
+
+    static func vectors(name: String, path: String, idsPath: String, dimension: Int, parameters layout: VectorIndexLayout, threads: Int,
                         into folder: URL) throws -> (String, IndexManifest) {
         guard (1...4_096).contains(dimension) else { throw DuetError.invalidValue(field: "dim", reason: "\(dimension) must be in 1…4096") }
         let file = try MappedFile(path: path)
@@ -158,15 +216,13 @@ enum IndexArtefactWriter {
             if let problem = Identifier.problem(with: id) { throw DuetError.corruptFile(path: idsPath, reason: "line \(line + 1): item id \(problem)") }
         }
         guard Set(itemIDs).count == count else { throw DuetError.corruptFile(path: idsPath, reason: "an item id appears twice") }
-        let graph = try HNSWIndex.build(rows, dimension: dimension, metric: .cosine, parameters: parameters, threads: threads)
+        let built = try VectorBody(layout, rows: rows, dimension: dimension, threads: threads)
         let exact = ExactIndex(vectors: rows, dimension: dimension, metric: .cosine, owner: file)
-        let quality = measureRecall(graph: GraphItemSimilarity(graph: graph, ef: recallBeam), exact: ExactItemSimilarity(exact: exact))
-        let hyper: [String: ParameterValue] = ["m": .int(parameters.m), "efConstruction": .int(parameters.efConstruction),
-                                               "seed": .int(Int(parameters.seed)), "threads": .int(threads)]
-        return try write(name: name, kind: .hnsw, metric: SimilarityMetric.cosine.rawValue, dimension: dimension, itemIDs: itemIDs, catalog: [:],
-                         source: IndexSource(algorithm: "vectors"), parameters: hyper, quality: quality,
-                         graphChunkBytes: ChunkDigests.defaultChunkBytes, into: folder) { folder in
-            try writeGraph(graph, into: folder)
+        let quality = measureRecall(graph: built.similarity, exact: ExactItemSimilarity(exact: exact), ef: built.ef)
+        return try write(name: name, kind: built.kind, metric: SimilarityMetric.cosine.rawValue, dimension: dimension, itemIDs: itemIDs, catalog: [:],
+                         source: IndexSource(algorithm: "vectors"), parameters: built.hyperparameters, quality: quality,
+                         graphChunkBytes: built.chunkBytes, into: folder) { folder in
+            try built.write(into: folder)
         }
     }
 
@@ -203,14 +259,8 @@ enum IndexArtefactWriter {
         return (id, written!)
     }
 
-    /// The graph and its chunk digests, so Serve can verify it a chunk at a time as it reads it.
-    static func writeGraph(_ graph: HNSWIndex, into folder: ContentAddressedFolder) throws {
-        try folder.file(IndexFiles.graph) { try $0.write(graph.bytes) }
-        try folder.file(IndexFiles.graphChunks) { try $0.write(ChunkDigests.compute(graph.bytes, chunkBytes: ChunkDigests.defaultChunkBytes)) }
-    }
-
     /// Recall@10 of `index` against `exact` on a fixed sample of items, each asking for its own neighbours.
-    static func measureRecall(graph: any ItemSimilarity, exact: any ItemSimilarity) -> IndexQuality {
+    static func measureRecall(graph: any ItemSimilarity, exact: any ItemSimilarity, ef: Int = recallBeam) -> IndexQuality {
         var rng = SplitMix64(seed: 7)
         let count = graph.itemCount
         let queries = min(recallQueries, count)
@@ -222,6 +272,6 @@ enum IndexArtefactWriter {
             found += graph.neighbours(of: item, k: 10, filter: filter).filter { truth.contains($0.id) }.count
             expected += truth.count
         }
-        return IndexQuality(recallAt10: expected == 0 ? 1 : Double(found) / Double(expected), queries: sample.count, ef: recallBeam)
+        return IndexQuality(recallAt10: expected == 0 ? 1 : Double(found) / Double(expected), queries: sample.count, ef: ef)
     }
 }
