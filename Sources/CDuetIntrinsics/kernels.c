@@ -19,6 +19,45 @@ static inline __attribute__((always_inline)) float duet_half_to_float(unsigned s
 
 #define FUSED(a, b, c) __builtin_elementwise_fma((a), (b), (c))
 
+static inline __attribute__((always_inline)) void duet_swap_entries(float *scores, unsigned *ids, long a, long b) {
+    float score = scores[a];
+    unsigned id = ids[a];
+    scores[a] = scores[b];
+    ids[a] = ids[b];
+    scores[b] = score;
+    ids[b] = id;
+}
+
+float duet_select_highest(float *scores, unsigned *ids, long count, long keep) {
+    long low = 0, high = count - 1, target = keep - 1;
+    while (low < high) {
+        // Median of three to the end as the pivot.
+        long middle = low + (high - low) / 2;
+        if (scores[middle] > scores[low]) duet_swap_entries(scores, ids, middle, low);
+        if (scores[high] > scores[low]) duet_swap_entries(scores, ids, high, low);
+        if (scores[middle] > scores[high]) duet_swap_entries(scores, ids, middle, high);
+        float pivot = scores[high];
+        // [low, store) holds scores above the pivot, [store, i) the rest; each step rotates entry i
+        // into place without a branch.
+        long store = low;
+        for (long i = low; i < high; i++) {
+            float score = scores[i];
+            unsigned id = ids[i];
+            scores[i] = scores[store];
+            ids[i] = ids[store];
+            scores[store] = score;
+            ids[store] = id;
+            store += score > pivot;
+        }
+        duet_swap_entries(scores, ids, store, high);
+        if (store == target) break;
+        if (target < store) high = store - 1; else low = store + 1;
+    }
+    float lowest = scores[0];
+    for (long i = 1; i < keep; i++) lowest = scores[i] < lowest ? scores[i] : lowest;
+    return lowest;
+}
+
 // 4-bit product-quantization scan ("fast scan", André, Kermarrec & Le Scouarnec, VLDB 2015; as in
 // faiss and ScaNN): 32 rows per block; for each pair of subspaces p, 32 bytes whose low nibble is
 // row r's code in subspace 2p and high nibble its code in 2p + 1. luts holds one 32-byte table per

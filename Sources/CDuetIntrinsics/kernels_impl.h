@@ -34,6 +34,26 @@ static inline __attribute__((always_inline)) KERNEL_TARGET float KERNEL(hsum)(KE
     return two[0] + two[1];
 }
 
+// The lanes' least and greatest, as trees of halves (__builtin_reduce_min/max go lane by lane).
+#define DUET_HALVES(v, op)                                                                                            \
+    typedef float v8 __attribute__((vector_size(32), aligned(4)));                                                    \
+    typedef float v4 __attribute__((vector_size(16), aligned(4)));                                                    \
+    typedef float v2 __attribute__((vector_size(8), aligned(4)));                                                     \
+    v8 eight = op(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)); \
+    v4 four = op(__builtin_shufflevector(eight, eight, 0, 1, 2, 3), __builtin_shufflevector(eight, eight, 4, 5, 6, 7));  \
+    v2 two = op(__builtin_shufflevector(four, four, 0, 1), __builtin_shufflevector(four, four, 2, 3));
+
+static inline __attribute__((always_inline)) KERNEL_TARGET float KERNEL(hmin)(KERNEL(v16) v) {
+    DUET_HALVES(v, __builtin_elementwise_min)
+    return two[0] < two[1] ? two[0] : two[1];
+}
+
+static inline __attribute__((always_inline)) KERNEL_TARGET float KERNEL(hmax)(KERNEL(v16) v) {
+    DUET_HALVES(v, __builtin_elementwise_max)
+    return two[0] > two[1] ? two[0] : two[1];
+}
+#undef DUET_HALVES
+
 static inline __attribute__((always_inline)) KERNEL_TARGET float KERNEL(dot_inline)(const float *a, const float *b, long n) {
     KERNEL(v16) first = KERNEL(splat)(0), second = KERNEL(splat)(0);
     long i = 0;
@@ -210,6 +230,38 @@ static KERNEL_TARGET void KERNEL(implicit_als_step)(float *x, const float *gram,
     }
 }
 
+// Per-query lookup tables of a partitioned index. Subspace s scores the query against its 16
+// centres (columns[(s·width + t)·16 + centre], t < width); each row is shifted so its lowest entry
+// is 0 (the shifts summed into *bias), all are scaled by one factor so the widest spans `ceiling`,
+// rounded to bytes and stored twice, filling both 16-byte lanes of a 32-byte table for the scan.
+// `rows` (subspaces × 16 floats) holds the shifted scores. Returns the scale (1 if every row is flat).
+static KERNEL_TARGET float KERNEL(pq4_tables)(const float *q, const float *columns, long subspaces, long width, float ceiling,
+                                              float *rows, unsigned char *tables, float *bias) {
+    typedef unsigned char u8x16 __attribute__((vector_size(16), aligned(1)));
+    float low_total = 0, widest = 0;
+    for (long s = 0; s < subspaces; s++) {
+        KERNEL(v16) row = KERNEL(splat)(0);
+        for (long t = 0; t < width; t++) row = MULADD(KERNEL(splat)(q[s * width + t]), KERNEL(load)(columns + (s * width + t) * 16), row);
+        float low = KERNEL(hmin)(row);
+        row -= KERNEL(splat)(low);
+        float high = KERNEL(hmax)(row);
+        if (high > widest) widest = high;
+        low_total += low;
+        KERNEL(store)(rows + s * 16, row);
+    }
+    float scale = widest > 0 ? ceiling / widest : 1;
+    // Entries are ≥ 0, so adding ½ and truncating rounds.
+    KERNEL(v16) factor = KERNEL(splat)(scale), half = KERNEL(splat)(0.5f), top = KERNEL(splat)(255);
+    for (long s = 0; s < subspaces; s++) {
+        KERNEL(v16) entry = __builtin_elementwise_min(KERNEL(load)(rows + s * 16) * factor + half, top);
+        u8x16 bytes = __builtin_convertvector(entry, u8x16);
+        __builtin_memcpy(tables + s * 32, &bytes, 16);
+        __builtin_memcpy(tables + s * 32 + 16, &bytes, 16);
+    }
+    *bias = low_total;
+    return scale;
+}
+
 static const struct duet_kernel_table KERNEL(table) = {
     .name = KERNEL_NAME,
     .dot = KERNEL(dot),
@@ -222,4 +274,5 @@ static const struct duet_kernel_table KERNEL(table) = {
     .score_rows_f16 = KERNEL(score_rows_f16),
     .implicit_als_step = KERNEL(implicit_als_step),
     .pq4_scan = PQ4_SCAN,
+    .pq4_tables = KERNEL(pq4_tables),
 };

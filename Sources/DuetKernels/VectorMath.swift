@@ -94,4 +94,15 @@ public enum VectorMath {
                                   limit: Int, positions: UnsafeMutablePointer<UInt32>, sums: UnsafeMutablePointer<UInt16>) -> Int {
         duet_kernels().pointee.pq4_scan(codes, blocks, pairs, tables, threshold, limit, positions, sums)
     }
+
+    /// The byte tables `scanCodes4` reads, from the query and the codebooks' columns (16 centres per
+    /// value): each subspace shifted to start at 0, all scaled so the widest spans `ceiling`.
+    /// Returns the scale and the shifts' sum, which map a scan's sums back to scores.
+    @inlinable
+    public static func codeTables4(query: UnsafePointer<Float>, columns: UnsafePointer<Float>, subspaces: Int, width: Int, ceiling: Float,
+                                   rows: UnsafeMutablePointer<Float>, tables: UnsafeMutablePointer<UInt8>) -> (scale: Float, bias: Float) {
+        var bias: Float = 0
+        let scale = duet_kernels().pointee.pq4_tables(query, columns, subspaces, width, ceiling, rows, tables, &bias)
+        return (scale, bias)
+    }
 }

@@ -240,38 +240,14 @@ public final class PartitionedIndex: @unchecked Sendable {
             let cells = TopK.select(UnsafeBufferPointer(start: cellScores, count: partitionCount), k: probe)
 
             // Per-query tables: 16 entries per subspace, shifted to start at 0 and scaled to 8 bits.
-            var biasTotal: Float = 0, widest: Float = 0
-            bookColumns.withUnsafeBufferPointer { columns in
-                for subspace in 0..<subspaces {
-                    let row = floatTables + subspace * Self.centres
-                    for centre in 0..<Self.centres { row[centre] = 0 }
-                    for t in 0..<width {
-                        let value = q[subspace * width + t], column = columns.baseAddress! + (subspace * width + t) * Self.centres
-                        for centre in 0..<Self.centres { row[centre] += value * column[centre] }
-                    }
-                    var low = Float.infinity
-                    for centre in 0..<Self.centres { low = min(low, row[centre]) }
-                    var high: Float = 0
-                    for centre in 0..<Self.centres {
-                        row[centre] -= low
-                        high = max(high, row[centre])
-                    }
-                    biasTotal += low
-                    widest = max(widest, high)
-                }
-            }
-            let scale = widest > 0 ? Self.tableCeiling(subspaces: subspaces) / widest : 1
-            for subspace in 0..<subspaces {
-                for centre in 0..<Self.centres {
-                    // Entries are ≥ 0, so adding ½ and truncating rounds (without a libm call).
-                    let entry = UInt8(min(255, floatTables[subspace * Self.centres + centre] * scale + 0.5))
-                    tables[subspace * 32 + centre] = entry
-                    tables[subspace * 32 + 16 + centre] = entry
-                }
+            let (scale, biasTotal) = bookColumns.withUnsafeBufferPointer {
+                VectorMath.codeTables4(query: q, columns: $0.baseAddress!, subspaces: subspaces, width: width,
+                                       ceiling: Self.tableCeiling(subspaces: subspaces), rows: floatTables, tables: tables)
             }
 
-            // Approximate scores, cell by cell, into a pool eight times the shortlist: when it fills, the
-            // shortlist's worst score becomes the bar (a heap push per hit cost more than the scan).
+            // Approximate scores, cell by cell, into a pool up to eight times the shortlist, cut back to
+            // the shortlist after each cell or when full; the shortlist's worst score is the bar that
+            // the scan itself applies (a heap push per hit cost more than the scan).
             var pool = Shortlist(scores: exact, positions: candidates, capacity: pooled, keep: shortlist)
             let everything = filter.admitsEverything
             for cell in cells {
@@ -293,6 +269,8 @@ public final class PartitionedIndex: @unchecked Sendable {
                     if !everything, filter.rejects(Int(rows[position])) { continue }
                     pool.offer(base + Float(sums[hit]) * inverseScale, UInt32(position))
                 }
+                // The best cells come first, so a bar set now already turns most later rows away in the scan.
+                _ = pool.finish()
             }
 
             // Exact scores for the shortlist.
@@ -362,42 +340,16 @@ struct Shortlist {
         if count == capacity { shrink() }
     }
 
-    /// Keeps the best `keep`, best first in no particular order; returns how many remain.
+    /// Keeps the best `keep`, in no particular order, and raises the bar to their worst; returns how many remain.
     mutating func finish() -> Int {
         if count > keep { shrink() }
         return count
     }
 
-    /// Quickselect: the best `keep` end up in 0..<keep; their lowest score is the new bar.
+    /// The best `keep` end up in 0..<keep; their lowest score is the new bar.
     private mutating func shrink() {
-        var low = 0, high = count - 1
-        let target = keep - 1
-        while low < high {
-            let pivot = scores[(low + high) / 2]
-            var i = low, j = high
-            while i <= j {
-                while scores[i] > pivot { i += 1 }
-                while scores[j] < pivot { j -= 1 }
-                if i <= j {
-                    swap(i, j)
-                    i += 1
-                    j -= 1
-                }
-            }
-            if target <= j { high = j } else if target >= i { low = i } else { break }
-        }
+        bar = duet_select_highest(scores, positions, count, keep)
         count = keep
-        var lowest = Float.infinity
-        for slot in 0..<keep { lowest = min(lowest, scores[slot]) }
-        bar = lowest
-    }
-
-    @inline(__always) private func swap(_ a: Int, _ b: Int) {
-        let score = scores[a], position = positions[a]
-        scores[a] = scores[b]
-        positions[a] = positions[b]
-        scores[b] = score
-        positions[b] = position
     }
 }
 

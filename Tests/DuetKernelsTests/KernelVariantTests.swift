@@ -162,4 +162,67 @@ import Testing
             }
         }
     }
+
+    /// The per-query tables against the same arithmetic done value by value: each subspace's lowest
+    /// entry 0, the widest at the ceiling, both 16-byte halves equal, the shifts summed into the bias.
+    /// A fused multiply-add may round an entry across a half, so bytes may differ by one.
+    @Test(arguments: [1, 2])
+    func everyVariantBuildsTheCodeTablesLikeTheReference(width: Int) {
+        var rng = SplitMix64(seed: UInt64(40 + width))
+        let subspaces = 24, ceiling: Float = 255
+        let query = (0..<(subspaces * width)).map { _ in Float(rng.uniform() * 2 - 1) }
+        let columns = (0..<(subspaces * width * 16)).map { _ in Float(rng.uniform() * 0.4 - 0.2) }
+        var rows = [[Float]](repeating: [], count: subspaces), bias: Float = 0, widest: Float = 0
+        for subspace in 0..<subspaces {
+            let scores = (0..<16).map { centre in
+                (0..<width).reduce(Float(0)) { $0 + query[subspace * width + $1] * columns[(subspace * width + $1) * 16 + centre] }
+            }
+            let low = scores.min()!
+            bias += low
+            rows[subspace] = scores.map { $0 - low }
+            widest = max(widest, rows[subspace].max()!)
+        }
+        let scale = ceiling / widest
+        for (name, table) in Self.available {
+            var floats = [Float](repeating: 0, count: subspaces * 16), bytes = [UInt8](repeating: 0, count: subspaces * 32), gotBias: Float = 0
+            let gotScale = table.pq4_tables(query, columns, subspaces, width, ceiling, &floats, &bytes, &gotBias)
+            #expect(abs(gotScale - scale) <= 1e-4 * scale, "\(name): scale \(gotScale) vs \(scale)")
+            #expect(abs(gotBias - bias) <= 1e-4, "\(name): bias \(gotBias) vs \(bias)")
+            var largestGap = 0, lowest = 255, highest = 0
+            for subspace in 0..<subspaces {
+                #expect(bytes[(subspace * 32)..<(subspace * 32 + 16)] == bytes[(subspace * 32 + 16)..<(subspace * 32 + 32)], "\(name) subspace \(subspace)")
+                let entries = bytes[(subspace * 32)..<(subspace * 32 + 16)].map(Int.init)
+                lowest = min(lowest, entries.min()!)
+                highest = max(highest, entries.max()!)
+                for centre in 0..<16 {
+                    largestGap = max(largestGap, abs(entries[centre] - Int((rows[subspace][centre] * scale + 0.5).rounded(.down))))
+                }
+            }
+            #expect(largestGap <= 1 && lowest == 0 && highest == 255, "\(name): off by \(largestGap), range \(lowest)…\(highest)")
+        }
+    }
+
+    /// The shortlist's cut: the `keep` highest scores at the front with their own ids, on random,
+    /// tied, ascending and descending input; the returned bar is the lowest kept score.
+    @Test func selectionKeepsTheHighestScoresWithTheirIds() {
+        var rng = SplitMix64(seed: 77)
+        let count = 300
+        let inputs: [[Float]] = [
+            (0..<count).map { _ in Float(rng.uniform()) },
+            (0..<count).map { _ in Float(rng.next() % 7) },
+            (0..<count).map(Float.init),
+            (0..<count).map { Float(count - $0) },
+        ]
+        for (shape, input) in inputs.enumerated() {
+            for keep in [1, 2, 40, count / 2, count - 1] {
+                var scores = input, ids = (0..<UInt32(count)).map { $0 }
+                let bar = duet_select_highest(&scores, &ids, count, keep)
+                let wanted = input.sorted(by: >).prefix(keep)
+                #expect(scores.prefix(keep).sorted(by: >) == Array(wanted), "shape \(shape), keep \(keep)")
+                #expect(bar == wanted.last!, "shape \(shape), keep \(keep)")
+                #expect(zip(scores, ids).allSatisfy { input[Int($0.1)] == $0.0 }, "ids travel with their scores")
+                #expect(Set(ids).count == count, "nothing lost or doubled")
+            }
+        }
+    }
 }

@@ -68,7 +68,16 @@ struct duet_kernel_table {
     /// writes each row below `limit` whose 16-bit score sum exceeds `threshold`; returns how many.
     long (*pq4_scan)(const unsigned char *codes, long blocks, long pairs, const unsigned char *luts, int threshold, long limit,
                      unsigned *positions, unsigned short *sums);
+    /// The per-query tables `pq4_scan` reads (see kernels_impl.h); returns their scale.
+    float (*pq4_tables)(const float *q, const float *columns, long subspaces, long width, float ceiling, float *rows,
+                        unsigned char *tables, float *bias);
 };
+
+/// Moves the `keep` highest of `count` scores (with their ids) to the front, in no particular
+/// order, and returns the lowest of them. Needs 1 ≤ keep < count. Quickselect with a branch-free
+/// partition: approximate scores come in no useful order, so a partition's branches would be
+/// mispredicted about half the time.
+float duet_select_highest(float *scores, unsigned *ids, long count, long keep);
 
 extern const struct duet_kernel_table *duet_kernels_active;
 /// Chooses the variant (once) and returns it.
