@@ -42,11 +42,7 @@ float duet_select_highest(float *scores, unsigned *ids, long count, long keep) {
         long store = low;
         for (long i = low; i < high; i++) {
             float score = scores[i];
-            unsigned id = ids[i];
-            scores[i] = scores[store];
-            ids[i] = ids[store];
-            scores[store] = score;
-            ids[store] = id;
+            duet_swap_entries(scores, ids, store, i);
             store += score > pivot;
         }
         duet_swap_entries(scores, ids, store, high);
