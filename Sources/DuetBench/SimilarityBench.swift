@@ -94,24 +94,7 @@ struct ANNBench: ParsableCommand {
             if let path = self.index { try hnsw.write(to: URL(fileURLWithPath: path)) }
         }
         let buildSeconds = (clock.now - started).seconds
-        let queryCount = queryData.count / dim
-        var runs: [Run] = []
-        for beam in efs {
-            var results: [[Neighbour]] = []
-            results.reserveCapacity(queryCount)
-            let begin = clock.now
-            queryData.withUnsafeBufferPointer { buffer in
-                for round in 0..<rounds {
-                    for query in 0..<queryCount {
-                        let found = hnsw.search(buffer.baseAddress! + query * dim, k: k, ef: beam)
-                        if round == 0 { results.append(found) }
-                    }
-                }
-            }
-            let seconds = (clock.now - begin).seconds
-            runs.append(Run(ef: beam, qps: Double(queryCount * rounds) / seconds))
-            try writeIDs(results, k: k, to: "\(resultsPrefix).ef\(beam).u32")
-        }
+        let runs = try timeQueries(queryData, efs: efs) { query, beam in hnsw.search(query, k: k, ef: beam) }
         let result = Result(build_seconds: buildSeconds, runs: runs)
         if output.json { return try printJSON(result) }
         print(String(format: "built %d × %d in %.2f s", data.count / dim, dim, buildSeconds))
@@ -120,6 +103,30 @@ struct ANNBench: ParsableCommand {
 }
 
 extension ANNBench {
+    /// Answers every query one at a time, --rounds times per ef, timing each ef's pass and writing
+    /// the first round's ids to P.ef<ef>.u32.
+    func timeQueries(_ queryData: [Float], efs: [Int], search: (UnsafePointer<Float>, Int) -> [Neighbour]) throws -> [Run] {
+        let dim = files.dim, k = files.k, queryCount = queryData.count / dim
+        let clock = ContinuousClock()
+        var runs: [Run] = []
+        for beam in efs {
+            var results: [[Neighbour]] = []
+            results.reserveCapacity(queryCount)
+            let begin = clock.now
+            queryData.withUnsafeBufferPointer { buffer in
+                for round in 0..<rounds {
+                    for query in 0..<queryCount {
+                        let found = search(buffer.baseAddress! + query * dim, beam)
+                        if round == 0 { results.append(found) }
+                    }
+                }
+            }
+            runs.append(Run(ef: beam, qps: Double(queryCount * rounds) / (clock.now - begin).seconds))
+            try writeIDs(results, k: k, to: "\(resultsPrefix).ef\(beam).u32")
+        }
+        return runs
+    }
+
     /// What an --ef value asks of a partitioned index: ⌈ef/2⌉ cells visited, and ef + 20 candidates
     /// (at least 4·k) re-scored exactly (ScaNN's settings in peers.py are 10 leaves/30 … 160/250).
     static func effort(ef: Int, k: Int) -> (cells: Int, rerank: Int) { ((ef + 1) / 2, max(4 * k, ef + 20)) }
@@ -143,24 +150,9 @@ extension ANNBench {
             if let path = self.index { try index.write(to: URL(fileURLWithPath: path)) }
         }
         let buildSeconds = (clock.now - started).seconds
-        let queryCount = queryData.count / dim
-        var runs: [Run] = []
-        for beam in efs {
-            let cells = Self.effort(ef: beam, k: k).cells, shortlist = rerank ?? Self.effort(ef: beam, k: k).rerank
-            var results: [[Neighbour]] = []
-            results.reserveCapacity(queryCount)
-            let begin = clock.now
-            queryData.withUnsafeBufferPointer { buffer in
-                for round in 0..<rounds {
-                    for query in 0..<queryCount {
-                        let found = index.search(buffer.baseAddress! + query * dim, k: k, partitions: cells, rerank: shortlist, filter: ExclusionSet.none)
-                        if round == 0 { results.append(found) }
-                    }
-                }
-            }
-            let seconds = (clock.now - begin).seconds
-            runs.append(Run(ef: beam, qps: Double(queryCount * rounds) / seconds))
-            try writeIDs(results, k: k, to: "\(resultsPrefix).ef\(beam).u32")
+        let runs = try timeQueries(queryData, efs: efs) { query, beam in
+            index.search(query, k: k, partitions: Self.effort(ef: beam, k: k).cells, rerank: rerank ?? Self.effort(ef: beam, k: k).rerank,
+                         filter: ExclusionSet.none)
         }
         let result = Result(build_seconds: buildSeconds, runs: runs)
         if output.json { return try printJSON(result) }
