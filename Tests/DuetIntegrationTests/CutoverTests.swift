@@ -73,9 +73,8 @@ import Testing
             // Watch until the hold shows or the activation time is near, by the clock rather than by a
             // count of naps (a loaded machine stretches each nap).
             while a.store.pending == nil, Date().epochMillis < activateAt - 500 { try await Task.sleep(for: .milliseconds(10)) }
-            // Loaded and verified, but held back: the old generation still serves. Current is read
-            // before pending, so a swap landing between the two reads cannot pair the new generation
-            // with a hold.
+            // Loaded and verified, but held back: the old generation still serves. The two reads are
+            // not one snapshot; the 500 ms kept before the activation time keeps the swap away from them.
             let servingWhileHeld = a.store.current.generation
             let held = a.store.pending
             #expect(held?.activateAt == activateAt, "not held ahead of the activation time (\(activateAt - Date().epochMillis) ms left)")

@@ -23,9 +23,9 @@ import Testing
     }
 
     /// Whether the session is encrypted, as the server itself reports it.
-    /// `patience` bounds a lease that never comes (a refused handshake may surface that way). A
-    /// connection that will succeed can still miss the 5 s connect timeout while the whole suite
-    /// saturates both cores, and the pool then backs off between tries: 30 s was missed in CI.
+    /// `patience` bounds a lease that never comes (a refused handshake may surface that way). CI
+    /// missed 30 s for a connection that should succeed while the whole suite saturated both cores
+    /// (likely the 5 s connect timeout missed, then the pool's back-off; not traced).
     static func sessionUsesTLS(_ url: String, patience: Duration = .seconds(120)) async throws -> Bool {
         // The pool logs every retry of a refused handshake; the test needs only the outcome.
         var logger = Logger(label: "duet-tls-test")
