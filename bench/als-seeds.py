@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """ALS quality against implicit over several seeds, on the split and hyperparameters of peers.py als.
 
-peers.py trains each side once with seed 42, so its NDCG@10 comparison is one draw per side. Both
-implementations start from uniform [0, 0.01) factors and run the same conjugate-gradient solver;
-which local optimum they reach depends on the draw. This script trains both with each seed and
-compares the means. It fails when Duet's mean NDCG@10 is below implicit's by more than --tolerance.
+peers.py trains each side once with seed 42, so its NDCG@10 comparison is one draw per side; which
+local optimum ALS reaches depends on the draw. This script trains both with each seed (implicit with
+its own defaults, Duet with its own: a standard-normal start and two CG steps, chosen on validation
+data by bench/als-validate.py) and compares the means. It fails when Duet's mean NDCG@10 is below
+implicit's by more than --tolerance.
 
     python3 ../shared/bench/peers.py als --duet .build/release/duet   # makes the split and the venv
     ~/.cache/duet-peers-venv/bin/python bench/als-seeds.py --duet .build/release/duet

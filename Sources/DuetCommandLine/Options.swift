@@ -110,7 +110,7 @@ package struct ALSOptions: ParsableArguments {
     @Option(help: "L2 regularization λ.") package var regularization: Float = 1
     @Option(help: "Confidence scale: c = alpha · w'.") package var alpha: Float = 2
     @Option(help: "ALS iterations.") package var iterations: Int = 15
-    @Option(help: "Conjugate-gradient steps per solve.") package var cgSteps: Int = 3
+    @Option(help: "Conjugate-gradient steps per solve.") package var cgSteps: Int = ALSConfiguration().cgSteps
     @Option(help: "Weight transform before alpha: raw, log1p or bm25.") package var weighting: Weighting = .log1p
     @Option(help: "Worker threads.") package var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Random seed.") package var seed: UInt64 = 42
