@@ -3,6 +3,10 @@ import PackageDescription
 
 // Hot kernels are C (CDuetIntrinsics), compiled once per instruction set and chosen at run time,
 // so the build needs no CPU-specific flags: one binary runs on any x86-64 or arm64 machine.
+//
+// PostgreSQL is the trait `Postgres` (`swift build --traits Postgres`; CI and the container enable
+// it). postgres-nio brings swift-nio-ssl and a second BoringSSL: about 230 s of a 2-core cold
+// release build, which a newcomer's first `swift run duet demo` on the embedded SQLite never uses.
 let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -22,6 +26,9 @@ let package = Package(
         .library(name: "DuetLab", targets: ["DuetLab"]),
         .library(name: "DuetServe", targets: ["DuetServe"]),
         .library(name: "DuetDashboard", targets: ["DuetDashboard"]),
+    ],
+    traits: [
+        .trait(name: "Postgres", description: "The PostgreSQL registry and event log, for several machines (postgres-nio)."),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
@@ -52,7 +59,7 @@ let package = Package(
                 "DuetCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -122,7 +129,7 @@ let package = Package(
             name: "DuetStoreTestSupport",
             dependencies: [
                 "DuetStore", "DuetCore", "DuetTestSupport",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FAULT=${1:-5}
 DUET=${DUET:-.build/release/duet}
-[ -x "$DUET" ] || swift build -c release
+[ -x "$DUET" ] || swift build -c release --traits Postgres
 source scripts/lib/common.sh
 WORK=$(mktemp -d /tmp/duet-pg-restart.XXXXXX)
 PG_OUT=$(bash scripts/start-postgres.sh 56432 2>&1)

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-50}
 PG_ADMIN=${2:-}
 DUET=${DUET:-.build/release/duet}
-[ -x "$DUET" ] || swift build -c release
+[ -x "$DUET" ] || swift build -c release --traits Postgres
 WORK=$(mktemp -d /tmp/duet-promote-crash.XXXXXX)
 export DUET_HOME="$WORK/home"
 if [ -n "$PG_ADMIN" ]; then

@@ -41,12 +41,24 @@ package struct HomeOptions: ParsableArguments {
 
     /// The Lab's writing registry; it creates and migrates the schema.
     package func openRegistry() async throws -> any LabRegistry {
-        if let url = registryURL { return try await PostgresRegistry(database: try await SharedPostgres.database(url)) }
+        if let url = registryURL {
+            #if Postgres
+            return try await PostgresRegistry(database: try await SharedPostgres.database(url))
+            #else
+            throw PostgresSupport.missing(for: url)
+            #endif
+        }
         return try SQLiteRegistry(path: resolved.registryPath.path)
     }
 
     package func openEventLog() async throws -> any EventLog {
-        if let url = registryURL { return try await PostgresEventLog(database: try await SharedPostgres.database(url)) }
+        if let url = registryURL {
+            #if Postgres
+            return try await PostgresEventLog(database: try await SharedPostgres.database(url))
+            #else
+            throw PostgresSupport.missing(for: url)
+            #endif
+        }
         try resolved.prepare()
         return try SQLiteEventLog(path: resolved.eventLogPath.path)
     }
@@ -55,8 +67,12 @@ package struct HomeOptions: ParsableArguments {
     /// use `serveURL` (Serve's own role), never migrate, and refuse a schema they do not know.
     package func openForServe(serveURL: String?, ingestTimeout: Duration) async throws -> (source: any ServingSource, log: any EventSink & EventTail) {
         if let url = serveURL ?? registryURL {
+            #if Postgres
             let database = try await SharedPostgres.database(url)
             return (try await PostgresServingSource(database: database), try await PostgresEventLog(servingDatabase: database))
+            #else
+            throw PostgresSupport.missing(for: url)
+            #endif
         }
         return (try SQLiteServingSource(path: resolved.registryPath.path),
                 try SQLiteEventLog(path: resolved.eventLogPath.path, busyTimeout: ingestTimeout / 2))
@@ -65,6 +81,7 @@ package struct HomeOptions: ParsableArguments {
     package func lab() async throws -> Lab { try Lab(home: resolved, registry: try await openRegistry()) }
 }
 
+#if Postgres
 /// One connection pool per URL for the life of the process, driven by a background task.
 package enum SharedPostgres {
     private static let pools = Mutex<[String: PostgresDatabase]>([:])
@@ -85,6 +102,7 @@ package enum SharedPostgres {
         }
     }
 }
+#endif
 
 package struct OutputOptions: ParsableArguments {
     package init() {}

@@ -13,9 +13,13 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         if let url = home.registryURL {
+            #if Postgres
             let database = try await SharedPostgres.database(url)
             try await PostgresSchema.migrate(database)
             print("schema at \(database.redactedURL) is current: \(PostgresSchema.migrations.joined(separator: ", "))")
+            #else
+            throw PostgresSupport.missing(for: url)
+            #endif
         } else {
             try home.resolved.prepare()
             _ = try SQLiteRegistry(path: home.resolved.registryPath.path)
@@ -41,6 +45,7 @@ struct GrantsCommand: AsyncParsableCommand {
     @Flag(help: "Create the role if needed and apply the grants, on --registry, as the Lab's user.") var apply = false
 
     func run() async throws {
+        #if Postgres
         let secret = password ?? ProcessInfo.processInfo.environment["DUET_SERVE_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         let statements = try PostgresServeRole.statements(role: role, password: secret)
         guard apply else {
@@ -52,5 +57,8 @@ struct GrantsCommand: AsyncParsableCommand {
         try await PostgresSchema.migrate(database)
         try await PostgresServeRole.apply(role: role, password: secret, on: database)
         print("role \(role) may read \(PostgresServeRole.readable.joined(separator: ", ")) and insert into \((PostgresServeRole.appendable + PostgresServeRole.keyed).joined(separator: ", ")) at \(database.redactedURL)")
+        #else
+        throw PostgresSupport.missing(for: home.registryURL ?? "postgres://")
+        #endif
     }
 }

@@ -4,10 +4,13 @@ import DuetTestSupport
 import Foundation
 import GRDB
 import Logging
+#if Postgres
 import PostgresNIO
+#endif
 
 /// The storage backends the shared store suite runs against: SQLite always, PostgreSQL when
-/// `DUET_TEST_POSTGRES_URL` names a server (CI starts one; see scripts/start-postgres.sh).
+/// `DUET_TEST_POSTGRES_URL` names a server (CI starts one; see scripts/start-postgres.sh) and the
+/// build has the backend (`--traits Postgres`; a test fails when the URL is set without it).
 public enum StoreBackend: String, Sendable, CaseIterable, CustomStringConvertible {
     case sqlite, postgres
 
@@ -17,7 +20,7 @@ public enum StoreBackend: String, Sendable, CaseIterable, CustomStringConvertibl
         ProcessInfo.processInfo.environment["DUET_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    public static var enabled: [StoreBackend] { postgresURL == nil ? [.sqlite] : [.sqlite, .postgres] }
+    public static var enabled: [StoreBackend] { postgresURL == nil || !PostgresSupport.isBuiltIn ? [.sqlite] : [.sqlite, .postgres] }
 }
 
 /// Serve's handles as `duet serve` opens them, and a way to run raw SQL on Serve's own connections,
@@ -61,6 +64,7 @@ public func withStores<T>(_ backend: StoreBackend, _ body: (TestStores) async th
             return try await body(stores)
         }
     case .postgres:
+        #if Postgres
         guard let url = StoreBackend.postgresURL else { throw DuetError.refused("DUET_TEST_POSTGRES_URL is not set") }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let name = "duet_test_\(suffix)"
@@ -93,15 +97,20 @@ public func withStores<T>(_ backend: StoreBackend, _ body: (TestStores) async th
             serve: ServeHandles(source: source, sink: sink, executeOnRegistryConnection: { try await source.executeOnServingConnection($0) },
                                 executeOnEventConnection: { try await raw(serveDatabase, $0) }))
         return try await body(stores)
+        #else
+        throw PostgresSupport.missing(for: StoreBackend.postgresURL ?? "postgres://")
+        #endif
     }
 }
 
 /// What the database said when it refused a statement: SQLite's message, or PostgreSQL's SQLSTATE and message.
 public func databaseRefusal(_ error: any Error) -> String {
     if let error = error as? DatabaseError { return "sqlite \(error.resultCode): \(error.message ?? "")" }
+    #if Postgres
     if let error = error as? PSQLError {
         return "postgres \(error.serverInfo?[.sqlState] ?? "?"): \(error.serverInfo?[.message] ?? String(reflecting: error))"
     }
+    #endif
     return String(reflecting: error)
 }
 

@@ -29,6 +29,20 @@ import Testing
         #expect(StoreBackend.enabled.contains(.sqlite))
     }
 
+    @Test func aNamedTestServerNeedsTheBackendBuiltIn() {
+        // Without the trait the PostgreSQL half would vanish from the run without a word.
+        let named = ["DUET_TEST_POSTGRES_URL", "DUET_TEST_POSTGRES_TLS_URL"].filter { ProcessInfo.processInfo.environment[$0]?.isEmpty == false }
+        #expect(named.isEmpty || PostgresSupport.isBuiltIn,
+                "\(named.joined(separator: " and ")) set, but this build has no PostgreSQL backend: run `swift test --traits Postgres`")
+        #expect(StoreBackend.enabled.contains(.postgres) == (PostgresSupport.isBuiltIn && StoreBackend.postgresURL != nil))
+    }
+
+    @Test func aBuildWithoutTheBackendRefusesAPostgresURLWithoutEchoingIt() {
+        let error = PostgresSupport.missing(for: "postgres://lab:s3cret@db.example:5432/duet")
+        #expect(!"\(error)".contains("s3cret") && !"\(error)".contains("db.example"), "\(error)")
+        #expect("\(error)".contains("--traits Postgres"), "\(error)")
+    }
+
     @Test(arguments: StoreBackend.enabled)
     func eventLogAppendsReadsFreezesAndRollsBack(backend: StoreBackend) async throws {
         try await withStores(backend) { stores in

@@ -1,3 +1,4 @@
+#if Postgres
 import DuetCore
 import DuetStore
 import DuetStoreTestSupport
@@ -88,3 +89,4 @@ import Testing
         #expect(throws: Never.self) { _ = try PostgresDatabase(url: "postgres://u:secret@localhost/db?sslmode=require") }
     }
 }
+#endif

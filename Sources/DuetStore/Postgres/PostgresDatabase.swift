@@ -1,3 +1,4 @@
+#if Postgres
 import DuetCore
 import Foundation
 public import Logging
@@ -164,3 +165,4 @@ struct DynamicQuery {
 
     var query: PostgresQuery { PostgresQuery(unsafeSQL: sql, binds: binds) }
 }
+#endif

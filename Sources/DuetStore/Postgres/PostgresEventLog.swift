@@ -1,3 +1,4 @@
+#if Postgres
 public import DuetCore
 import Foundation
 import PostgresNIO
@@ -260,3 +261,4 @@ public final class PostgresEventLog: EventLog {
         return 0
     }
 }
+#endif

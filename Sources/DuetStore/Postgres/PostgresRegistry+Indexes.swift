@@ -1,3 +1,4 @@
+#if Postgres
 public import DuetCore
 import Foundation
 import Logging
@@ -97,3 +98,4 @@ extension PostgresRegistry {
         return try await database.client.withConnection { try await Self.indexHistory($0, name, logger: logger) }
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if Postgres
 public import DuetCore
 import Foundation
 import Logging
@@ -230,3 +231,4 @@ extension PostgresRegistry {
         }
     }
 }
+#endif

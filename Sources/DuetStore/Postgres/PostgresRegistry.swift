@@ -1,3 +1,4 @@
+#if Postgres
 public import DuetCore
 import Foundation
 import Logging
@@ -719,3 +720,4 @@ public final class PostgresRegistry: LabRegistry {
         }
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if Postgres
 public import DuetCore
 import Foundation
 import Logging
@@ -83,3 +84,4 @@ public enum PostgresServeRole {
         }
     }
 }
+#endif
