@@ -10,7 +10,7 @@ implicit's by more than --tolerance.
     python3 ../shared/bench/peers.py als --duet .build/release/duet   # makes the split and the venv
     ~/.cache/duet-peers-venv/bin/python bench/als-seeds.py --duet .build/release/duet
 """
-import argparse, json, os, statistics, subprocess, sys
+import argparse, json, os, statistics, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--duet", default=".build/release/duet")
@@ -28,24 +28,10 @@ try:
 except ImportError as error:
     sys.exit(f"{error}: run this with ~/.cache/duet-peers-venv/bin/python (peers.py als creates it)")
 threadpoolctl.threadpool_limits(1, "blas")
-HYPER = dict(factors=64, regularization=1.0, alpha=2.0, iterations=15)  # peers.py als defaults
-
-
-def rows(path):
-    return [line.split("\t") for line in open(path).read().splitlines() if line]
-
+from als_common import HYPER, duet_ndcg, matrices, rows
 
 train_rows, test_rows = rows(train_path), rows(test_path)
-users = {x: n for n, x in enumerate(sorted({r[0] for r in train_rows + test_rows}))}
-items = {x: n for n, x in enumerate(sorted({r[1] for r in train_rows + test_rows}))}
-
-
-def matrix(data, transform):
-    return sp.csr_matrix((np.array([transform(float(r[2])) for r in data], dtype=np.float32),
-                          ([users[r[0]] for r in data], [items[r[1]] for r in data])), shape=(len(users), len(items)))
-
-
-train, test = matrix(train_rows, np.log1p), matrix(test_rows, lambda x: x)
+train, test = matrices(train_rows + test_rows, train_rows, test_rows)
 
 
 def implicit_ndcg(seed):
@@ -54,19 +40,12 @@ def implicit_ndcg(seed):
     return float(ranking_metrics_at_k(model, train, test, K=10, show_progress=False, num_threads=1)["ndcg"])
 
 
-def duet_ndcg(seed):
-    out = subprocess.run([a.duet, "bench", "als", "--train", train_path, "--test", test_path, "--factors", "64",
-                          "--regularization", "1", "--alpha", "2", "--iterations", "15", "--weighting", "log1p",
-                          "--threads", "1", "--k", "10", "--seed", str(seed), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["ndcg"])
-
 
 seeds = [int(s) for s in a.seeds.split(",")]
 print(f"{'seed':>6} {'implicit':>9} {'duet':>9}")
 pairs = []
 for seed in seeds:
-    pairs.append((implicit_ndcg(seed), duet_ndcg(seed)))
+    pairs.append((implicit_ndcg(seed), duet_ndcg(a.duet, train_path, test_path, seed)))
     print(f"{seed:>6} {pairs[-1][0]:9.4f} {pairs[-1][1]:9.4f}")
 implicit_mean, duet_mean = statistics.mean(x for x, _ in pairs), statistics.mean(y for _, y in pairs)
 print(f"{'mean':>6} {implicit_mean:9.4f} {duet_mean:9.4f}   (spread over seeds: implicit "

@@ -11,7 +11,7 @@ from this comparison. It fails when Duet's mean is below the best implicit combi
     python3 ../shared/bench/peers.py als --duet .build/release/duet                      # Last.fm split
     ~/.cache/duet-peers-venv/bin/python bench/als-validate.py --split /tmp/duet-peers/als
 """
-import argparse, hashlib, json, os, statistics, subprocess, sys
+import argparse, hashlib, json, os, statistics, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--duet", default=".build/release/duet")
@@ -29,9 +29,9 @@ try:
 except ImportError as error:
     sys.exit(f"{error}: run this with ~/.cache/duet-peers-venv/bin/python (peers.py als creates it)")
 threadpoolctl.threadpool_limits(1, "blas")
-HYPER = dict(factors=64, regularization=1.0, alpha=2.0, iterations=15)  # peers.py als defaults
+from als_common import HYPER, duet_ndcg, matrices, rows as read_rows
 
-rows = [line.split("\t") for line in open(source).read().splitlines() if line]
+rows = read_rows(source)
 fit_rows, valid_rows = [], []
 for r in rows:
     h = int.from_bytes(hashlib.sha256(f"valid:{r[0]}:{r[1]}".encode()).digest()[:8], "little") / 2**64
@@ -43,16 +43,7 @@ for path, data in ((fit_path, fit_rows), (valid_path, valid_rows)):
     with open(path, "w") as out:
         out.write("".join("\t".join(r) + "\n" for r in data))
 
-users = {x: n for n, x in enumerate(sorted({r[0] for r in rows}))}
-items = {x: n for n, x in enumerate(sorted({r[1] for r in rows}))}
-
-
-def matrix(data, transform):
-    return sp.csr_matrix((np.array([transform(float(r[2])) for r in data], dtype=np.float32),
-                          ([users[r[0]] for r in data], [items[r[1]] for r in data])), shape=(len(users), len(items)))
-
-
-fit, valid = matrix(fit_rows, np.log1p), matrix(valid_rows, lambda x: x)
+fit, valid = matrices(rows, fit_rows, valid_rows)
 
 
 def implicit_ndcg(seed, start, cg_steps):
@@ -66,13 +57,6 @@ def implicit_ndcg(seed, start, cg_steps):
     return float(ranking_metrics_at_k(model, fit, valid, K=10, show_progress=False, num_threads=1)["ndcg"])
 
 
-def duet_ndcg(seed):
-    out = subprocess.run([a.duet, "bench", "als", "--train", fit_path, "--test", valid_path, "--factors", "64",
-                          "--regularization", "1", "--alpha", "2", "--iterations", "15", "--weighting", "log1p",
-                          "--threads", "1", "--k", "10", "--seed", str(seed), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["ndcg"])
-
 
 seeds = [int(s) for s in a.seeds.split(",")]
 print(f"validation split of {source}: {len(fit_rows)} fit, {len(valid_rows)} held out; NDCG@10 over seeds {seeds}")
@@ -83,7 +67,7 @@ for start in ("uniform", "normal"):
         means[f"implicit {start} cg{cg_steps}"] = statistics.mean(scores)
         print(f"  implicit, {start:7s} start, {cg_steps} CG steps: mean {statistics.mean(scores):.4f}  "
               + " ".join(f"{x:.4f}" for x in scores))
-scores = [duet_ndcg(s) for s in seeds]
+scores = [duet_ndcg(a.duet, fit_path, valid_path, s) for s in seeds]
 means["duet defaults"] = statistics.mean(scores)
 print(f"  duet, defaults:                      mean {statistics.mean(scores):.4f}  " + " ".join(f"{x:.4f}" for x in scores))
 best = max((v, k) for k, v in means.items() if k.startswith("implicit"))

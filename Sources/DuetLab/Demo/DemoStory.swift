@@ -86,10 +86,12 @@ public final class DemoStory {
         weak.iterations = 2
         weak.threads = ProcessInfo.processInfo.activeProcessorCount
         // Production's recipe, stored in the registry: its refreshes may skip the A/B test (step 11).
+        // Two passes only, so the start and the CG steps decide the model: pinned at three steps, the
+        // library's default before it moved to two, so the gate below still passes the routine refresh.
         // The demo's stages are short: no dwell, 30 candidate users per stage. The gate's margin is wide
         // because its test data is feedback on production's own lists, which favours production.
         let recipe = try await lab.saveRecipe(Recipe(
-            name: "tracks-als-8", algorithm: "als", hyperparameters: ["factors": 8, "iterations": 2], windowDays: 60,
+            name: "tracks-als-8", algorithm: "als", hyperparameters: ["factors": 8, "iterations": 2, "cgSteps": 3], windowDays: 60,
             refresh: RefreshPolicy(margin: 0.05, stages: try RolloutStage.parse("5%,25%,100%", dwellSeconds: 0, users: 30)),
             owner: Owner(team: "recs", contact: "ana@example.com"), author: "ana", createdAt: Date().epochMillis))
         let baseline = try await lab.train(recipe: recipe, snapshot: snapshot.hash, split: split.id, parent: nil, name: "baseline-als-8")
