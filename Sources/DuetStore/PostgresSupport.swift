@@ -9,11 +9,10 @@ public enum PostgresSupport {
     public static let isBuiltIn = false
     #endif
 
-    /// The refusal for a PostgreSQL URL in a build without the backend. It names the scheme only,
-    /// never the URL, which may hold a password.
+    /// The refusal for a PostgreSQL URL in a build without the backend. No part of the URL is echoed:
+    /// even a malformed one may hold a user name or password.
     public static func missing(for url: String) -> DuetError {
-        let scheme = url.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "postgres"
-        return .refused("this duet was built without PostgreSQL, so it cannot open a \(scheme):// registry; "
+        .refused("this duet was built without PostgreSQL, so it cannot open a PostgreSQL registry; "
             + "build it with `swift build -c release --traits Postgres` (or use the home's SQLite files)")
     }
 }
