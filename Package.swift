@@ -31,7 +31,6 @@ let package = Package(
         .trait(name: "Postgres", description: "The PostgreSQL registry and event log, for several machines (postgres-nio)."),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -46,11 +45,12 @@ let package = Package(
     targets: [
         .target(
             name: "DuetCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CDuetDigest"],
             swiftSettings: upcoming
         ),
         .target(name: "DuetKernels", dependencies: ["DuetCore", "CDuetIntrinsics"], swiftSettings: upcoming),
         .target(name: "CDuetIntrinsics"),
+        .target(name: "CDuetDigest"),
         .target(name: "DuetSimilarity", dependencies: ["DuetCore", "DuetKernels", "CDuetIntrinsics"], swiftSettings: upcoming),
         .target(name: "DuetTraining", dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity"], swiftSettings: upcoming),
         .target(
@@ -68,7 +68,6 @@ let package = Package(
             name: "DuetServe",
             dependencies: [
                 "DuetCore", "DuetKernels", "DuetSimilarity",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -83,7 +82,7 @@ let package = Package(
         ),
         .target(
             name: "DuetLab",
-            dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["DuetCore", "DuetKernels", "DuetSimilarity", "DuetStore", "DuetTraining"],
             swiftSettings: upcoming
         ),
         .target(

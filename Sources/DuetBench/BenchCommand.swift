@@ -13,7 +13,7 @@ public struct BenchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks. `../shared/bench/peers.py` drives these and compares Duet with its peers.",
-        subcommands: [ALSBench.self, ANNBench.self, ExactBench.self, FilteredBench.self, IndexLoadBench.self, E4M3Bench.self, EventLogBench.self, RecommendBench.self]
+        subcommands: [ALSBench.self, ANNBench.self, ExactBench.self, FilteredBench.self, IndexLoadBench.self, E4M3Bench.self, EventLogBench.self, RecommendBench.self, DigestBench.self]
     )
 
     struct EventLogBench: AsyncParsableCommand {

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// Secrets made and compared the same way everywhere: keys, session ids, CSRF tokens, seeds.

@@ -1,6 +1,5 @@
 public import DuetCore
 public import DuetStore
-import Crypto
 public import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -168,8 +167,8 @@ public actor WebhookDispatcher {
 
     /// `t=<seconds>,v1=<hex>`: the HMAC covers the timestamp too, so a captured body cannot be replayed later.
     public static func signature(body: String, secret: String, timestamp: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestamp).\(body)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(timestamp),v1=\(mac.map { String(format: "%02x", $0) }.joined())"
+        let mac = HMACSHA256.authenticationCode(for: Data("\(timestamp).\(body)".utf8), key: Data(secret.utf8))
+        return "t=\(timestamp),v1=\(mac.lowercaseHex)"
     }
 
     /// What a receiver runs: the signature matches the body and secret, and is at most `tolerance` old.

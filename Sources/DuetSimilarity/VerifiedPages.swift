@@ -174,7 +174,7 @@ public final class VerifiedPages: @unchecked Sendable {
     }
 
     private static func hex(_ bytes: UnsafeRawPointer) -> String {
-        UnsafeRawBufferPointer(start: bytes, count: ChunkDigests.digestBytes).map { String(format: "%02x", $0) }.joined()
+        UnsafeRawBufferPointer(start: bytes, count: ChunkDigests.digestBytes).lowercaseHex
     }
 
     private static func hex(_ bytes: [UInt8]) -> String { bytes.withUnsafeBytes { hex($0.baseAddress!) } }

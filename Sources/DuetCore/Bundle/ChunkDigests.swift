@@ -1,4 +1,3 @@
-import Crypto
 public import Foundation
 
 /// The SHA-256 of each consecutive `chunkBytes` slice of a file (the last may be shorter), stored
@@ -25,9 +24,7 @@ public enum ChunkDigests {
         var start = 0
         while start < bytes.count {
             let end = min(start + chunkBytes, bytes.count)
-            var hasher = SHA256()
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-            hasher.finalize().withUnsafeBytes { digests.append(contentsOf: $0) }
+            digests.append(contentsOf: SHA256.hash(UnsafeRawBufferPointer(rebasing: bytes[start..<end])))
             start = end
         }
         return digests
@@ -37,6 +34,9 @@ public enum ChunkDigests {
     public static func matches(_ chunk: UnsafeRawBufferPointer, expected: UnsafeRawPointer) -> Bool {
         var hasher = SHA256()
         hasher.update(bufferPointer: chunk)
-        return hasher.finalize().withUnsafeBytes { actual in memcmp(actual.baseAddress!, expected, digestBytes) == 0 }
+        return withUnsafeTemporaryAllocation(byteCount: digestBytes, alignment: 8) { actual in
+            hasher.finalize(into: actual.baseAddress!)
+            return memcmp(actual.baseAddress!, expected, digestBytes) == 0
+        }
     }
 }

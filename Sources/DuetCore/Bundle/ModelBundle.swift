@@ -1,5 +1,4 @@
 public import Foundation
-import Crypto
 
 /// File names inside a bundle folder.
 public enum BundleFiles {
@@ -111,7 +110,7 @@ public final class ModelBundle: @unchecked Sendable {
         return ids
     }
 
-    public static func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+    public static func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).lowercaseHex }
 
     /// A file the manifest lists (e.g. a similarity index), mapped and already verified.
     public func mappedFile(_ name: String) -> MappedFile? { maps[name] }

@@ -1,5 +1,4 @@
 public import Foundation
-import Crypto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -61,7 +60,7 @@ public final class AtomicFileWriter {
         if remainder != 0 { try write([UInt8](repeating: 0, count: alignment - remainder)) }
     }
 
-    public var sha256Hex: String { hasher.finalize().map { String(format: "%02x", $0) }.joined() }
+    public var sha256Hex: String { hasher.finalize().lowercaseHex }
 
     /// Flushes, fsyncs and renames to `destination`, then fsyncs the folder so the rename is durable.
     public func commit(to destination: URL) throws {

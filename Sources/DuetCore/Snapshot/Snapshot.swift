@@ -1,5 +1,4 @@
 import Foundation
-import Crypto
 
 /// A frozen, content-hashed set of interactions in compressed sparse row (CSR) form.
 /// Training and evaluation read only snapshots, so a result can always be traced to its data.
@@ -118,7 +117,7 @@ public final class Snapshot: @unchecked Sendable {
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
             offset = end
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().lowercaseHex
     }
 }
 

@@ -1,7 +1,6 @@
 public import DuetCore
 public import DuetStore
 public import Foundation
-import Crypto
 
 /// What an analysis recommends the reviewer decide.
 public enum AnalysisVerdict: String, Codable, Sendable {
@@ -135,7 +134,7 @@ public struct ExperimentAnalysisReport: Codable, Sendable {
 
     /// SHA-256 of the canonical JSON: what a decision cites as its evidence.
     public func hash() throws -> String {
-        SHA256.hash(data: try canonicalJSON()).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: try canonicalJSON()).lowercaseHex
     }
 
     public func canonicalJSON() throws -> Data {

@@ -1,7 +1,6 @@
 public import DuetCore
 public import DuetTraining
 public import Foundation
-import Crypto
 
 /// How a snapshot's interactions are divided into train and test.
 public enum SplitMethod: Codable, Sendable, Hashable, CustomStringConvertible {
@@ -126,7 +125,7 @@ public struct SplitRecord: Codable, Sendable, Hashable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let digest = SHA256.hash(data: Data(snapshot.utf8) + ((try? encoder.encode(method)) ?? Data()))
-        return digest.prefix(8).map { String(format: "%02x", $0) }.joined()
+        return digest.prefix(8).lowercaseHex
     }
 }
 
