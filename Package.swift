@@ -33,7 +33,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        // Without its default traits Hummingbird skips swift-configuration, which Duet does not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -135,6 +136,23 @@ let package = Package(
             path: "Tests/DuetStoreTestSupport",
             swiftSettings: upcoming
         ),
+        // Our own HTTP test client: HummingbirdTesting brings AsyncHTTPClient, swift-nio-ssl and a BoringSSL.
+        .target(
+            name: "DuetHTTPTestSupport",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/DuetHTTPTestSupport",
+            swiftSettings: upcoming
+        ),
         .target(
             name: "DuetLabTestSupport",
             dependencies: ["DuetLab", "DuetCore", "DuetStore", "DuetTraining", "DuetTestSupport"],
@@ -159,16 +177,16 @@ let package = Package(
         .testTarget(
             name: "DuetDashboardTests",
             dependencies: ["DuetDashboard", "DuetLab", "DuetStore", "DuetCore", "DuetTestSupport", "DuetLabTestSupport",
-                           .product(name: "HummingbirdTesting", package: "hummingbird")],
+                           "DuetHTTPTestSupport"],
             swiftSettings: upcoming
         ),
-        // Serve and the Lab end to end: a Lab home, Serve built over it, HTTP through Hummingbird's test client.
+        // Serve and the Lab end to end: a Lab home, Serve built over it, HTTP through our test client.
         .testTarget(
             name: "DuetIntegrationTests",
             dependencies: [
                 "DuetServe", "DuetLab", "DuetStore", "DuetCore", "DuetKernels", "DuetSimilarity", "DuetTraining",
                 "DuetTestSupport", "DuetStoreTestSupport", "DuetLabTestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "DuetHTTPTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: upcoming

@@ -6,7 +6,7 @@ import DuetLabTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Testing
 
 /// A signed-in browser: the session cookie, the page's CSRF token and its own origin.
@@ -39,7 +39,7 @@ struct BrowserSession {
         return Application(router: buildDashboardRouter(pages: DashboardPages(lab: lab, eventLog: log), security: security))
     }
 
-    static func signIn(_ client: some TestClientProtocol, as name: String? = nil, token: String = Self.token) async throws -> BrowserSession {
+    static func signIn(_ client: HTTPTestClient, as name: String? = nil, token: String = Self.token) async throws -> BrowserSession {
         var fields = ["token": token]
         if let name { fields["name"] = name }
         let cookie = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
@@ -60,7 +60,7 @@ struct BrowserSession {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
             let lab = fixture.lab
-            try await Self.app(lab).test(.router) { client in
+            try await Self.app(lab).test(.inProcess) { client in
                 let session = try await Self.signIn(client)
                 try await client.execute(uri: "/", method: .get, headers: [.cookie: session.cookie]) { response in
                     #expect(response.status == .ok)
@@ -116,7 +116,7 @@ struct BrowserSession {
             let lab = fixture.lab
             _ = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 100)
             try await lab.promote(fixture.first, actor: "t", reason: "setup")
-            try await Self.app(lab).test(.router) { client in
+            try await Self.app(lab).test(.inProcess) { client in
                 for uri in ["/", "/models", "/experiments", "/?token=\(Self.token)"] {
                     try await client.execute(uri: uri, method: .get) { response in
                         #expect(response.status == .seeOther && response.headers[.location] == "/login", "\(uri) without a session")
@@ -150,7 +150,7 @@ struct BrowserSession {
             let fixture = try await LabFixture.make(in: folder)
             let lab = fixture.lab
             _ = try await lab.evaluate(candidate: fixture.first, baseline: "popularity", resamples: 100)
-            try await Self.app(lab).test(.router) { client in
+            try await Self.app(lab).test(.inProcess) { client in
                 let session = try await Self.signIn(client)
                 let fields = ["model": fixture.first, "reason": "forged", "csrf": session.csrf]
                 var noCSRF = fields
@@ -224,7 +224,7 @@ struct BrowserSession {
             try await lab.start(experiment: "exp")
             try await LabFixture.traffic(log, spec: spec, phase: 1, users: 0..<200, at: Date().epochMillis + 5)
             let anaToken = try await lab.issueSignInToken(for: "ana")
-            try await Self.app(lab, people: true).test(.router) { client in
+            try await Self.app(lab, people: true).test(.inProcess) { client in
                 // A wrong token for a real name, and a right token under another name, are both refused.
                 for (name, token) in [("ana", "wrong-token"), ("bob", anaToken)] {
                     try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
@@ -330,7 +330,7 @@ struct BrowserSession {
             var bytes = try Data(contentsOf: factors)
             bytes[bytes.count / 2] ^= 0x01
             try bytes.write(to: factors)
-            try await Self.app(lab).test(.router) { client in
+            try await Self.app(lab).test(.inProcess) { client in
                 let session = try await Self.signIn(client)
                 try await client.execute(uri: "/actions/promote", method: .post, headers: session.headers,
                                          body: Self.form(["model": fixture.first, "reason": "r", "csrf": session.csrf])) { response in
@@ -345,7 +345,7 @@ struct BrowserSession {
     @Test func withoutATokenTheDashboardIsReadOnly() async throws {
         try await withScratchFolder { folder in
             let fixture = try await LabFixture.make(in: folder)
-            try await Self.app(fixture.lab, token: nil).test(.router) { client in
+            try await Self.app(fixture.lab, token: nil).test(.inProcess) { client in
                 try await client.execute(uri: "/models", method: .get) { response in
                     #expect(response.status == .ok)
                     #expect(!String(buffer: response.body).contains("<form"), "a read-only dashboard offers no actions")
@@ -372,7 +372,7 @@ struct BrowserSession {
             let rollout = try await lab.startRollout(candidate: refresh, lane: .refresh, stages: RolloutStage.defaults,
                                                      actor: "ana", reason: "nightly <refresh>", id: "nightly")
             try await lab.control(rollout: rollout.id, .pause, actor: "bob", reason: "holding for the <weekend>")
-            try await Self.app(lab, token: nil).test(.router) { client in
+            try await Self.app(lab, token: nil).test(.inProcess) { client in
                 try await client.execute(uri: "/", method: .get) { response in
                     let page = String(buffer: response.body)
                     #expect(page.contains("<table id=\"rollouts\">"))

@@ -5,7 +5,7 @@ import DuetStore
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import HTTPTypes
 import Testing
 

@@ -5,7 +5,7 @@ import DuetTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Logging
 import NIOCore
 import Synchronization
@@ -39,7 +39,7 @@ import Testing
             let user = try fixture.knownUser()
             let item = try #require(fixture.components.store.current.production).bundle.itemIDs[0]
             let event = #"[{"user":"u1","item":"t2","timestamp":1}]"#
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 for uri in ["/v1/users/\(user)/recommendations", "/v1/items/\(item)/similar"] {
                     try await client.execute(uri: uri, method: .get) { response in
                         #expect(response.status == .unauthorized, "\(uri) without a key")
@@ -97,7 +97,7 @@ import Testing
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder, access: Self.keys)
             let user = try fixture.knownUser()
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 for _ in 0..<2 {
                     try await client.execute(uri: "/v1/users/\(user)/recommendations", method: .get, headers: bearer(Self.limitedSecret)) { response in
                         #expect(response.status == .ok)
@@ -120,7 +120,7 @@ import Testing
     @Test func theOpenAPIDocumentStatesWhatEachRouteNeeds() async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder, access: Self.keys)
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: "/openapi.json", method: .get) { response in
                     let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
                     let paths = try #require(document["paths"] as? [String: [String: [String: Any]]])
@@ -144,7 +144,7 @@ import Testing
                 let fixture = try await ServeFixture.make(in: folder, accessLogSample: sample,
                                                           logger: Logger(label: "test") { _ in CapturingLogHandler(lines: lines) })
                 let user = try fixture.knownUser()
-                try await fixture.app.test(.router) { client in
+                try await fixture.app.test(.inProcess) { client in
                     for uri in ["/v1/users/\(user)/recommendations?n=3&exclude=secret-list", "/v1/items/nothing-here/similar", "/livez"] {
                         try await client.execute(uri: uri, method: .get) { _ in }
                     }

@@ -7,7 +7,7 @@ import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Logging
 import Testing
 
@@ -69,7 +69,7 @@ struct ExperimentReply: Decodable {
             try await fixture.lab.registry.start(experiment: "exp")
             let swapped = await components.reloader.reloadIfChanged()
             #expect(swapped, "the experiment starts even though one arm is refused")
-            let replies = try await app.test(.router) { client in
+            let replies = try await app.test(.inProcess) { client in
                 var replies: [ExperimentReply] = []
                 for user in 0..<120 {
                     let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=5", method: .get)
@@ -100,7 +100,7 @@ struct ExperimentReply: Decodable {
             try await fixture.lab.createExperiment(Self.experiment(fixture))
             try await fixture.lab.registry.start(experiment: "exp")
             await components.reloader.reloadIfChanged()
-            try await app.test(.router) { client in
+            try await app.test(.inProcess) { client in
                 for user in 0..<300 {
                     let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=3", method: .get)
                     #expect(response.status == .ok)
@@ -133,7 +133,7 @@ struct ExperimentReply: Decodable {
             try await lab.registry.promote(fixture.second, actor: "t", reason: "launch", evidence: .override(reason: "test"), expectedGeneration: 1)
             let (app, components, log) = try await Self.serve(fixture)
             _ = await components.reloader.reloadIfChanged()
-            let replies = try await app.test(.router) { client in
+            let replies = try await app.test(.inProcess) { client in
                 var replies: [(String, ExperimentReply)] = []
                 for user in 0..<300 {
                     let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=5", method: .get)

@@ -4,7 +4,7 @@ import DuetLabTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import NIOCore
 import Testing
 
@@ -116,7 +116,7 @@ struct HostileInput {
     @Test func oneHundredThousandHostileRequestsGetOnly2xxOr4xx() async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
-            let (statuses, huge) = try await fixture.app.test(.router) { client in
+            let (statuses, huge) = try await fixture.app.test(.inProcess) { client in
                 var input = HostileInput(rng: SplitMix64(seed: 20261130))
                 var statuses: [Int: Int] = [:]
                 var huge = 0
@@ -145,7 +145,7 @@ struct HostileInput {
                     "\(statuses.sorted { $0.key < $1.key })")
             #expect(huge == 4)
             // Serve still answers afterwards.
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: "/v1/users/\(try fixture.knownUser())/recommendations?n=3", method: .get) { #expect($0.status == .ok) }
             }
         }

@@ -8,7 +8,7 @@ import DuetTestSupport
 import DuetTraining
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Testing
 
 /// Similarity indexes served under their own names, beside the recommender: each answer names its
@@ -24,7 +24,7 @@ import Testing
         var items: [RecommendedItem]
     }
 
-    static func answer(_ client: some TestClientProtocol, _ uri: String) async throws -> Answer {
+    static func answer(_ client: HTTPTestClient, _ uri: String) async throws -> Answer {
         try await client.execute(uri: uri, method: .get) { response in
             #expect(response.status == .ok, "\(uri): \(String(buffer: response.body))")
             return try JSONDecoder().decode(Answer.self, from: Data(response.body.readableBytesView))
@@ -53,7 +53,7 @@ import Testing
             let graphArtefact = try await lab.openIndex("tracks/similar")
             let next = try await lab.buildIndex(name: "tracks/similar", from: .bundle(fixture.lab.second, .hnsw(HNSWParameters(m: 12, efConstruction: 80))),
                                                 actor: "ana")
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let first = try await Self.answer(client, "/v1/similar/tracks/similar/items/t1?n=5")
                 #expect(first.artefact == graph.id && first.generation == 1 && first.index == "tracks/similar" && first.items.count == 5)
                 #expect(!first.items.contains { $0.id == "t1" })
@@ -179,7 +179,7 @@ import Testing
             #expect(await reloader.reloadIfChanged())
             let served = try #require(store.current.indexes["tracks/similar"])
             let pages = try #require(served.artefact.pages, "a graph with chunk digests is read in by chunks")
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 // Until it is withdrawn, an answer comes only from verified chunks, or is a 503.
                 var withdrawn = false
                 for _ in 0..<200 {
@@ -259,7 +259,7 @@ import Testing
                 return dot / (x.reduce(0) { $0 + $1 * $1 }.squareRoot() * y.reduce(0) { $0 + $1 * $1 }.squareRoot())
             }
             let truth = (1..<count).sorted { cosine(0, $0) > cosine(0, $1) }.prefix(5).map { "ext\($0)" }
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let answer = try await Self.answer(client, "/v1/similar/podcasts/content/items/ext0?n=5")
                 #expect(answer.artefact == built.id && answer.generation == 1)
                 #expect(Set(answer.items.map(\.id)).intersection(truth).count >= 4, "\(answer.items.map(\.id)) vs exact \(truth)")
@@ -296,7 +296,7 @@ import Testing
                 return dot / (x.reduce(0) { $0 + $1 * $1 }.squareRoot() * y.reduce(0) { $0 + $1 * $1 }.squareRoot())
             }
             let truth = (1..<count).sorted { cosine(0, $0) > cosine(0, $1) }.prefix(10).map { "ext\($0)" }
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let answer = try await Self.answer(client, "/v1/similar/podcasts/content/items/ext0?n=10")
                 #expect(answer.artefact == built.id && answer.generation == 1 && !answer.items.contains { $0.id == "ext0" })
                 #expect(Set(answer.items.map(\.id)).intersection(truth).count >= 8, "\(answer.items.map(\.id)) vs exact \(truth)")

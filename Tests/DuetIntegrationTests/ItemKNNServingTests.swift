@@ -9,7 +9,7 @@ import DuetTestSupport
 import DuetTraining
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Testing
 
 /// Item-kNN from training to serving: trained and evaluated in the Lab like any model, promoted,
@@ -34,7 +34,7 @@ import Testing
         var items: [Item]
     }
 
-    static func list(_ client: some TestClientProtocol, _ uri: String) async throws -> Listed {
+    static func list(_ client: HTTPTestClient, _ uri: String) async throws -> Listed {
         try await client.execute(uri: uri, method: .get) { response in
             #expect(response.status == .ok, "\(uri): \(String(buffer: response.body))")
             return try JSONDecoder().decode(Listed.self, from: Data(response.body.readableBytesView))
@@ -74,7 +74,7 @@ import Testing
             let userID = bundle.userIDs[user]
             let history = bundle.history(ofUser: user).map { Int($0) }
 
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let listed = try await Self.list(client, "/v1/users/\(userID)/recommendations?n=10")
                 #expect(listed.bundle == id && listed.index == "items/item-knn" && listed.fallback == nil && listed.items.count == 10)
                 #expect(listed.explanation == nil && listed.items.allSatisfy { $0.because == nil })
@@ -146,7 +146,7 @@ import Testing
             let bundle = try #require(fixture.components.store.current.production).bundle
             let user = try #require((0..<bundle.userCount).first { bundle.history(ofUser: $0).count >= 5 })
             let historyRows = bundle.history(ofUser: user).compactMap { artefact.row(of: bundle.itemIDs[Int($0)]) }
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let listed = try await Self.list(client, "/v1/users/\(bundle.userIDs[user])/recommendations?n=10&explainIndex=tracks/co-played")
                 #expect(listed.explanation?.index == "tracks/co-played" && listed.explanation?.artefact == built.id && listed.explanation?.generation == 1)
                 #expect(listed.index != "items/item-knn", "the recommender is still the factor model")

@@ -6,7 +6,7 @@ import DuetLabTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import NIOCore
 import Testing
 
@@ -22,7 +22,7 @@ import Testing
                 seed: "exp", successMetrics: ["plays_per_user"]))
             try await fixture.lab.lab.start(experiment: "exp")
             #expect(await fixture.components.reloader.reloadIfChanged())
-            let text = try await fixture.app.test(.router) { client in
+            let text = try await fixture.app.test(.inProcess) { client in
                 for user in 0..<40 { _ = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=3", method: .get) }
                 _ = try await client.execute(uri: "/v1/items/nope/similar", method: .get)
                 _ = try await client.execute(uri: "/v1/events", method: .post, body: ByteBuffer(string: #"[{"user":"u1","item":"t1","timestamp":1}]"#))

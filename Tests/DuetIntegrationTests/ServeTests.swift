@@ -9,7 +9,7 @@ import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Logging
 import Prometheus
 import Testing
@@ -66,8 +66,8 @@ struct Recommendations: Decodable {
 }
 
 @Suite(.serialized) struct ServeRouteTests {
-    @Test(arguments: [TestingSetup.router, .live])
-    func everyRouteAnswers(setup: TestingSetup) async throws {
+    @Test(arguments: [HTTPTestMode.inProcess, .live])
+    func everyRouteAnswers(setup: HTTPTestMode) async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
             let user = try fixture.knownUser()
@@ -158,7 +158,7 @@ struct Recommendations: Decodable {
     @Test func fallbacksAreNamed() async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: "/v1/users/stranger/recommendations?n=3", method: .get) { response in
                     let body = try decode(Recommendations.self, response)
                     #expect(body.fallback == "unknown-user")
@@ -169,7 +169,7 @@ struct Recommendations: Decodable {
         }
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder, promote: false)
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .serviceUnavailable) }
                 try await client.execute(uri: "/v1/users/u1/recommendations", method: .get) { response in
                     #expect(response.status == .serviceUnavailable)
@@ -196,7 +196,7 @@ struct Recommendations: Decodable {
     func badQueriesGetJSONErrors(uri: String, status: Int, message: String) async throws {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: uri, method: .get) { response in
                     #expect(Int(response.status.code) == status)
                     let body = try decode(ErrorReply.self, response)
@@ -211,7 +211,7 @@ struct Recommendations: Decodable {
             let fixture = try await ServeFixture.make(in: folder, access: AccessKeys(keys: [AccessKey(name: "collector", secret: "sesame", roles: [.ingest])]),
                                                       maxBodyBytes: 2_048)
             let good = #"[{"user":"u1","item":"t2","timestamp":1}]"#
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: "/v1/events", method: .post, body: ByteBuffer(string: good)) { response in
                     #expect(response.status == .unauthorized)
                 }
@@ -242,7 +242,7 @@ struct Recommendations: Decodable {
         try await withScratchFolder { folder in
             let fixture = try await ServeFixture.make(in: folder)
             let user = try fixture.knownUser()
-            let requestIDs = try await fixture.app.test(.router) { client in
+            let requestIDs = try await fixture.app.test(.inProcess) { client in
                 var ids: [String] = []
                 for _ in 0..<7 {
                     let response = try await client.execute(uri: "/v1/users/\(user)/recommendations?n=4&context=home", method: .get)
@@ -349,7 +349,7 @@ struct Recommendations: Decodable {
             let user = try fixture.knownUser()
             let registry = fixture.lab.lab.registry
             let bundles: Set<String> = [fixture.lab.first, fixture.lab.second]
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await withThrowingTaskGroup(of: [String].self) { group in
                     for _ in 0..<4 {
                         group.addTask {

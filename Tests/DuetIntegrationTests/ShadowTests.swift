@@ -7,7 +7,7 @@ import DuetStoreTestSupport
 import DuetTestSupport
 import Foundation
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Testing
 
 /// A shadowed candidate is scored beside production and logged apart: never shown, never counted as shown.
@@ -27,7 +27,7 @@ import Testing
             let shadow = try await fixture.lab.startShadow(candidate: fixture.second, share: 0.5, actor: "ana", id: "shadow-second")
             #expect(await components.reloader.reloadIfChanged())
             let started = Date().epochMillis
-            let replies = try await app.test(.router) { client in
+            let replies = try await app.test(.inProcess) { client in
                 var replies: [Reply] = []
                 for user in 0..<200 {
                     let response = try await client.execute(uri: "/v1/users/u\(user)/recommendations?n=10", method: .get)
@@ -71,7 +71,7 @@ import Testing
             // Stopped, nothing more is shadowed.
             try await fixture.lab.registry.stop(experiment: shadow.id)
             #expect(await components.reloader.reloadIfChanged())
-            _ = try await app.test(.router) { client in try await client.execute(uri: "/v1/users/u1/recommendations?n=10", method: .get) }
+            _ = try await app.test(.inProcess) { client in try await client.execute(uri: "/v1/users/u1/recommendations?n=10", method: .get) }
             await components.shadows.flush()
             #expect(try await log.shadows(of: shadow.id, after: 0, limit: 1_000).count == logged.count)
         }

@@ -7,7 +7,7 @@ import DuetTestSupport
 import Foundation
 import GRDB
 import Hummingbird
-import HummingbirdTesting
+import DuetHTTPTestSupport
 import Logging
 import NIOCore
 import Testing
@@ -46,7 +46,7 @@ import Testing
             holder.start()
             locked.wait()
             let clock = ContinuousClock()
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let started = clock.now
                 try await client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
                                          body: Self.batch("locked-out", 5)) { response in
@@ -85,7 +85,7 @@ import Testing
             }
             holder.start()
             locked.wait()
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 // One batch waits on the lock; the next is shed at once, with Retry-After 1.
                 async let first = client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
                                                  body: Self.batch("first", 1))
@@ -114,7 +114,7 @@ import Testing
             let user = try fixture.knownUser()
             let uris = ["/v1/users/\(user)/recommendations?n=10", "/v1/users/nobody/recommendations?n=5",
                         "/v1/items/t1/similar?n=5", "/v1/items/t1/similar?n=5&index=exact"]
-            @Sendable func answers(_ client: any TestClientProtocol) async throws -> [String] {
+            @Sendable func answers(_ client: HTTPTestClient) async throws -> [String] {
                 var bodies: [String] = []
                 for uri in uris {
                     let response = try await client.execute(uri: uri, method: .get)
@@ -124,7 +124,7 @@ import Testing
                 }
                 return bodies
             }
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 let before = try await answers(client)
                 #expect(before.allSatisfy { $0.count > 4 })
                 let bundle = try fixture.lab.lab.bundleFolder(fixture.lab.first)
@@ -163,14 +163,14 @@ import Testing
             let (other, otherComponents) = try await replica()
             let user = try fixture.knownUser()
             func top(_ app: Application<RouterResponder<ServeRequestContext>>) async throws -> [String] {
-                try await app.test(.router) { client in
+                try await app.test(.inProcess) { client in
                     let response = try await client.execute(uri: "/v1/users/\(user)/recommendations?n=5", method: .get)
                     return try decode(Recommendations.self, response).items.map(\.id)
                 }
             }
             let played = try #require(try await top(other).first)
             // Ingested on the first replica; the second learns it from the log's tail.
-            try await fixture.app.test(.router) { client in
+            try await fixture.app.test(.inProcess) { client in
                 try await client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
                                          body: ByteBuffer(string: "[{\"user\":\"\(user)\",\"item\":\"\(played)\",\"timestamp\":\"\(TimestampParser.iso8601String(Date().epochMillis))\"}]")) {
                     #expect($0.status == .accepted)
@@ -226,7 +226,7 @@ import Testing
             let (router, _) = try await buildServe(configuration: settings, source: NothingToServe(), eventSink: HangingSink(),
                                                    prometheus: nil, logger: Logger(label: "deadline"))
             let clock = ContinuousClock()
-            try await Application(router: router).test(.router) { client in
+            try await Application(router: router).test(.inProcess) { client in
                 let started = clock.now
                 let response = try await client.execute(uri: "/v1/events", method: .post, headers: [.contentType: "application/json"],
                                                         body: StoreFaultTests.batch("u", 1))
