@@ -10,14 +10,19 @@ import Testing
 @Suite struct FilteredSimilarityTests {
     static let count = 20_000, dimension = 32
 
-    /// Recall@10 of `answer` against the exact top 10 among the rows `filter` admits.
-    static func recall(_ vectors: [Float], queries: [Int], filter: ItemFilter, answer: (Int) -> [Neighbour]) -> Double {
-        var found = 0, expected = 0
-        for query in queries {
+    /// For each query, the exact top 10 among the rows `filter` admits, the query itself aside.
+    static func truths(_ vectors: [Float], queries: [Int], filter: ItemFilter) -> [Set<Int>] {
+        let rejected = (0..<count).map { filter.rejects($0) }
+        return queries.map { query in
             let q = Array(vectors[(query * dimension)..<((query + 1) * dimension)])
-            var excluded = Set<Int>([query])
-            for row in 0..<count where filter.rejects(row) { excluded.insert(row) }
-            let truth = Set(SimilarityTests.naive(vectors, q, dimension: dimension, k: 10, excluded: excluded))
+            return Set(SimilarityTests.naive(vectors, q, dimension: dimension, k: 10) { $0 == query || rejected[$0] })
+        }
+    }
+
+    /// Recall@10 of `answer` against those.
+    static func recall(_ truths: [Set<Int>], queries: [Int], answer: (Int) -> [Neighbour]) -> Double {
+        var found = 0, expected = 0
+        for (query, truth) in zip(queries, truths) {
             found += answer(query).filter { truth.contains($0.id) }.count
             expected += truth.count
         }
@@ -38,9 +43,10 @@ import Testing
             let filter = ItemFilter(excluded: ExclusionSet(capacity: Self.count), allowed: allowed, capacity: Self.count)
             #expect(GraphItemSimilarity.prefersScan(allowed: allowed.count, count: Self.count, beam: similarity.filteredBeam(k: 10)) == expectScan,
                     "\(allowed.count) allowed items: \(expectScan ? "scan them" : "walk the graph")")
-            let inside = Self.recall(vectors, queries: queries, filter: filter) { similarity.neighbours(of: $0, k: 10, filter: filter) }
+            let truths = Self.truths(vectors, queries: queries, filter: filter)
+            let inside = Self.recall(truths, queries: queries) { similarity.neighbours(of: $0, k: 10, filter: filter) }
             // Post-filtering at the same beam: search unfiltered, then drop what the filter rejects.
-            let after = Self.recall(vectors, queries: queries, filter: filter) { query in
+            let after = Self.recall(truths, queries: queries) { query in
                 var out: [Neighbour] = []
                 vectors.withUnsafeBufferPointer { graph.search($0.baseAddress! + query * Self.dimension, k: 64, ef: 64).forEach { out.append($0) } }
                 return Array(out.filter { !filter.rejects($0.id) && $0.id != query }.prefix(10))
