@@ -78,14 +78,7 @@ extension ApplicationProtocol {
             tasks.addTask { try await group.run() }
             // Shutting down before the group has started would leave its services never run.
             await started.first { _ in true }
-            do {
-                let value = try await body(client)
-                await group.triggerGracefulShutdown()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
+            return try await shuttingDown(group) { try await body(client) }
         }
     }
 
@@ -102,15 +95,20 @@ extension ApplicationProtocol {
             let client = HTTPTestClient(send: { uri, method, headers, body in
                 try await LiveRequest.send(port: port, uri: uri, method: method, headers: headers, body: body)
             }, port: port)
-            do {
-                let value = try await body(client)
-                await group.triggerGracefulShutdown()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
+            return try await shuttingDown(group) { try await body(client) }
         }
+    }
+}
+
+/// `group` shuts down gracefully once `body` is done, whether it returned or threw.
+private func shuttingDown<Value>(_ group: ServiceGroup, after body: () async throws -> Value) async throws -> Value {
+    do {
+        let value = try await body()
+        await group.triggerGracefulShutdown()
+        return value
+    } catch {
+        await group.triggerGracefulShutdown()
+        throw error
     }
 }
 
