@@ -11,8 +11,9 @@ extension DemoStory {
         print("   (the gate's held-out feedback followed production's own lists, which favours production; the recipe's margin allows for it)")
         describe(good)
         guard let rollout = good.rollout else {
-            print("   the gate refused this refresh, so the demo skips the rollout")
-            return
+            // The rest of the story (the rollout, the bad refresh, the shadow) rests on this step: a
+            // demo that skipped it and exited 0 would hide the regression that caused it.
+            throw DuetError.refused("the demo's routine refresh failed its offline gate (\(good.gate.summary)); steps 11–13 cannot run")
         }
         var first = 0
         while try await lab.rollout(rollout.id).status.isActive {

@@ -89,10 +89,12 @@ public final class DemoStory {
         // Two passes only, so the start and the CG steps decide the model: pinned at three steps, the
         // library's default before it moved to two, so the gate below still passes the routine refresh.
         // The demo's stages are short: no dwell, 30 candidate users per stage. The gate's margin is wide
-        // because its test data is feedback on production's own lists, which favours production.
+        // because its test data is feedback on production's own lists, which favours production, and
+        // that feedback comes from live traffic, so the gap moves from run to run (lower ends from
+        // −0.026 to −0.0499 were seen against a 0.05 margin, and one CI run fell past it).
         let recipe = try await lab.saveRecipe(Recipe(
             name: "tracks-als-8", algorithm: "als", hyperparameters: ["factors": 8, "iterations": 2, "cgSteps": 3], windowDays: 60,
-            refresh: RefreshPolicy(margin: 0.05, stages: try RolloutStage.parse("5%,25%,100%", dwellSeconds: 0, users: 30)),
+            refresh: RefreshPolicy(margin: 0.10, stages: try RolloutStage.parse("5%,25%,100%", dwellSeconds: 0, users: 30)),
             owner: Owner(team: "recs", contact: "ana@example.com"), author: "ana", createdAt: Date().epochMillis))
         let baseline = try await lab.train(recipe: recipe, snapshot: snapshot.hash, split: split.id, parent: nil, name: "baseline-als-8")
         let (firstComparison, _) = try await lab.evaluate(candidate: baseline, baseline: "popularity", threads: weak.threads)
