@@ -161,7 +161,7 @@ let package = Package(
         ),
         .testTarget(name: "DuetCoreTests", dependencies: ["DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "DuetKernelsTests", dependencies: ["DuetKernels", "DuetCore", "CDuetIntrinsics"], swiftSettings: upcoming),
-        .testTarget(name: "DuetSimilarityTests", dependencies: ["DuetSimilarity", "DuetKernels", "DuetCore", "DuetTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "DuetSimilarityTests", dependencies: ["DuetSimilarity", "DuetKernels", "DuetCore", "DuetTestSupport", "CDuetIntrinsics"], swiftSettings: upcoming),
         .testTarget(name: "DuetTrainingTests", dependencies: ["DuetTraining", "DuetKernels", "DuetCore"], swiftSettings: upcoming),
         .testTarget(name: "DuetStoreTests", dependencies: ["DuetStore", "DuetCore", "DuetTestSupport", "DuetStoreTestSupport"], swiftSettings: upcoming),
         .testTarget(

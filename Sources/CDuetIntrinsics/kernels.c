@@ -236,3 +236,152 @@ const struct duet_kernel_table *duet_kernels_load(void) {
 }
 
 __attribute__((constructor)) static void duet_kernels_at_load(void) { duet_kernels_load(); }
+
+// The int8 screening of the length-ordered scan (struct duet_i8_scan in the header). The float
+// steps after the exact integer sums are written out in one order with contraction off, so every
+// variant raises a row's score to the same bits.
+
+// Raises the 16 screened scores of the block at `position` into `upper`; true when one is not below
+// `threshold` (NaN included: a row the bound cannot rule out is a candidate).
+#define DUET_I8_RAISE(NAME, TARGET)                                                                                         \
+    static inline __attribute__((always_inline)) TARGET int NAME(const struct duet_i8_scan *scan,                           \
+                                                                 const struct duet_i8_query *query, long position,          \
+                                                                 const int *sums, float threshold, float *upper) {          \
+        _Pragma("clang fp contract(off)")                                                                                    \
+        int hit = 0;                                                                                                         \
+        for (int lane = 0; lane < 16; lane++) {                                                                              \
+            long row = position + lane;                                                                                      \
+            float screened = (float)(sums[lane] - query->correction) * (scan->scales[row] * query->scale);                  \
+            float magnitude = screened < 0 ? -screened : screened;                                                          \
+            float margin = (query->error_weight * scan->errors[row] + query->length_weight * scan->bounds[row]) +           \
+                           query->relative_weight * magnitude;                                                              \
+            upper[lane] = screened + margin;                                                                                 \
+            hit |= !(upper[lane] < threshold);                                                                               \
+        }                                                                                                                    \
+        return hit;                                                                                                          \
+    }
+
+DUET_I8_RAISE(duet_i8_raise_portable, )
+
+// The reference: each row's sum value by value.
+static long duet_i8_screen_portable(const struct duet_i8_scan *scan, const struct duet_i8_query *query, long position, long row_limit,
+                                    int heap_full, float threshold, float *upper, int *outcome) {
+    for (; position < scan->count; position += 16) {
+        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
+        if (position >= row_limit) { *outcome = 2; return position; }
+        const unsigned char *block = scan->blocks + (position / 16) * scan->groups * 64;
+        int sums[16] = {0};
+        for (long g = 0; g < scan->groups; g++) {
+            const unsigned char *run = block + g * 64;
+            const signed char *q = query->q8 + g * 4;
+            for (int lane = 0; lane < 16; lane++)
+                for (int t = 0; t < 4; t++) sums[lane] += run[lane * 4 + t] * q[t];
+        }
+        if (duet_i8_raise_portable(scan, query, position, sums, threshold, upper)) { *outcome = 0; return position; }
+    }
+    *outcome = 4;
+    return position;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+DUET_I8_RAISE(duet_i8_raise_avx2, __attribute__((target("avx2"))))
+
+// Without VNNI: four rows' runs widened to 16 bits and multiplied in pairs (vpmaddwd), so each
+// 32-bit lane holds half a row's run; the halves are added once per block.
+__attribute__((target("avx2"))) static long duet_i8_screen_avx2(const struct duet_i8_scan *scan, const struct duet_i8_query *query,
+                                                                long position, long row_limit, int heap_full, float threshold,
+                                                                float *upper, int *outcome) {
+    const long groups = scan->groups;
+    for (; position < scan->count; position += 16) {
+        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
+        if (position >= row_limit) { *outcome = 2; return position; }
+        const unsigned char *block = scan->blocks + (position / 16) * groups * 64;
+        __m256i quarter[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (long g = 0; g < groups; g++) {
+            const signed char *q = query->q8 + g * 4;
+            const __m256i values = _mm256_setr_epi16(q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1],
+                                                     q[2], q[3]);
+            for (int part = 0; part < 4; part++) {
+                __m256i wide = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(block + g * 64 + part * 16)));
+                quarter[part] = _mm256_add_epi32(quarter[part], _mm256_madd_epi16(wide, values));
+            }
+        }
+        // hadd works within 128-bit halves: rows 0, 1, 4, 5 | 2, 3, 6, 7; the permute restores the order.
+        const __m256i restore = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+        int sums[16];
+        _mm256_storeu_si256((__m256i *)sums, _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(quarter[0], quarter[1]), restore));
+        _mm256_storeu_si256((__m256i *)(sums + 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(quarter[2], quarter[3]), restore));
+        if (duet_i8_raise_avx2(scan, query, position, sums, threshold, upper)) { *outcome = 0; return position; }
+    }
+    *outcome = 4;
+    return position;
+}
+
+// Sixteen rows' 4-value runs against the query's 4 values in one instruction (vpdpbusd: unsigned
+// bytes of the rows times signed bytes of the query, summed into 32-bit lanes, exactly).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static long duet_i8_screen_vnni(
+    const struct duet_i8_scan *scan, const struct duet_i8_query *query, long position, long row_limit, int heap_full, float threshold,
+    float *upper, int *outcome) {
+#pragma clang fp contract(off)
+    const long groups = scan->groups;
+    const __m512 bar = _mm512_set1_ps(threshold), queryScale = _mm512_set1_ps(query->scale);
+    const __m512 errorWeight = _mm512_set1_ps(query->error_weight), lengthWeight = _mm512_set1_ps(query->length_weight);
+    const __m512 relativeWeight = _mm512_set1_ps(query->relative_weight);
+    const __m512i correction = _mm512_set1_epi32(query->correction);
+    const __m512i signBit = _mm512_set1_epi32(0x7fffffff);
+    for (; position < scan->count; position += 16) {
+        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
+        if (position >= row_limit) { *outcome = 2; return position; }
+        const unsigned char *block = scan->blocks + (position / 16) * groups * 64;
+        // Four accumulators: each vpdpbusd waits on the one before it in its chain.
+        __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512(), c = _mm512_setzero_si512(), e = _mm512_setzero_si512();
+        long g = 0;
+        for (; g + 4 <= groups; g += 4) {
+            int words[4];
+            memcpy(words, query->q8 + g * 4, sizeof words);
+            a = _mm512_dpbusd_epi32(a, _mm512_loadu_si512(block + g * 64), _mm512_set1_epi32(words[0]));
+            b = _mm512_dpbusd_epi32(b, _mm512_loadu_si512(block + (g + 1) * 64), _mm512_set1_epi32(words[1]));
+            c = _mm512_dpbusd_epi32(c, _mm512_loadu_si512(block + (g + 2) * 64), _mm512_set1_epi32(words[2]));
+            e = _mm512_dpbusd_epi32(e, _mm512_loadu_si512(block + (g + 3) * 64), _mm512_set1_epi32(words[3]));
+        }
+        for (; g < groups; g++) {
+            int word;
+            memcpy(&word, query->q8 + g * 4, sizeof word);
+            a = _mm512_dpbusd_epi32(a, _mm512_loadu_si512(block + g * 64), _mm512_set1_epi32(word));
+        }
+        __m512i sums = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, e)), correction);
+        __m512 screened = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_loadu_ps(scan->scales + position), queryScale));
+        __m512 magnitude = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(screened), signBit));
+        __m512 margin = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(errorWeight, _mm512_loadu_ps(scan->errors + position)),
+                                                    _mm512_mul_ps(lengthWeight, _mm512_loadu_ps(scan->bounds + position))),
+                                      _mm512_mul_ps(relativeWeight, magnitude));
+        __m512 raised = _mm512_add_ps(screened, margin);
+        // Not below the bar, NaN included: a row the bound cannot rule out is a candidate.
+        if (_mm512_cmp_ps_mask(raised, bar, _CMP_NLT_UQ)) {
+            _mm512_storeu_ps(upper, raised);
+            *outcome = 0;
+            return position;
+        }
+    }
+    *outcome = 4;
+    return position;
+}
+#endif
+
+duet_i8_screen_fn duet_i8_screen_variant(const char *name) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2");
+    int vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+    if (!name) return vnni ? duet_i8_screen_vnni : avx2 ? duet_i8_screen_avx2 : duet_i8_screen_portable;
+    if (strcmp(name, "vnni") == 0) return vnni ? duet_i8_screen_vnni : NULL;
+    if (strcmp(name, "avx2") == 0) return avx2 ? duet_i8_screen_avx2 : NULL;
+#else
+    if (!name) return duet_i8_screen_portable;
+#endif
+    if (strcmp(name, "portable") == 0) return duet_i8_screen_portable;
+    return NULL;
+}

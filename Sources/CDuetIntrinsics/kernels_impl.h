@@ -144,33 +144,6 @@ static KERNEL_TARGET void KERNEL(block_scores16)(const float *block, const float
     KERNEL(store)(out, KERNEL(block_scores_inline)(block, q, d));
 }
 
-// The length-ordered scan's screening loop (NormOrderedScan.search): from row `position`, a block of
-// 16 rows at a time, it stops at the first block holding a row that may still enter the top k (its
-// 16 scores go to `out`, *outcome 0), when the rows' length bound proves the list (1), at the row
-// limit (2), at the end of the value-major prefix (3), or at the end (4). Returns that row position.
-// The floor and the bound are the Swift loop's, so the caller offers exactly the rows it would have.
-static KERNEL_TARGET long KERNEL(screen_blocks)(const float *blocked, const float *q, long d, const float *bounds, long position,
-                                                long count, long prefix_rows, long row_limit, int heap_full, float threshold,
-                                                float query_norm, float screening_error, float *out, int *outcome) {
-    for (; position < count; position += 16) {
-        if (heap_full && query_norm * bounds[position] < threshold) { *outcome = 1; return position; }
-        if (position >= row_limit) { *outcome = 2; return position; }
-        if (position >= prefix_rows) { *outcome = 3; return position; }
-        KERNEL(v16) scores = KERNEL(block_scores_inline)(blocked + position * d, q, d);
-        float slack = screening_error * bounds[position];
-        float floor = __builtin_isfinite(slack) ? threshold - slack : -__builtin_inff();
-        int hit = floor != floor;
-        for (int lane = 0; lane < 16; lane++) hit |= scores[lane] >= floor;
-        if (hit) {
-            KERNEL(store)(out, scores);
-            *outcome = 0;
-            return position;
-        }
-    }
-    *outcome = 4;
-    return position;
-}
-
 // Float16 rows (IEEE binary16 bits) against a float query.
 static KERNEL_TARGET void KERNEL(score_rows_f16)(const unsigned short *rows, long row_count, long d, const float *q, float *scores) {
     for (long r = 0; r < row_count; r++) {
@@ -270,7 +243,6 @@ static const struct duet_kernel_table KERNEL(table) = {
     .score_rows = KERNEL(score_rows),
     .score_gather = KERNEL(score_gather),
     .block_scores16 = KERNEL(block_scores16),
-    .screen_blocks = KERNEL(screen_blocks),
     .score_rows_f16 = KERNEL(score_rows_f16),
     .implicit_als_step = KERNEL(implicit_als_step),
     .pq4_scan = PQ4_SCAN,

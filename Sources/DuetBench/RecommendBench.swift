@@ -1,5 +1,6 @@
 import ArgumentParser
 import DuetCore
+import DuetKernels
 import DuetServe
 import DuetSimilarity
 import DuetStore
@@ -26,6 +27,8 @@ struct RecommendBench: AsyncParsableCommand {
         var requests: Int
         var rankMicros: Double
         var encodeMicros: Double
+        /// The exact length-ordered scan alone (no exposure, no response), with Serve's exclusions.
+        var scanMicros: Double?
         var index: String
         /// Share of the requests each index answered ("exact" when the length bound proved the list).
         var answeredBy: [String: Double]
@@ -80,15 +83,22 @@ struct RecommendBench: AsyncParsableCommand {
         let histories = (0..<min(users.count, requests)).map { bundle.history(ofUser: $0).count }.sorted()
         let answeredBy = Dictionary(grouping: responses, by: \.index).mapValues { Double($0.count) / Double(requests) }
         let mostly: String = answeredBy.max { $0.value < $1.value }?.key ?? ""
+        let scanMicros: Double? = scanTime(users: users, bundle: bundle).map { $0 * 1e6 }
+        let perRequest = 1e6 / Double(requests)
+        let explainedRank: Double? = explained.map { $0.rank * perRequest }
+        let explainedEncode: Double? = explained.map { $0.encode * perRequest }
         let measuredRecall = try recall(users: Array(users.prefix(recallUsers)), served: components.recommender, bundle: bundle)
-        let result = Result(requests: requests, rankMicros: rank / Double(requests) * 1e6, encodeMicros: encode / Double(requests) * 1e6,
+        let result = Result(requests: requests, rankMicros: rank * perRequest, encodeMicros: encode * perRequest, scanMicros: scanMicros,
                             index: mostly, answeredBy: answeredBy, ef: ef, recall: measuredRecall,
-                            explainedRankMicros: explained.map { $0.rank / Double(requests) * 1e6 },
-                            explainedEncodeMicros: explained.map { $0.encode / Double(requests) * 1e6 },
+                            explainedRankMicros: explainedRank, explainedEncodeMicros: explainedEncode,
                             medianHistory: explained == nil ? nil : histories[histories.count / 2])
         if output.json { return try printJSON(result) }
         print(String(format: "%d requests: rank + exposure %.1f µs, JSON encoding %.1f µs per request", requests,
                      result.rankMicros, result.encodeMicros))
+        if let scanMicros {
+            print(String(format: "of which the exact scan alone (Serve's exclusions, %@ screening): %.1f µs per request",
+                         VectorMath.int8ScreeningName, scanMicros))
+        }
         if let explainedRank = result.explainedRankMicros, let explainedEncode = result.explainedEncodeMicros {
             let index = explained?.responses.first?.explanation?.index ?? "?"
             print(String(format: "explained with %@: rank + because %.1f µs, JSON %.1f µs per request (+%.1f µs; median history %d items, %d items per list)",
@@ -100,6 +110,30 @@ struct RecommendBench: AsyncParsableCommand {
         }
         print("answered by: \(shares.joined(separator: ", ")) (HNSW beam \(ef))")
         if let recall = result.recall { print(String(format: "recall@%d against a brute-force scan over %d users: %.4f", n, min(recallUsers, users.count), recall)) }
+    }
+
+    /// Seconds per request of the length-ordered scan Serve answers from, each user's training
+    /// history and the unavailable items excluded (built outside the timing).
+    private func scanTime(users: [String], bundle: ModelBundle) -> Double? {
+        guard bundle.dimension > 0, !users.isEmpty else { return nil }
+        let scan = NormOrderedScan(vectors: bundle.itemFactors, dimension: bundle.dimension, owner: bundle)
+        var unavailable = ExclusionSet(capacity: bundle.itemCount)
+        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) { unavailable.insert(item) }
+        let exclusions = (0..<min(users.count, requests)).map { user -> ExclusionSet in
+            var excluded = unavailable
+            for item in bundle.history(ofUser: user) { excluded.insert(Int(item)) }
+            return excluded
+        }
+        let clock = ContinuousClock()
+        var found = 0
+        let start = clock.now
+        for request in 0..<requests {
+            let user = request % exclusions.count
+            found += scan.search(bundle.userFactors.baseAddress! + user * bundle.dimension, k: n, excluding: exclusions[user])?.count ?? 0
+        }
+        let elapsed = (clock.now - start).seconds
+        precondition(found > 0 || bundle.itemCount == 0, "the scan answered nothing")
+        return elapsed / Double(requests)
     }
 
     /// Against a brute-force scan of every item row, with the same exclusions Serve applies

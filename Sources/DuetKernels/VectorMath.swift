@@ -48,30 +48,34 @@ public enum VectorMath {
         duet_kernels().pointee.score_gather(query, base.assumingMemoryBound(to: UInt8.self), stride, ids, count, dimension, out)
     }
 
-    /// What `screenBlocks` stopped at.
+    /// What `screenInt8` stopped at.
     public enum ScreenOutcome: Int32 {
-        /// The returned block holds a row that may enter the top k; its 16 scores are in `out`.
+        /// The returned block holds a row whose raised score reaches the threshold; the 16 are in `upper`.
         case candidates = 0
         /// The rows' length bound proves the list.
         case proven = 1
         case rowLimit = 2
-        /// The value-major prefix ends here.
-        case endOfPrefix = 3
         case end = 4
     }
 
-    /// The length-ordered scan's screening loop (see `NormOrderedScan`): from row `position`, block by
-    /// block, up to the first block whose scores reach `threshold − screeningError·bound`, or a stop.
-    @inlinable
-    public static func screenBlocks(_ blocked: UnsafePointer<Float>, query: UnsafePointer<Float>, dimension: Int,
-                                    bounds: UnsafePointer<Float>, from position: Int, count: Int, prefixRows: Int, rowLimit: Int,
-                                    heapFull: Bool, threshold: Float, queryNorm: Float, screeningError: Float,
-                                    scores out: UnsafeMutablePointer<Float>) -> (position: Int, outcome: ScreenOutcome) {
-        var outcome: Int32 = 0
-        let stopped = duet_kernels().pointee.screen_blocks(blocked, query, dimension, bounds, position, count, prefixRows, rowLimit,
-                                                           heapFull ? 1 : 0, threshold, queryNorm, screeningError, out, &outcome)
-        return (stopped, ScreenOutcome(rawValue: outcome) ?? .end)
+    /// The int8 screening of the length-ordered scan (see `NormOrderedScan`), in the variant that
+    /// matches `variant`: AVX-512 VNNI when the CPU has it and the widest variant is in use, then
+    /// AVX2, then portable C. All give the same bits.
+    public static var int8ScreeningName: String {
+        let screening = unsafeBitCast(int8Screening, to: UnsafeRawPointer.self)
+        for name in ["vnni", "avx2", "portable"] {
+            if let variant = duet_i8_screen_variant(name), unsafeBitCast(variant, to: UnsafeRawPointer.self) == screening { return name }
+        }
+        return "unknown"
     }
+
+    public static let int8Screening: duet_i8_screen_fn = {
+        switch variant {
+        case "baseline": duet_i8_screen_variant("portable")!
+        case "avx2": duet_i8_screen_variant("avx2") ?? duet_i8_screen_variant("portable")!
+        default: duet_i8_screen_variant(nil)!
+        }
+    }()
 
     /// scores[r] = rows[r]·query for rows stored as IEEE binary16 bit patterns.
     @inlinable

@@ -1,3 +1,4 @@
+public import CDuetIntrinsics
 import DuetKernels
 import Foundation
 
@@ -10,32 +11,46 @@ import Foundation
 /// stopped after a median of ~1,000 rows. The answer equals a full scan's, ties included (TopK
 /// breaks ties by id, whatever the visiting order).
 ///
-/// The longest rows are copied in norm order so the common scan streams through contiguous memory
-/// that stays in cache; rows beyond that prefix are read in place.
+/// The rows are screened in int8: each row is stored as 8-bit integers with its own scale, in blocks
+/// of 16 rows, and a query is rounded the same way. The integer dot products are exact; the
+/// rounding of each side is bounded (‖q − q̂‖·‖x‖ + ‖q̂‖·‖x − x̂‖, with each row's rounding error
+/// stored), so a row is scored in float32 only when its screened score plus that bound reaches the
+/// k-th best exact score so far. A block is 1 KiB at 64 dimensions where float32 took 4 KiB, which
+/// keeps the rows a scan reads in the L2 cache while a server's network stack shares the core.
+///
+/// The longest rows are also copied in float32, in norm order, so the exact scores of the common
+/// candidates come from contiguous memory; rows beyond that prefix are scored in place.
 public final class NormOrderedScan: @unchecked Sendable {
     public let count: Int
     public let dimension: Int
     /// Original row ids, longest first.
     private let order: [Int32]
-    /// ‖row‖ in that order, each raised by the float32 rounding the dot product may add.
+    /// ‖row‖ in that order, each raised by the float32 rounding the dot product may add; zero for the
+    /// padding that fills the last block.
     private let bounds: UnsafeMutableBufferPointer<Float>
     /// The longest rows in order, row-major: the exact scores come from here.
     private let sortedPrefix: UnsafeMutableBufferPointer<Float>
-    /// The same rows in blocks of 16, each stored value-major (16 rows' first values, then their
-    /// second, …): sixteen scores are then `dimension` fused multiply-adds with no horizontal sums,
-    /// which screens a block several times faster than sixteen dot products.
-    private let blocked: UnsafeMutableBufferPointer<Float>
     private let prefixRows: Int
+    /// Every row as int8 (see `duet_i8_scan`), with each row's scale and rounding error.
+    private let codes: UnsafeMutableBufferPointer<UInt8>
+    private let scales: UnsafeMutableBufferPointer<Float>
+    private let errors: UnsafeMutableBufferPointer<Float>
+    private let groups: Int
+    private let screening: duet_i8_screen_fn
     private let rows: UnsafePointer<Float>
     private let owner: AnyObject?
     static let lanes = 16
+    /// Past this, a row's 32-bit integer sum of (x8 + 128)·q8 could overflow: rows are then all scored exactly.
+    static let screenableDimension = 1 << 16
 
     /// `owner` keeps the memory behind `vectors` alive (a mapped file, or nil for static memory).
-    /// `copiedRows` bounds the sorted copies (two, of 4·dimension bytes a row); rows past them are
-    /// scanned in place.
-    public init(vectors: UnsafeBufferPointer<Float>, dimension: Int, owner: AnyObject?, copiedRows: Int = 1 << 15) {
+    /// `copiedRows` bounds the sorted float32 copy (4·dimension bytes a row); rows past it are scored
+    /// in place. `screening` is a variant of the int8 screening, for tests; the default is the CPU's.
+    public init(vectors: UnsafeBufferPointer<Float>, dimension: Int, owner: AnyObject?, copiedRows: Int = 1 << 15,
+                screening: duet_i8_screen_fn? = nil) {
         precondition(dimension > 0, "a scan needs a dimension")
         self.dimension = dimension
+        self.screening = screening ?? VectorMath.int8Screening
         count = vectors.count / dimension
         self.owner = owner
         rows = vectors.baseAddress!
@@ -48,31 +63,57 @@ public final class NormOrderedScan: @unchecked Sendable {
             return x != y ? x > y : a < b
         }
         order = sorted.map { Int32($0) }
+        let lanes = Self.lanes
+        let padded = (count + lanes - 1) / lanes * lanes
         // A computed dot product can exceed ‖q‖·‖x‖ by its rounding, at most (d + 8)·2⁻²⁴ of it.
         let slack: Float = 1 + Float(dimension + 8) * 0x1p-23
-        bounds = .allocate(capacity: max(1, count))
+        bounds = .allocate(capacity: max(lanes, padded))
+        bounds.initialize(repeating: 0)
         for (position, row) in sorted.enumerated() {
             let norm = norms[row]
             bounds[position] = norm.isNaN ? Float.infinity : norm * slack
         }
-        // Whole blocks only, unless the copy holds every row (the last block is then padded).
-        let lanes = Self.lanes
-        prefixRows = count <= copiedRows ? count : max(0, copiedRows) / lanes * lanes
+        prefixRows = min(count, max(0, copiedRows))
         sortedPrefix = .allocate(capacity: max(1, prefixRows * dimension))
-        let blockCount = (prefixRows + lanes - 1) / lanes
-        blocked = .allocate(capacity: max(1, blockCount * lanes * dimension))
-        blocked.initialize(repeating: 0)
         for position in 0..<prefixRows {
-            let source = base + sorted[position] * dimension
-            (sortedPrefix.baseAddress! + position * dimension).update(from: source, count: dimension)
-            let block = blocked.baseAddress! + (position / lanes) * lanes * dimension
-            for j in 0..<dimension { block[j * lanes + position % lanes] = source[j] }
+            (sortedPrefix.baseAddress! + position * dimension).update(from: base + sorted[position] * dimension, count: dimension)
+        }
+        groups = (dimension + 3) / 4
+        codes = .allocate(capacity: max(64, padded * groups * 4))
+        // 128 is the stored form of 0: the padding adds nothing to a sum.
+        codes.initialize(repeating: 128)
+        scales = .allocate(capacity: max(lanes, padded))
+        scales.initialize(repeating: 0)
+        errors = .allocate(capacity: max(lanes, padded))
+        errors.initialize(repeating: 0)
+        for (position, row) in sorted.enumerated() {
+            let values = UnsafeBufferPointer(start: base + row * dimension, count: dimension)
+            let largest = values.reduce(Float(0)) { max($0, abs($1)) }
+            guard values.allSatisfy(\.isFinite), dimension <= Self.screenableDimension else {
+                // Its screened score is then unbounded, so it is always scored exactly.
+                errors[position] = .infinity
+                continue
+            }
+            guard largest > 0 else { continue }
+            let scale = largest / 127
+            let block = codes.baseAddress! + (position / lanes) * groups * 64 + (position % lanes) * 4
+            var residual = 0.0
+            for j in 0..<dimension {
+                let level = max(-127, min(127, (values[j] / scale).rounded()))
+                block[(j / 4) * 64 + j % 4] = UInt8(Int(level) + 128)
+                let difference = Double(values[j]) - Double(scale) * Double(level)
+                residual += difference * difference
+            }
+            scales[position] = scale
+            errors[position] = Float(residual.squareRoot()).nextUp
         }
     }
 
     deinit {
         sortedPrefix.deallocate()
-        blocked.deallocate()
+        codes.deallocate()
+        scales.deallocate()
+        errors.deallocate()
         bounds.deallocate()
     }
 
@@ -82,49 +123,73 @@ public final class NormOrderedScan: @unchecked Sendable {
                        rowLimit: Int = .max) -> [Neighbour]? {
         guard k > 0 else { return [] }
         let d = dimension, lanes = Self.lanes
-        let queryNorm = VectorMath.normSquared(query, d).squareRoot()
-        // The screening score and the exact one each carry at most (d + 8)·2⁻²⁴·‖q‖·‖x‖ of rounding.
-        let screeningError = 2 * Float(d + 8) * 0x1p-24 * queryNorm
-        let checkExclusions = !excluded.isEmpty
-        var heap = TopK(k)
-        var position = 0
-        @inline(__always) func offer(_ row: Int, _ start: UnsafePointer<Float>) {
-            let id = order[row]
-            if checkExclusions, excluded.contains(Int(id)) { return }
-            // Scored like every other scan (same kernel, same order), so the answer is bit-for-bit theirs.
-            heap.push(VectorMath.dot(start, query, d), id)
-        }
-        // The screening loop runs in the C kernels, returning only at blocks with candidates or at a stop.
         // On the stack: this runs for every recommendation, and an array would be a heap allocation each time.
-        var scores = SIMD16<Float>()
-        while position < count {
-            let (heapFull, threshold) = (heap.count == k, heap.threshold)
-            let (stopped, outcome) = withUnsafeMutableBytes(of: &scores) { out in
-                VectorMath.screenBlocks(blocked.baseAddress!, query: query, dimension: d, bounds: bounds.baseAddress!, from: position,
-                                        count: count, prefixRows: prefixRows, rowLimit: rowLimit, heapFull: heapFull,
-                                        threshold: threshold, queryNorm: queryNorm, screeningError: screeningError,
-                                        scores: out.baseAddress!.assumingMemoryBound(to: Float.self))
-            }
-            position = stopped
-            switch outcome {
-            case .proven, .end:
-                position = count
-            case .rowLimit:
-                return nil
-            case .endOfPrefix:
-                for row in position..<min(position + lanes, count) { offer(row, rows + Int(order[row]) * d) }
-                position += lanes
-            case .candidates:
-                // Strictly below the floor cannot win; at or above, the exact score decides.
-                let slack = screeningError * bounds[position]
-                let floor = slack.isFinite ? heap.threshold - slack : -Float.infinity
-                for lane in 0..<lanes where (scores[lane] >= floor || floor.isNaN) && position + lane < count {
-                    offer(position + lane, sortedPrefix.baseAddress! + (position + lane) * d)
+        return withUnsafeTemporaryAllocation(of: Int8.self, capacity: groups * 4) { levels -> [Neighbour]? in
+            let screen = quantize(query, into: levels)
+            let checkExclusions = !excluded.isEmpty
+            var heap = TopK(k)
+            var position = 0
+            var upper = SIMD16<Float>()
+            var scan = duet_i8_scan(blocks: codes.baseAddress!, scales: scales.baseAddress!, errors: errors.baseAddress!,
+                                    bounds: bounds.baseAddress!, groups: groups, count: count)
+            var query8 = screen
+            while position < count {
+                let (heapFull, threshold) = (heap.count == k, heap.threshold)
+                var outcome: Int32 = 0
+                position = withUnsafeMutableBytes(of: &upper) { out in
+                    screening(&scan, &query8, position, rowLimit, heapFull ? 1 : 0, threshold,
+                              out.baseAddress!.assumingMemoryBound(to: Float.self), &outcome)
                 }
-                position += lanes
+                switch VectorMath.ScreenOutcome(rawValue: outcome) {
+                case .candidates:
+                    for lane in 0..<min(lanes, count - position) where !(upper[lane] < heap.threshold) {
+                        let row = position + lane
+                        let id = order[row]
+                        if checkExclusions, excluded.contains(Int(id)) { continue }
+                        let start = row < prefixRows ? UnsafePointer(sortedPrefix.baseAddress! + row * d) : rows + Int(id) * d
+                        // Scored like every other scan (same kernel, same order), so the answer is bit-for-bit theirs.
+                        heap.push(VectorMath.dot(start, query, d), id)
+                    }
+                    position += lanes
+                case .rowLimit:
+                    return nil
+                default:
+                    position = count
+                }
             }
+            return heap.sorted().map { Neighbour(id: Int($0.id), score: $0.score) }
         }
-        return heap.sorted().map { Neighbour(id: Int($0.id), score: $0.score) }
+    }
+
+    /// Rounds the query to int8 (`levels`) and returns what the screening needs to bound its error.
+    private func quantize(_ query: UnsafePointer<Float>, into levels: UnsafeMutableBufferPointer<Int8>) -> duet_i8_query {
+        let d = dimension
+        levels.initialize(repeating: 0)
+        var largest: Float = 0, finite = true
+        for j in 0..<d {
+            largest = max(largest, abs(query[j]))
+            finite = finite && query[j].isFinite
+        }
+        let scale = finite && largest > 0 ? largest / 127 : 0
+        var sum = 0, rounded = 0.0, residual = 0.0, normSquared = 0.0
+        for j in 0..<d where scale > 0 {
+            let level = max(-127, min(127, (query[j] / scale).rounded()))
+            levels[j] = Int8(level)
+            sum += Int(level)
+            let approximation = Double(scale) * Double(level)
+            rounded += approximation * approximation
+            residual += (Double(query[j]) - approximation) * (Double(query[j]) - approximation)
+        }
+        for j in 0..<d { normSquared += Double(query[j]) * Double(query[j]) }
+        // The computed exact score may exceed q·x by (d + 8)·2⁻²⁴·‖q‖·‖x‖; each weight is raised a
+        // little more for its own rounding. A query that is not finite screens nothing out.
+        let raise = 1 + 0x1p-16
+        let exactRounding = Double(d + 8) * 0x1p-24 * normSquared.squareRoot()
+        let errorWeight = finite ? Float(rounded.squareRoot() * raise).nextUp : .infinity
+        let lengthWeight = finite ? Float((residual.squareRoot() + exactRounding) * raise).nextUp : .infinity
+        return duet_i8_query(q8: UnsafePointer(levels.baseAddress!), scale: scale, correction: Int32(128 * sum),
+                             error_weight: errorWeight, length_weight: lengthWeight, relative_weight: 16 * 0x1p-24,
+                             norm: Float(normSquared.squareRoot()))
     }
 
     public func search(_ query: [Float], k: Int, excluding excluded: ExclusionSet = .none, rowLimit: Int = .max) -> [Neighbour]? {

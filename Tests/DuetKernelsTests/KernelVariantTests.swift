@@ -98,6 +98,79 @@ import Testing
         }
     }
 
+    /// The int8 screening: every variant sums exactly and raises each row's score to the same bits as
+    /// a reference written here, and stops where it should (length bound, row limit, end).
+    @Test(arguments: [1, 3, 4, 16, 17])
+    func everyInt8ScreeningVariantSumsRaisesAndStopsLikeTheReference(groups: Int) {
+        var rng = SplitMix64(seed: UInt64(groups))
+        let count = 70, padded = 80
+        let blocks = (0..<(padded / 16 * groups * 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let scales = (0..<padded).map { _ in Float(rng.uniform()) * 0.1 }
+        let errors = (0..<padded).map { _ in Float(rng.uniform()) * 0.01 }
+        // Not increasing, as the scan's rows are.
+        let bounds = (0..<padded).map { Float(padded - $0) }
+        let levels = (0..<(groups * 4)).map { _ in Int8(Int(rng.next() % 255) - 127) }
+        let correction = Int32(128 * levels.reduce(0) { $0 + Int($1) })
+        let variants = ([String](["portable", "avx2", "vnni"])).compactMap { name in duet_i8_screen_variant(name).map { (name, $0) } }
+        #expect(variants.first?.0 == "portable")
+        blocks.withUnsafeBufferPointer { codes in
+            levels.withUnsafeBufferPointer { q8 in
+                // Copies that outlive every call below (an array passed as a pointer lives for one call only).
+                let scaleCopy = UnsafeMutableBufferPointer<Float>.allocate(capacity: padded), errorCopy = UnsafeMutableBufferPointer<Float>.allocate(capacity: padded)
+                let boundCopy = UnsafeMutableBufferPointer<Float>.allocate(capacity: padded), nanScales = UnsafeMutableBufferPointer<Float>.allocate(capacity: padded)
+                defer { [scaleCopy, errorCopy, boundCopy, nanScales].forEach { $0.deallocate() } }
+                _ = scaleCopy.initialize(from: scales)
+                _ = errorCopy.initialize(from: errors)
+                _ = boundCopy.initialize(from: bounds)
+                _ = nanScales.initialize(from: scales)
+                nanScales[50] = .nan
+                var scan = duet_i8_scan(blocks: codes.baseAddress!, scales: scaleCopy.baseAddress!, errors: errorCopy.baseAddress!,
+                                        bounds: boundCopy.baseAddress!, groups: groups, count: count)
+                var query = duet_i8_query(q8: q8.baseAddress!, scale: 0.02, correction: correction, error_weight: 1.5, length_weight: 0.003,
+                                          relative_weight: 16 * 0x1p-24, norm: 2)
+                // The reference: sums from the stored bytes (x8 + 128) and the same float steps in the same order.
+                func raised(_ row: Int) -> Float {
+                    var sum = 0
+                    for j in 0..<(groups * 4) {
+                        sum += Int(codes[(row / 16) * groups * 64 + (j / 4) * 64 + (row % 16) * 4 + j % 4]) * Int(levels[j])
+                    }
+                    let screened = Float(Int32(sum) - correction) * (scales[row] * query.scale)
+                    let margin = (query.error_weight * errors[row] + query.length_weight * bounds[row]) + query.relative_weight * abs(screened)
+                    return screened + margin
+                }
+                for (name, screen) in variants {
+                    var upper = [Float](repeating: .nan, count: 16)
+                    var outcome: Int32 = -1
+                    for position in stride(from: 0, to: count, by: 16) {
+                        // No bar: the block at `position` is returned with its raised scores.
+                        let stopped = screen(&scan, &query, position, .max, 0, -.infinity, &upper, &outcome)
+                        #expect(stopped == position && outcome == 0, "\(name) at \(position)")
+                        for lane in 0..<16 { #expect(upper[lane].bitPattern == raised(position + lane).bitPattern, "\(name) row \(position + lane)") }
+                    }
+                    // A bar above every raised score: nothing is a candidate, and the scan reads to the end.
+                    #expect(screen(&scan, &query, 0, .max, 0, 1e30, &upper, &outcome) == 80 && outcome == 4, "\(name)")
+                    // The first block with a row reaching the bar.
+                    let bar = raised(37)
+                    let first = (0..<count).first { raised($0) >= bar }! / 16 * 16
+                    #expect(screen(&scan, &query, 0, .max, 0, bar, &upper, &outcome) == first && outcome == 0, "\(name)")
+                    // The length bound, with a bar no row reaches: norm·bounds[p] falls below it at the fourth block
+                    // (bounds 80, 64, 48, 32 at the block starts), not before.
+                    let above = (0..<padded).map(raised).max()! + 1
+                    var bounded = query
+                    bounded.norm = above / 40
+                    #expect(screen(&scan, &bounded, 0, .max, 1, above, &upper, &outcome) == 48 && outcome == 1, "\(name)")
+                    #expect(screen(&scan, &bounded, 0, .max, 0, above, &upper, &outcome) == 80 && outcome == 4, "\(name) without a full heap")
+                    #expect(screen(&scan, &query, 0, 32, 0, 1e30, &upper, &outcome) == 32 && outcome == 2, "\(name)")
+                    // A row whose bound is unknown (NaN scale) is always a candidate.
+                    var withNaN = scan
+                    withNaN.scales = UnsafePointer(nanScales.baseAddress!)
+                    #expect(screen(&withNaN, &query, 0, .max, 0, 1e30, &upper, &outcome) == 48 && outcome == 0, "\(name)")
+                    #expect(upper[2].isNaN, "\(name)")
+                }
+            }
+        }
+    }
+
     /// The conjugate-gradient ALS step converges to the solution of its normal equations in every variant.
     @Test func everyVariantSolvesTheImplicitALSSystem() {
         let d = 20, itemCount = 50

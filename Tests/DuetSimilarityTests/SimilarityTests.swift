@@ -1,3 +1,4 @@
+import CDuetIntrinsics
 import DuetCore
 import DuetKernels
 @testable import DuetSimilarity
@@ -243,15 +244,24 @@ import Testing
         return rows
     }
 
+    /// Every int8 screening this CPU can run (portable C always).
+    static var screenings: [(String, duet_i8_screen_fn)] {
+        [String](["portable", "avx2", "vnni"]).compactMap { name in duet_i8_screen_variant(name).map { (name, $0) } }
+    }
+
     /// The length-ordered scan must give exactly the full scan's answer (ids, scores, exclusions),
-    /// including for rows past its sorted copy, while reading a fraction of the rows.
+    /// including for rows past its sorted copy, while reading a fraction of the rows and scoring
+    /// few of them exactly.
     @Test func normOrderedScanEqualsAFullScanWhileReadingFewRows() {
         let d = 32, count = 20_003, k = 20
         let vectors = Self.heavyTailed(count: count, dimension: d, seed: 21)
         let full = ExactIndex(copying: vectors, dimension: d, metric: .innerProduct, halfPrecision: false)
         let scans = vectors.withUnsafeBufferPointer { buffer in
             [NormOrderedScan(vectors: buffer, dimension: d, owner: nil), NormOrderedScan(vectors: buffer, dimension: d, owner: nil, copiedRows: 64)]
+                + Self.screenings.map { NormOrderedScan(vectors: buffer, dimension: d, owner: nil, screening: $0.1) }
         }
+        let counted = vectors.withUnsafeBufferPointer { NormOrderedScan(vectors: $0, dimension: d, owner: nil, screening: countingScreening) }
+        ScreeningCounts.reset()
         var rng = SplitMix64(seed: 22)
         var provenWithinATenth = 0
         for q in 0..<60 {
@@ -265,12 +275,92 @@ import Testing
             for _ in 0..<20 { excluded.insert(rng.below(count)) }
             let expected = full.search(query, k: k, excluding: excluded)
             for scan in scans { #expect(scan.search(query, k: k, excluding: excluded) == expected) }
+            #expect(counted.search(query, k: k, excluding: excluded) == expected)
             if scans[0].search(query, k: k, excluding: excluded, rowLimit: count / 10) != nil { provenWithinATenth += 1 }
         }
         #expect(provenWithinATenth >= 48, "only \(provenWithinATenth) of 60 lists were proven within a tenth of the rows")
+        // The int8 bound is tight enough to matter: few of the rows screened are scored exactly (about 13%
+        // here; 20 a list just fill the first places).
+        let (screened, candidates) = ScreeningCounts.totals
+        #expect(screened > 0 && Double(candidates) <= 0.2 * Double(screened), "\(candidates) of \(screened) rows screened were scored exactly")
         // Too small a budget to prove anything: the caller is told, not given a guess.
         #expect(scans[0].search(Array(vectors[0..<d]), k: k, rowLimit: 0) == nil)
         #expect(scans[0].search(Array(vectors[0..<d]), k: 0) == [])
+    }
+
+    /// Rows int8 cannot tell apart must still come out in the exact order: near-copies a hair apart
+    /// (well below one int8 step), exact duplicates (ties go to the lower id), rows dominated by one
+    /// large value, zero rows, a dimension that is not a multiple of four, queries int8 holds exactly,
+    /// and a zero query.
+    @Test func normOrderedScanIsExactWhereInt8CannotTellRowsApart() {
+        let d = 13, k = 10
+        var rng = SplitMix64(seed: 41)
+        var vectors: [Float] = []
+        for _ in 0..<300 {
+            let base = (0..<d).map { _ in Float(rng.gaussian()) * Float(exp(rng.gaussian())) }
+            vectors += base
+            for copy in 0..<3 { vectors += base.map { $0 * (1 + Float(copy + 1) * 1e-4 * Float(rng.gaussian())) } }
+            vectors += base
+        }
+        for row in 0..<40 {
+            var spiky = (0..<d).map { _ in Float(rng.gaussian()) * 1e-3 }
+            spiky[row % d] = 50
+            vectors += spiky
+        }
+        vectors += [Float](repeating: 0, count: 3 * d)
+        let count = vectors.count / d
+        let full = ExactIndex(copying: vectors, dimension: d, metric: .innerProduct, halfPrecision: false)
+        let scans = vectors.withUnsafeBufferPointer { buffer in
+            Self.screenings.map { NormOrderedScan(vectors: buffer, dimension: d, owner: nil, screening: $0.1) }
+        }
+        for q in 0..<80 {
+            // Queries near a stored row (so its near-copies compete for the last places), or spiky, or zero.
+            let like = rng.below(count)
+            var query = (0..<d).map { vectors[like * d + $0] + 0.01 * Float(rng.gaussian()) }
+            if q % 10 == 9 { query = (0..<d).map { $0 == q % d ? 30 : Float(rng.gaussian()) * 1e-4 } }
+            if q == 40 { query = [Float](repeating: 0, count: d) }
+            // Whole numbers up to 127 round to int8 exactly: only the rows' own rounding is left to bound.
+            if q % 4 == 1 {
+                let largest = query.map(abs).max()!
+                query = query.map { ($0 / largest * 127).rounded() }
+            }
+            var excluded = ExclusionSet(capacity: count)
+            if q % 3 == 0 { for neighbour in full.search(query, k: 2) { excluded.insert(neighbour.id) } }
+            let expected = full.search(query, k: k, excluding: excluded)
+            for (scan, (name, _)) in zip(scans, Self.screenings) {
+                #expect(scan.search(query, k: k, excluding: excluded) == expected, "\(name) screening, query \(q)")
+            }
+        }
+    }
+
+    /// Catalogues of near-identical rows, where the exact order is decided below int8's resolution:
+    /// rows a hair apart against queries int8 holds exactly (only the rows' rounding separates them),
+    /// and whole-number rows int8 holds exactly against any query (only the query's rounding does).
+    /// A scan that left either rounding out of its bound would skip rows that belong in the list.
+    @Test(arguments: ["rows", "query"])
+    func normOrderedScanBoundsEachSidesRounding(rounded side: String) {
+        let d = 16, count = 48, k = 5
+        var rng = SplitMix64(seed: side == "rows" ? 51 : 52)
+        for trial in 0..<150 {
+            var vectors: [Float] = [], query: [Float]
+            let base = (0..<d).map { _ in (Float(rng.gaussian()) * 60).rounded() }
+            if side == "rows" {
+                for _ in 0..<count { vectors += base.map { $0 + 0.002 * Float(rng.gaussian()) } }
+                query = (0..<d).map { _ in (Float(rng.gaussian()) * 60).rounded() }
+                query[0] = 127
+            } else {
+                var whole = base
+                whole[0] = 127
+                for _ in 0..<count { vectors += whole.enumerated().map { j, value in j == 0 ? value : value + Float(rng.below(3)) - 1 } }
+                query = (0..<d).map { _ in Float(rng.gaussian()) }
+            }
+            let full = ExactIndex(copying: vectors, dimension: d, metric: .innerProduct, halfPrecision: false)
+            let expected = full.search(query, k: k)
+            let scans = vectors.withUnsafeBufferPointer { buffer in
+                Self.screenings.map { ($0.0, NormOrderedScan(vectors: buffer, dimension: d, owner: nil, screening: $0.1)) }
+            }
+            for (name, scan) in scans { #expect(scan.search(query, k: k) == expected, "\(name) screening, trial \(trial)") }
+        }
     }
 
     @Test func corruptOrTruncatedFilesAreRefused() async throws {
@@ -446,4 +536,21 @@ import Testing
             #expect(abs(E4M3.decode(E4M3.encode(value)) - value) <= value / 16 + 1e-6, "\(value)")
         }
     }
+}
+
+/// Counts what the int8 screening does (the one test that uses it runs its searches in sequence).
+enum ScreeningCounts {
+    nonisolated(unsafe) static var screenedRows = 0
+    nonisolated(unsafe) static var candidateRows = 0
+    static func reset() { (screenedRows, candidateRows) = (0, 0) }
+    static var totals: (screened: Int, candidates: Int) { (screenedRows, candidateRows) }
+}
+
+/// The CPU's screening, counting the rows it read and those whose raised score reached the bar.
+let countingScreening: duet_i8_screen_fn = { scan, query, position, rowLimit, heapFull, threshold, upper, outcome in
+    let stopped = VectorMath.int8Screening(scan, query, position, rowLimit, heapFull, threshold, upper, outcome)
+    let candidates = outcome!.pointee == 0
+    ScreeningCounts.screenedRows += (stopped - position) + (candidates ? 16 : 0)
+    if candidates { ScreeningCounts.candidateRows += (0..<16).filter { !(upper![$0] < threshold) }.count }
+    return stopped
 }

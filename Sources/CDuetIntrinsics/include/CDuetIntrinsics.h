@@ -58,9 +58,6 @@ struct duet_kernel_table {
     void (*score_gather)(const float *q, const unsigned char *base, long stride, const unsigned *ids, long count, long d,
                          float *out);
     void (*block_scores16)(const float *block, const float *q, long d, float *out);
-    long (*screen_blocks)(const float *blocked, const float *q, long d, const float *bounds, long position, long count,
-                          long prefix_rows, long row_limit, int heap_full, float threshold, float query_norm,
-                          float screening_error, float *out, int *outcome);
     void (*score_rows_f16)(const unsigned short *rows, long row_count, long d, const float *q, float *scores);
     void (*implicit_als_step)(float *x, const float *gram, const float *y, const unsigned *items, const float *confidences,
                               long count, long d, long steps, float *r, float *p, float *ap);
@@ -78,6 +75,44 @@ struct duet_kernel_table {
 /// partition: approximate scores come in no useful order, so a partition's branches would be
 /// mispredicted about half the time.
 float duet_select_highest(float *scores, unsigned *ids, long count, long keep);
+
+/// What the int8 screening of the length-ordered scan reads (see NormOrderedScan). Rows are in
+/// order of decreasing length, padded to whole blocks of 16. Block b holds `groups` runs of 64
+/// bytes; run g holds, for each of the 16 rows, its values 4g..4g+3 as x8 + 128, where
+/// x ≈ scales[row]·x8 with x8 in [-127, 127] and ‖x − scales[row]·x8‖ ≤ errors[row].
+struct duet_i8_scan {
+    const unsigned char *blocks;
+    const float *scales;
+    const float *errors;
+    /// ≥ ‖x‖ for each row, not increasing: the length stop reads it.
+    const float *bounds;
+    long groups;
+    long count;
+};
+
+/// One query for `duet_i8_scan`: q ≈ scale·q8, q8 in [-127, 127], padded with zeros to groups·4.
+struct duet_i8_query {
+    const signed char *q8;
+    float scale;
+    /// 128·Σ q8, which the stored offset of 128 adds to every row's integer sum.
+    int correction;
+    /// A row's screened score s̃ is raised by error_weight·errors[row] + length_weight·bounds[row]
+    /// + relative_weight·|s̃|: then no computed exact score can lie above it.
+    float error_weight;
+    float length_weight;
+    float relative_weight;
+    float norm;
+};
+
+/// From row `position` (a multiple of 16), block by block: stops at the first block holding a row
+/// whose raised score is not below `threshold` (its 16 raised scores go to `upper`, *outcome 0),
+/// when `heap_full` and norm·bounds[position] < threshold proves the list (1), at `row_limit` (2),
+/// or at the end (4). Returns that position. Integer sums are exact, so every variant screens alike.
+typedef long (*duet_i8_screen_fn)(const struct duet_i8_scan *scan, const struct duet_i8_query *query, long position, long row_limit,
+                                  int heap_full, float threshold, float *upper, int *outcome);
+/// The widest variant this CPU has (AVX-512 VNNI, AVX2, portable) for NULL, or a named one ("vnni",
+/// "avx2", "portable"); NULL when this CPU or build lacks it.
+duet_i8_screen_fn duet_i8_screen_variant(const char *name);
 
 extern const struct duet_kernel_table *duet_kernels_active;
 /// Chooses the variant (once) and returns it.
