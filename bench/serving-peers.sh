@@ -3,7 +3,9 @@
 # uvicorn, 2 workers, numpy) serving the same production bundle. First both must answer the same
 # lists item for item for a sample of users (known, unknown, with exclusions): any difference that
 # is not a float near-tie fails the run. Then wrk (2 threads, 64 connections, SECONDS each, random
-# known users, n=20) in three rounds of: Duet recommendations, Duet /livez, Python recommendations.
+# known users, n=20) in three rounds of: Duet recommendations, Duet /livez, Duet /livez through the
+# recommendations' Lua request function (the same client work), Python recommendations. Serve's
+# CPU time per request comes from /proc.
 # Prints each run, the medians and the ratios (goals: Duet/Python ≥ 5, recommendations/livez ≥ 0.8),
 # and Serve's own p99 for the recommendation route from its /metrics histogram (goal ≤ 2 ms).
 # Duet writes every exposure durably meanwhile; the Python peer logs nothing.
@@ -85,23 +87,37 @@ request = function()
   return wrk.format("GET", "/v1/users/" .. users[math.random(#users)] .. "/recommendations?n=20")
 end
 EOF
+# The same client work per request (a Lua call, a random user), asking /livez: the floor with wrk's
+# own cost held equal, since wrk shares the two cores with Serve.
+sed 's|"/v1/users/" .. users\[math.random(#users)\] .. "/recommendations?n=20"|"/livez?u=" .. users[math.random(#users)]|' \
+  "$WORK/users.lua" > "$WORK/livez.lua"
+grep -q '/livez?u=' "$WORK/livez.lua" || { echo "could not derive livez.lua" >&2; exit 1; }
 metric_snapshot() { curl -sf "http://127.0.0.1:$DUET_PORT/metrics" > "$1"; }
 run() {  # run LABEL PORT PATH|lua
   local out=$WORK/wrk-$1-$RANDOM.txt
-  if [ "$3" = lua ]; then
-    USERS_FILE=$FOLDER/users.ids wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/users.lua" "http://127.0.0.1:$2" > "$out"
+  # Serve's CPU time over the run (utime + stime, in clock ticks), for its cost per request.
+  local before=0 after=0
+  [ "$2" = "$DUET_PORT" ] && before=$(awk '{print $14 + $15}' "/proc/$DUET_PID/stat")
+  if [ "$3" = lua ] || [ "$3" = livez-lua ]; then
+    local script=$WORK/users.lua
+    [ "$3" = livez-lua ] && script=$WORK/livez.lua
+    USERS_FILE=$FOLDER/users.ids wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$script" "http://127.0.0.1:$2" > "$out"
   else
     wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$2$3" > "$out"
   fi
-  python3 - "$1" "$out" >> "$WORK/runs.jsonl" <<'PY_END'
+  [ "$2" = "$DUET_PORT" ] && after=$(awk '{print $14 + $15}' "/proc/$DUET_PID/stat")
+  python3 - "$1" "$out" "$((after - before))" "$(getconf CLK_TCK)" >> "$WORK/runs.jsonl" <<'PY_END'
 import json, re, sys
 text = open(sys.argv[2]).read()
+ticks, per_second = int(sys.argv[3]), int(sys.argv[4])
+total = re.search(r"(\d+) requests in", text)
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 def ms(v, unit): return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
 p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 errors = re.search(r"Socket errors: (.*)", text)
-print(json.dumps({"run": sys.argv[1], "rps": rps, "p99_ms": ms(*p99.groups()) if p99 else None,
+cpu = round(ticks / per_second / int(total.group(1)) * 1e6, 1) if ticks and total else None
+print(json.dumps({"run": sys.argv[1], "rps": rps, "p99_ms": ms(*p99.groups()) if p99 else None, "server_cpu_us": cpu,
                   "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else ""}))
 PY_END
   tail -1 "$WORK/runs.jsonl"
@@ -112,6 +128,7 @@ for round in 1 2 3; do
   run duet-recommendations "$DUET_PORT" lua
   metric_snapshot "$WORK/metrics-after-$round"
   run duet-livez "$DUET_PORT" /livez
+  run duet-livez-lua "$DUET_PORT" livez-lua
   run python-recommendations "$PEER_PORT" lua
 done
 
@@ -121,6 +138,8 @@ work = sys.argv[1]
 runs = [json.loads(l) for l in open(f"{work}/runs.jsonl")]
 def series(name): return [r["rps"] for r in runs if r["run"] == name]
 duet, livez, peer = series("duet-recommendations"), series("duet-livez"), series("python-recommendations")
+livez_lua = series("duet-livez-lua")
+def cpu(name): return [r["server_cpu_us"] for r in runs if r["run"] == name]
 def buckets(path):
     out = {}
     for line in open(path):
@@ -140,6 +159,10 @@ summary = {
     "duet_rps": duet, "duet_livez_rps": livez, "python_rps": peer,
     "ratio_vs_python": [round(d / p, 2) for d, p in zip(duet, peer)],
     "rec_over_livez": [round(d / l, 2) for d, l in zip(duet, livez)],
+    "duet_livez_same_client_rps": livez_lua,
+    "rec_over_livez_same_client": [round(d / l, 2) for d, l in zip(duet, livez_lua)],
+    "duet_server_cpu_us_per_request": {"recommendations": cpu("duet-recommendations"), "livez": cpu("duet-livez"),
+                                       "livez_same_client": cpu("duet-livez-lua")},
     "duet_server_p99_ms_upper_bound": p99s,
     "duet_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "duet-recommendations"],
     "python_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "python-recommendations"],
@@ -147,9 +170,13 @@ summary = {
 }
 summary["median_ratio_vs_python"] = statistics.median(summary["ratio_vs_python"])
 summary["median_rec_over_livez"] = statistics.median(summary["rec_over_livez"])
+summary["median_rec_over_livez_same_client"] = statistics.median(summary["rec_over_livez_same_client"])
+rec_cpu, livez_cpu = statistics.median(cpu("duet-recommendations")), statistics.median(cpu("duet-livez"))
 summary["median_server_p99_ms"] = statistics.median(p99s)
 print(json.dumps(summary, indent=1))
 print(f"median: Duet {statistics.median(duet):.0f} req/s, Python {statistics.median(peer):.0f} req/s: {summary['median_ratio_vs_python']:.2f}x (goal 5); "
       f"recommendations/livez {summary['median_rec_over_livez']:.2f} (goal 0.8); Serve's own p99 ≤ {summary['median_server_p99_ms']:.2f} ms (goal 2; its histogram bucket)")
+print(f"with wrk's per-request work held equal (livez through the same Lua call): {summary['median_rec_over_livez_same_client']:.2f}; "
+      f"Serve's CPU per request: recommendations {rec_cpu:.0f} µs, livez {livez_cpu:.0f} µs")
 sys.exit(1 if summary["non2xx"] else 0)
 PY_END
