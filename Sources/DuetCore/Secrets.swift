@@ -5,7 +5,7 @@ public enum Secrets {
     /// `bytes` random bytes from the system's cryptographic generator, as lowercase hex.
     public static func randomHex(bytes: Int = 32) -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
+        return (0..<bytes).map { _ in UInt8.random(in: .min ... .max, using: &generator) }.lowercaseHex
     }
 
     public static func sha256(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Data(text.utf8))) }

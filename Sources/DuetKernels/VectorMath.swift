@@ -48,7 +48,7 @@ public enum VectorMath {
         duet_kernels().pointee.score_gather(query, base.assumingMemoryBound(to: UInt8.self), stride, ids, count, dimension, out)
     }
 
-    /// What `screenInt8` stopped at.
+    /// What `int8Screening` stopped at.
     public enum ScreenOutcome: Int32 {
         /// The returned block holds a row whose raised score reaches the threshold; the 16 are in `upper`.
         case candidates = 0
@@ -58,9 +58,7 @@ public enum VectorMath {
         case end = 4
     }
 
-    /// The int8 screening of the length-ordered scan (see `NormOrderedScan`), in the variant that
-    /// matches `variant`: AVX-512 VNNI when the CPU has it and the widest variant is in use, then
-    /// AVX2, then portable C. All give the same bits.
+    /// Which int8 screening this process uses: "vnni", "avx2" or "portable".
     public static var int8ScreeningName: String {
         let screening = unsafeBitCast(int8Screening, to: UnsafeRawPointer.self)
         for name in ["vnni", "avx2", "portable"] {
@@ -69,6 +67,9 @@ public enum VectorMath {
         return "unknown"
     }
 
+    /// The int8 screening of the length-ordered scan (see `NormOrderedScan`), in the variant that
+    /// matches `variant`: AVX-512 VNNI when the CPU has it and the widest variant is in use, then
+    /// AVX2, then portable C. All give the same bits.
     public static let int8Screening: duet_i8_screen_fn = {
         switch variant {
         case "baseline": duet_i8_screen_variant("portable")!

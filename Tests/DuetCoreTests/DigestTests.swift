@@ -77,4 +77,12 @@ import Testing
             #expect(HMACSHA256.authenticationCode(for: Array(message.utf8), key: key).lowercaseHex == mac, "\(message)")
         }
     }
+
+    /// Session secrets and CSRF tokens: the asked-for number of random bytes as lowercase hex.
+    @Test func randomHexIsLowercaseHexOfTheAskedLength() {
+        let tokens = (0..<8).map { _ in Secrets.randomHex(bytes: 16) }
+        for token in tokens { #expect(token.count == 32 && token.allSatisfy { "0123456789abcdef".contains($0) }, "\(token)") }
+        #expect(Set(tokens).count == tokens.count)
+        #expect(Secrets.randomHex().count == 64)
+    }
 }
