@@ -294,18 +294,23 @@ __attribute__((target("avx2"))) static long duet_i8_screen_avx2(const struct due
                                                                 long position, long row_limit, int heap_full, float threshold,
                                                                 float *upper, int *outcome) {
     const long groups = scan->groups;
+    // The query's vectors live on the stack: past 1,024 dimensions the reference takes over (same bits).
+    if (groups > 256) return duet_i8_screen_portable(scan, query, position, row_limit, heap_full, threshold, upper, outcome);
+    // Each group's four query values, widened and repeated for four rows: built once per call.
+    __m256i values[groups];
+    for (long g = 0; g < groups; g++) {
+        const signed char *q = query->q8 + g * 4;
+        values[g] = _mm256_setr_epi16(q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3]);
+    }
     for (; position < scan->count; position += 16) {
         if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
         if (position >= row_limit) { *outcome = 2; return position; }
         const unsigned char *block = scan->blocks + (position / 16) * groups * 64;
         __m256i quarter[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (long g = 0; g < groups; g++) {
-            const signed char *q = query->q8 + g * 4;
-            const __m256i values = _mm256_setr_epi16(q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1],
-                                                     q[2], q[3]);
             for (int part = 0; part < 4; part++) {
                 __m256i wide = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(block + g * 64 + part * 16)));
-                quarter[part] = _mm256_add_epi32(quarter[part], _mm256_madd_epi16(wide, values));
+                quarter[part] = _mm256_add_epi32(quarter[part], _mm256_madd_epi16(wide, values[g]));
             }
         }
         // hadd works within 128-bit halves: rows 0, 1, 4, 5 | 2, 3, 6, 7; the permute restores the order.

@@ -117,13 +117,7 @@ struct RecommendBench: AsyncParsableCommand {
     private func scanTime(users: [String], bundle: ModelBundle) -> Double? {
         guard bundle.dimension > 0, !users.isEmpty else { return nil }
         let scan = NormOrderedScan(vectors: bundle.itemFactors, dimension: bundle.dimension, owner: bundle)
-        var unavailable = ExclusionSet(capacity: bundle.itemCount)
-        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) { unavailable.insert(item) }
-        let exclusions = (0..<min(users.count, requests)).map { user -> ExclusionSet in
-            var excluded = unavailable
-            for item in bundle.history(ofUser: user) { excluded.insert(Int(item)) }
-            return excluded
-        }
+        let exclusions = (0..<min(users.count, requests)).map { Self.servedExclusions(ofUser: $0, in: bundle) }
         let clock = ContinuousClock()
         var found = 0
         let start = clock.now
@@ -136,19 +130,24 @@ struct RecommendBench: AsyncParsableCommand {
         return elapsed / Double(requests)
     }
 
+    /// What Serve leaves out of a known user's list: their training history and unavailable items.
+    private static func servedExclusions(ofUser user: Int, in bundle: ModelBundle) -> ExclusionSet {
+        var excluded = ExclusionSet(capacity: bundle.itemCount)
+        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) { excluded.insert(item) }
+        for item in bundle.history(ofUser: user) { excluded.insert(Int(item)) }
+        return excluded
+    }
+
     /// Against a brute-force scan of every item row, with the same exclusions Serve applies
     /// (the user's training history and unavailable items).
     private func recall(users: [String], served: Recommender, bundle: ModelBundle) throws -> Double? {
         guard !users.isEmpty, bundle.dimension > 0 else { return nil }
         let bruteForce = ExactIndex(vectors: bundle.itemFactors, dimension: bundle.dimension, metric: .innerProduct, owner: bundle,
                                     halfPrecision: false)
-        var unavailable = ExclusionSet(capacity: bundle.itemCount)
-        for item in 0..<bundle.itemCount where !bundle.isAvailable(item: item) { unavailable.insert(item) }
         var found = 0, wanted = 0
         for user in users {
             guard let userIndex = bundle.userIndex(of: user) else { continue }
-            var exclusions = unavailable
-            for item in bundle.history(ofUser: userIndex) { exclusions.insert(Int(item)) }
+            let exclusions = Self.servedExclusions(ofUser: userIndex, in: bundle)
             let query = bundle.userFactors.baseAddress! + userIndex * bundle.dimension
             let truth = Set(bruteForce.search(query, k: n, excluding: exclusions).map { bundle.itemIDs[$0.id] })
             let answer = try served.recommend(user: user, n: n, exclude: [], context: nil).itemIDs

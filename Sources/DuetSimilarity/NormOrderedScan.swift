@@ -125,14 +125,13 @@ public final class NormOrderedScan: @unchecked Sendable {
         let d = dimension, lanes = Self.lanes
         // On the stack: this runs for every recommendation, and an array would be a heap allocation each time.
         return withUnsafeTemporaryAllocation(of: Int8.self, capacity: groups * 4) { levels -> [Neighbour]? in
-            let screen = quantize(query, into: levels)
+            var query8 = quantize(query, into: levels)
             let checkExclusions = !excluded.isEmpty
             var heap = TopK(k)
             var position = 0
             var upper = SIMD16<Float>()
             var scan = duet_i8_scan(blocks: codes.baseAddress!, scales: scales.baseAddress!, errors: errors.baseAddress!,
                                     bounds: bounds.baseAddress!, groups: groups, count: count)
-            var query8 = screen
             while position < count {
                 let (heapFull, threshold) = (heap.count == k, heap.threshold)
                 var outcome: Int32 = 0
