@@ -375,6 +375,79 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static long duet
 }
 #endif
 
+// TopK's heap (DuetKernels): the worst kept pair at the root, ties to the smaller id.
+static inline int duet_heap_worse(float s1, int i1, float s2, int i2) { return s1 < s2 || (s1 == s2 && i1 > i2); }
+
+static inline void duet_heap_sift_down(float *scores, int *ids, long parent, long count) {
+    for (;;) {
+        long left = 2 * parent + 1, right = left + 1, worst = parent;
+        if (left < count && duet_heap_worse(scores[left], ids[left], scores[worst], ids[worst])) worst = left;
+        if (right < count && duet_heap_worse(scores[right], ids[right], scores[worst], ids[worst])) worst = right;
+        if (worst == parent) return;
+        float score = scores[parent];
+        int id = ids[parent];
+        scores[parent] = scores[worst], ids[parent] = ids[worst];
+        scores[worst] = score, ids[worst] = id;
+        parent = worst;
+    }
+}
+
+static inline void duet_heap_push(float *scores, int *ids, long *count, long k, float score, int id) {
+    if (score != score) return;
+    if (*count < k) {
+        long child = (*count)++;
+        scores[child] = score, ids[child] = id;
+        while (child > 0) {
+            long parent = (child - 1) / 2;
+            if (!duet_heap_worse(scores[child], ids[child], scores[parent], ids[parent])) return;
+            float swapped = scores[parent];
+            int swappedID = ids[parent];
+            scores[parent] = scores[child], ids[parent] = ids[child];
+            scores[child] = swapped, ids[child] = swappedID;
+            child = parent;
+        }
+        return;
+    }
+    if (!duet_heap_worse(scores[0], ids[0], score, id)) return;
+    scores[0] = score, ids[0] = id;
+    duet_heap_sift_down(scores, ids, 0, *count);
+}
+
+long duet_i8_top_k(const struct duet_i8_scan *scan, const struct duet_i8_query *query, const struct duet_i8_rescore *rescore,
+                   duet_i8_screen_fn screen, long k, long row_limit, float *scores, int *ids) {
+    if (k <= 0) return 0;
+    const long d = rescore->dimension;
+    long count = 0, position = 0;
+    float upper[16];
+    while (position < scan->count) {
+        int outcome = 0;
+        position = screen(scan, query, position, row_limit, count == k, count < k ? -__builtin_inff() : scores[0], upper, &outcome);
+        if (outcome == 2) return -1;
+        if (outcome != 0) break;
+        long lanes = scan->count - position < 16 ? scan->count - position : 16;
+        for (long lane = 0; lane < lanes; lane++) {
+            // The bar rises as candidates enter, within the block too.
+            if (upper[lane] < (count < k ? -__builtin_inff() : scores[0])) continue;
+            long row = position + lane;
+            int id = rescore->order[row];
+            unsigned long word = (unsigned long)id / 64;
+            if (word < (unsigned long)rescore->excluded_words && (rescore->excluded[word] >> (id % 64)) & 1) continue;
+            const float *start = row < rescore->prefix_rows ? rescore->prefix + row * d : rescore->rows + (long)id * d;
+            duet_heap_push(scores, ids, &count, k, rescore->dot(start, rescore->query, d), id);
+        }
+        position += 16;
+    }
+    // Best first: the worst kept goes to the end, then the worst of the rest before it, and so on.
+    for (long end = count - 1; end > 0; end--) {
+        float score = scores[0];
+        int id = ids[0];
+        scores[0] = scores[end], ids[0] = ids[end];
+        scores[end] = score, ids[end] = id;
+        duet_heap_sift_down(scores, ids, 0, end);
+    }
+    return count;
+}
+
 duet_i8_screen_fn duet_i8_screen_variant(const char *name) {
 #if defined(__x86_64__)
     __builtin_cpu_init();

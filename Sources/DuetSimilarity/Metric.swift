@@ -58,6 +58,11 @@ public struct ExclusionSet: Sendable, SearchFilter {
 
     public var isEmpty: Bool { bits.allSatisfy { $0 == 0 } }
 
+    /// The set as a bitmap: bit id % 64 of word id / 64.
+    public func withWords<Result>(_ body: (UnsafeBufferPointer<UInt64>) throws -> Result) rethrows -> Result {
+        try bits.withUnsafeBufferPointer(body)
+    }
+
     @inline(__always) public func rejects(_ id: Int) -> Bool { contains(id) }
     public var admitsEverything: Bool { isEmpty }
 

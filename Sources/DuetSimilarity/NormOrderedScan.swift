@@ -122,41 +122,27 @@ public final class NormOrderedScan: @unchecked Sendable {
     public func search(_ query: UnsafePointer<Float>, k: Int, excluding excluded: ExclusionSet = .none,
                        rowLimit: Int = .max) -> [Neighbour]? {
         guard k > 0 else { return [] }
-        let d = dimension, lanes = Self.lanes
         // On the stack: this runs for every recommendation, and an array would be a heap allocation each time.
         return withUnsafeTemporaryAllocation(of: Int8.self, capacity: groups * 4) { levels -> [Neighbour]? in
             var query8 = quantize(query, into: levels)
-            let checkExclusions = !excluded.isEmpty
-            var heap = TopK(k)
-            var position = 0
-            var upper = SIMD16<Float>()
             var scan = duet_i8_scan(blocks: codes.baseAddress!, scales: scales.baseAddress!, errors: errors.baseAddress!,
                                     bounds: bounds.baseAddress!, groups: groups, count: count)
-            while position < count {
-                let (heapFull, threshold) = (heap.count == k, heap.threshold)
-                var outcome: Int32 = 0
-                position = withUnsafeMutableBytes(of: &upper) { out in
-                    screening(&scan, &query8, position, rowLimit, heapFull ? 1 : 0, threshold,
-                              out.baseAddress!.assumingMemoryBound(to: Float.self), &outcome)
-                }
-                switch VectorMath.ScreenOutcome(rawValue: outcome) {
-                case .candidates:
-                    for lane in 0..<min(lanes, count - position) where !(upper[lane] < heap.threshold) {
-                        let row = position + lane
-                        let id = order[row]
-                        if checkExclusions, excluded.contains(Int(id)) { continue }
-                        let start = row < prefixRows ? UnsafePointer(sortedPrefix.baseAddress! + row * d) : rows + Int(id) * d
-                        // Scored like every other scan (same kernel, same order), so the answer is bit-for-bit theirs.
-                        heap.push(VectorMath.dot(start, query, d), id)
+            return withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { scores in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: k) { ids in
+                    order.withUnsafeBufferPointer { order in
+                        excluded.withWords { words in
+                            // Scored with the same dot product as every other scan, so the answer is bit-for-bit theirs.
+                            var rescore = duet_i8_rescore(query: query, order: order.baseAddress!, prefix: sortedPrefix.baseAddress!,
+                                                          prefix_rows: prefixRows, rows: rows, dimension: dimension,
+                                                          excluded: words.baseAddress, excluded_words: words.count,
+                                                          dot: duet_kernels().pointee.dot)
+                            let found = duet_i8_top_k(&scan, &query8, &rescore, screening, k, rowLimit, scores.baseAddress!, ids.baseAddress!)
+                            guard found >= 0 else { return nil }
+                            return (0..<found).map { Neighbour(id: Int(ids[$0]), score: scores[$0]) }
+                        }
                     }
-                    position += lanes
-                case .rowLimit:
-                    return nil
-                default:
-                    position = count
                 }
             }
-            return heap.sorted().map { Neighbour(id: Int($0.id), score: $0.score) }
         }
     }
 

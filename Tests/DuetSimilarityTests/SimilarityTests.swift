@@ -276,6 +276,12 @@ import Testing
             let expected = full.search(query, k: k, excluding: excluded)
             for scan in scans { #expect(scan.search(query, k: k, excluding: excluded) == expected) }
             #expect(counted.search(query, k: k, excluding: excluded) == expected)
+            // No exclusions (an empty bitmap), and a bitmap shorter than the rows: ids past it are kept.
+            if q % 5 == 0 {
+                #expect(scans[0].search(query, k: k) == full.search(query, k: k))
+                let short = ExclusionSet(capacity: count / 2, excluding: unfiltered.prefix(3).map(\.id))
+                #expect(scans[0].search(query, k: k, excluding: short) == full.search(query, k: k, excluding: short))
+            }
             if scans[0].search(query, k: k, excluding: excluded, rowLimit: count / 10) != nil { provenWithinATenth += 1 }
         }
         #expect(provenWithinATenth >= 48, "only \(provenWithinATenth) of 60 lists were proven within a tenth of the rows")

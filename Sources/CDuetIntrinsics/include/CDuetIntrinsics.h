@@ -110,6 +110,31 @@ struct duet_i8_query {
 /// or at the end (4). Returns that position. Integer sums are exact, so every variant screens alike.
 typedef long (*duet_i8_screen_fn)(const struct duet_i8_scan *scan, const struct duet_i8_query *query, long position, long row_limit,
                                   int heap_full, float threshold, float *upper, int *outcome);
+/// What the exact top k of the length-ordered scan reads besides the int8 screening: where each
+/// screened position's float32 row is, and which row ids are excluded.
+struct duet_i8_rescore {
+    const float *query;
+    /// Row id at each scan position.
+    const int *order;
+    /// The first `prefix_rows` rows in scan order, row-major; later rows are read from `rows` by id.
+    const float *prefix;
+    long prefix_rows;
+    const float *rows;
+    long dimension;
+    /// Bit id of word id / 64 set: that row is skipped. Ids past the last word are not excluded.
+    const unsigned long long *excluded;
+    long excluded_words;
+    /// The dot product every other scan scores rows with, so the answer is theirs bit for bit.
+    float (*dot)(const float *a, const float *b, long n);
+};
+
+/// The exact top k by inner product (ties to the smaller id), best first into `scores` and `ids`
+/// (k entries each): screens with `screen`, scores each candidate that is not excluded with
+/// `rescore->dot`. Returns how many were found, or -1 when proving the list needs more than
+/// `row_limit` rows. One call per query: the candidate loop and its heap stay in C.
+long duet_i8_top_k(const struct duet_i8_scan *scan, const struct duet_i8_query *query, const struct duet_i8_rescore *rescore,
+                   duet_i8_screen_fn screen, long k, long row_limit, float *scores, int *ids);
+
 /// The widest variant this CPU has (AVX-512 VNNI, AVX2, portable) for NULL, or a named one ("vnni",
 /// "avx2", "portable"); NULL when this CPU or build lacks it.
 duet_i8_screen_fn duet_i8_screen_variant(const char *name);
