@@ -4,8 +4,8 @@
 # lists item for item for a sample of users (known, unknown, with exclusions): any difference that
 # is not a float near-tie fails the run. Then wrk (2 threads, 64 connections, SECONDS each, random
 # known users, n=20) in three rounds of: Duet recommendations, Duet /livez, Duet /livez through the
-# recommendations' Lua request function (the same client work), Python recommendations. Serve's
-# CPU time per request comes from /proc.
+# recommendations' Lua request function (the same client work), Duet recommendations for unknown
+# users (no scan), Python recommendations. Serve's CPU time per request comes from /proc.
 # Prints each run, the medians and the ratios (goals: Duet/Python ≥ 5, recommendations/livez ≥ 0.8),
 # and Serve's own p99 for the recommendation route from its /metrics histogram (goal ≤ 2 ms).
 # Duet writes every exposure durably meanwhile; the Python peer logs nothing.
@@ -92,15 +92,21 @@ EOF
 sed 's|"/v1/users/" .. users\[math.random(#users)\] .. "/recommendations?n=20"|"/livez?u=" .. users[math.random(#users)]|' \
   "$WORK/users.lua" > "$WORK/livez.lua"
 grep -q '/livez?u=' "$WORK/livez.lua" || { echo "could not derive livez.lua" >&2; exit 1; }
+# Users the bundle does not know: the same route, exposure and JSON with a popularity list instead
+# of the scan, so the gap to /livez splits into the scan and everything else.
+sed 's|"/v1/users/" .. users\[math.random(#users)\] .. "/recommendations?n=20"|"/v1/users/nobody-" .. math.random(1000000) .. "/recommendations?n=20"|' \
+  "$WORK/users.lua" > "$WORK/unknown.lua"
+grep -q 'nobody-' "$WORK/unknown.lua" || { echo "could not derive unknown.lua" >&2; exit 1; }
 metric_snapshot() { curl -sf "http://127.0.0.1:$DUET_PORT/metrics" > "$1"; }
 run() {  # run LABEL PORT PATH|lua
   local out=$WORK/wrk-$1-$RANDOM.txt
   # Serve's CPU time over the run (utime + stime, in clock ticks), for its cost per request.
   local before=0 after=0
   [ "$2" = "$DUET_PORT" ] && before=$(awk '{print $14 + $15}' "/proc/$DUET_PID/stat")
-  if [ "$3" = lua ] || [ "$3" = livez-lua ]; then
+  if [ "$3" = lua ] || [ "$3" = livez-lua ] || [ "$3" = unknown-lua ]; then
     local script=$WORK/users.lua
     [ "$3" = livez-lua ] && script=$WORK/livez.lua
+    [ "$3" = unknown-lua ] && script=$WORK/unknown.lua
     USERS_FILE=$FOLDER/users.ids wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$script" "http://127.0.0.1:$2" > "$out"
   else
     wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$2$3" > "$out"
@@ -129,6 +135,7 @@ for round in 1 2 3; do
   metric_snapshot "$WORK/metrics-after-$round"
   run duet-livez "$DUET_PORT" /livez
   run duet-livez-lua "$DUET_PORT" livez-lua
+  run duet-unknown-users "$DUET_PORT" unknown-lua
   run python-recommendations "$PEER_PORT" lua
 done
 
@@ -138,7 +145,7 @@ work = sys.argv[1]
 runs = [json.loads(l) for l in open(f"{work}/runs.jsonl")]
 def series(name): return [r["rps"] for r in runs if r["run"] == name]
 duet, livez, peer = series("duet-recommendations"), series("duet-livez"), series("python-recommendations")
-livez_lua = series("duet-livez-lua")
+livez_lua, unknown = series("duet-livez-lua"), series("duet-unknown-users")
 def cpu(name): return [r["server_cpu_us"] for r in runs if r["run"] == name]
 def buckets(path):
     out = {}
@@ -161,8 +168,10 @@ summary = {
     "rec_over_livez": [round(d / l, 2) for d, l in zip(duet, livez)],
     "duet_livez_same_client_rps": livez_lua,
     "rec_over_livez_same_client": [round(d / l, 2) for d, l in zip(duet, livez_lua)],
+    "duet_unknown_users_rps": unknown,
+    "unknown_users_over_livez": [round(u / l, 2) for u, l in zip(unknown, livez)],
     "duet_server_cpu_us_per_request": {"recommendations": cpu("duet-recommendations"), "livez": cpu("duet-livez"),
-                                       "livez_same_client": cpu("duet-livez-lua")},
+                                       "livez_same_client": cpu("duet-livez-lua"), "unknown_users": cpu("duet-unknown-users")},
     "duet_server_p99_ms_upper_bound": p99s,
     "duet_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "duet-recommendations"],
     "python_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "python-recommendations"],
@@ -171,6 +180,7 @@ summary = {
 summary["median_ratio_vs_python"] = statistics.median(summary["ratio_vs_python"])
 summary["median_rec_over_livez"] = statistics.median(summary["rec_over_livez"])
 summary["median_rec_over_livez_same_client"] = statistics.median(summary["rec_over_livez_same_client"])
+summary["median_unknown_users_over_livez"] = statistics.median(summary["unknown_users_over_livez"])
 rec_cpu, livez_cpu = statistics.median(cpu("duet-recommendations")), statistics.median(cpu("duet-livez"))
 summary["median_server_p99_ms"] = statistics.median(p99s)
 print(json.dumps(summary, indent=1))
@@ -178,5 +188,7 @@ print(f"median: Duet {statistics.median(duet):.0f} req/s, Python {statistics.med
       f"recommendations/livez {summary['median_rec_over_livez']:.2f} (goal 0.8); Serve's own p99 ≤ {summary['median_server_p99_ms']:.2f} ms (goal 2; its histogram bucket)")
 print(f"with wrk's per-request work held equal (livez through the same Lua call): {summary['median_rec_over_livez_same_client']:.2f}; "
       f"Serve's CPU per request: recommendations {rec_cpu:.0f} µs, livez {livez_cpu:.0f} µs")
+print(f"unknown users (same route, exposure and JSON; a popularity list, no scan): {summary['median_unknown_users_over_livez']:.2f} of livez, "
+      f"{statistics.median(cpu('duet-unknown-users')):.0f} µs of Serve's CPU per request")
 sys.exit(1 if summary["non2xx"] else 0)
 PY_END
