@@ -9,6 +9,17 @@ public enum Identifier {
         if value.isEmpty { return "is empty" }
         // A UTF-8 byte count within the limit is a scalar count within it; only longer ids are counted.
         if value.utf8.count > maxLength, value.unicodeScalars.count > maxLength { return "is longer than \(maxLength) characters" }
+        // Byte by byte first: this runs for every id Serve logs. In UTF-8 a control character is a
+        // byte below 0x20, 0x7F, or 0xC2 followed by 0x80–0x9F (0xC2 is never a continuation byte).
+        let clean = value.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            var previous: UInt8 = 0
+            for byte in bytes {
+                if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte <= 0x9F) { return false }
+                previous = byte
+            }
+            return true
+        }
+        if clean == true { return nil }
         for scalar in value.unicodeScalars where isControl(scalar) {
             return "contains a control character (U+\(String(scalar.value, radix: 16, uppercase: true)))"
         }

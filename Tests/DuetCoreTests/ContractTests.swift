@@ -127,6 +127,15 @@ import Testing
             if Identifier.isControl(scalar) != (scalar.properties.generalCategory == .control) { mismatches.append(value) }
         }
         #expect(mismatches.isEmpty, "differs from the Unicode database at \(mismatches.prefix(5))")
+        // The byte-level check of `problem(with:)` agrees, wherever the scalar sits in the id.
+        var refused: [UInt32] = []
+        for value in UInt32(0)...0xFFFF {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let control = scalar.properties.generalCategory == .control
+            for id in ["a\(Character(scalar))b", String(Character(scalar)), "é\(Character(scalar))"]
+            where (Identifier.problem(with: id) != nil) != control { refused.append(value) }
+        }
+        #expect(refused.isEmpty, "problem(with:) disagrees with the Unicode database at \(refused.prefix(5))")
         #expect(Identifier.problem(with: "u\u{85}1")?.contains("U+85") == true)
         #expect(Identifier.problem(with: "é-ünïcode-id") == nil)
     }
