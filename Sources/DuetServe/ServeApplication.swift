@@ -387,6 +387,10 @@ struct EventsAccepted: Codable {
 /// Accepts a JSON array of events or {"events": [...]}; every event is validated before any is stored.
 func decodeEvents(_ data: Data, limit: Int) throws -> [FeedbackEvent] {
     struct Envelope: Decodable { var events: [FeedbackEvent] }
+    // Refused before decoding: a body of tiny events would otherwise cost its whole decode to refuse.
+    if arrayHoldsMoreElements(data, than: limit) {
+        throw HTTPError(.contentTooLarge, message: "more than \(limit) events in one batch; the limit is \(limit)")
+    }
     let decoder = JSONDecoder()
     let events: [FeedbackEvent]
     do {
@@ -401,6 +405,39 @@ func decodeEvents(_ data: Data, limit: Int) throws -> [FeedbackEvent] {
     guard !events.isEmpty else { throw HTTPError(.badRequest, message: "the batch holds no events") }
     guard events.count <= limit else { throw HTTPError(.contentTooLarge, message: "\(events.count) events in one batch; the limit is \(limit)") }
     return events
+}
+
+/// True when `data` is a top-level JSON array with more than `limit` elements, counted from its
+/// separators without decoding (commas inside strings, escaped quotes included, do not count).
+/// Anything that is not an array, or ends first, is false: the decoder then names the problem.
+func arrayHoldsMoreElements(_ data: Data, than limit: Int) -> Bool {
+    data.withUnsafeBytes { bytes -> Bool in
+        var index = 0
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return false }
+        var depth = 0, separators = 0, inString = false, escaped = false
+        // An index loop: a slice's iterator is generic code that debug builds (the tests) run slowly.
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                depth -= 1
+                if depth == 0 { return false }
+            case UInt8(ascii: ",") where depth == 1:
+                separators += 1
+                if separators >= limit { return true }
+            default: break
+            }
+        }
+        return false
+    }
 }
 
 func pathIdentifier(_ context: ServeRequestContext, _ name: String) throws -> String {
