@@ -89,7 +89,11 @@ public struct BenchCommand: AsyncParsableCommand {
         /// This process's user plus system CPU time so far.
         static func processCPUSeconds() -> Double {
             var usage = rusage()
+            #if canImport(Glibc)
             getrusage(RUSAGE_SELF.rawValue, &usage)
+            #else
+            getrusage(RUSAGE_SELF, &usage)
+            #endif
             func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
             return seconds(usage.ru_utime) + seconds(usage.ru_stime)
         }
