@@ -267,8 +267,8 @@ DUET_I8_RAISE(duet_i8_raise_portable, )
 static long duet_i8_screen_portable(const struct duet_i8_scan *scan, const struct duet_i8_query *query, long position, long row_limit,
                                     int heap_full, float threshold, float *upper, int *outcome) {
     for (; position < scan->count; position += 16) {
-        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
-        if (position >= row_limit) { *outcome = 2; return position; }
+        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = DUET_I8_PROVEN; return position; }
+        if (position >= row_limit) { *outcome = DUET_I8_ROW_LIMIT; return position; }
         const unsigned char *block = scan->blocks + (position / 16) * scan->groups * 64;
         int sums[16] = {0};
         for (long g = 0; g < scan->groups; g++) {
@@ -277,9 +277,9 @@ static long duet_i8_screen_portable(const struct duet_i8_scan *scan, const struc
             for (int lane = 0; lane < 16; lane++)
                 for (int t = 0; t < 4; t++) sums[lane] += run[lane * 4 + t] * q[t];
         }
-        if (duet_i8_raise_portable(scan, query, position, sums, threshold, upper)) { *outcome = 0; return position; }
+        if (duet_i8_raise_portable(scan, query, position, sums, threshold, upper)) { *outcome = DUET_I8_CANDIDATES; return position; }
     }
-    *outcome = 4;
+    *outcome = DUET_I8_END;
     return position;
 }
 
@@ -303,8 +303,8 @@ __attribute__((target("avx2"))) static long duet_i8_screen_avx2(const struct due
         values[g] = _mm256_setr_epi16(q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3], q[0], q[1], q[2], q[3]);
     }
     for (; position < scan->count; position += 16) {
-        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
-        if (position >= row_limit) { *outcome = 2; return position; }
+        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = DUET_I8_PROVEN; return position; }
+        if (position >= row_limit) { *outcome = DUET_I8_ROW_LIMIT; return position; }
         const unsigned char *block = scan->blocks + (position / 16) * groups * 64;
         __m256i quarter[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (long g = 0; g < groups; g++) {
@@ -318,9 +318,9 @@ __attribute__((target("avx2"))) static long duet_i8_screen_avx2(const struct due
         int sums[16];
         _mm256_storeu_si256((__m256i *)sums, _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(quarter[0], quarter[1]), restore));
         _mm256_storeu_si256((__m256i *)(sums + 8), _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(quarter[2], quarter[3]), restore));
-        if (duet_i8_raise_avx2(scan, query, position, sums, threshold, upper)) { *outcome = 0; return position; }
+        if (duet_i8_raise_avx2(scan, query, position, sums, threshold, upper)) { *outcome = DUET_I8_CANDIDATES; return position; }
     }
-    *outcome = 4;
+    *outcome = DUET_I8_END;
     return position;
 }
 
@@ -337,8 +337,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static long duet
     const __m512i correction = _mm512_set1_epi32(query->correction);
     const __m512i signBit = _mm512_set1_epi32(0x7fffffff);
     for (; position < scan->count; position += 16) {
-        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = 1; return position; }
-        if (position >= row_limit) { *outcome = 2; return position; }
+        if (heap_full && query->norm * scan->bounds[position] < threshold) { *outcome = DUET_I8_PROVEN; return position; }
+        if (position >= row_limit) { *outcome = DUET_I8_ROW_LIMIT; return position; }
         const unsigned char *block = scan->blocks + (position / 16) * groups * 64;
         // Four accumulators: each vpdpbusd waits on the one before it in its chain.
         __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512(), c = _mm512_setzero_si512(), e = _mm512_setzero_si512();
@@ -366,11 +366,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static long duet
         // Not below the bar, NaN included: a row the bound cannot rule out is a candidate.
         if (_mm512_cmp_ps_mask(raised, bar, _CMP_NLT_UQ)) {
             _mm512_storeu_ps(upper, raised);
-            *outcome = 0;
+            *outcome = DUET_I8_CANDIDATES;
             return position;
         }
     }
-    *outcome = 4;
+    *outcome = DUET_I8_END;
     return position;
 }
 #endif
@@ -420,10 +420,10 @@ long duet_i8_top_k(const struct duet_i8_scan *scan, const struct duet_i8_query *
     long count = 0, position = 0;
     float upper[16];
     while (position < scan->count) {
-        int outcome = 0;
+        int outcome = DUET_I8_CANDIDATES;
         position = screen(scan, query, position, row_limit, count == k, count < k ? -__builtin_inff() : scores[0], upper, &outcome);
-        if (outcome == 2) return -1;
-        if (outcome != 0) break;
+        if (outcome == DUET_I8_ROW_LIMIT) return -1;
+        if (outcome != DUET_I8_CANDIDATES) break;
         long lanes = scan->count - position < 16 ? scan->count - position : 16;
         for (long lane = 0; lane < lanes; lane++) {
             // The bar rises as candidates enter, within the block too.

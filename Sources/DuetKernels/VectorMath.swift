@@ -48,16 +48,6 @@ public enum VectorMath {
         duet_kernels().pointee.score_gather(query, base.assumingMemoryBound(to: UInt8.self), stride, ids, count, dimension, out)
     }
 
-    /// What `int8Screening` stopped at.
-    public enum ScreenOutcome: Int32 {
-        /// The returned block holds a row whose raised score reaches the threshold; the 16 are in `upper`.
-        case candidates = 0
-        /// The rows' length bound proves the list.
-        case proven = 1
-        case rowLimit = 2
-        case end = 4
-    }
-
     /// Which int8 screening this process uses: "vnni", "avx2" or "portable".
     public static var int8ScreeningName: String {
         let screening = unsafeBitCast(int8Screening, to: UnsafeRawPointer.self)

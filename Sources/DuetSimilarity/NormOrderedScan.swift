@@ -24,7 +24,7 @@ public final class NormOrderedScan: @unchecked Sendable {
     public let count: Int
     public let dimension: Int
     /// Original row ids, longest first.
-    private let order: [Int32]
+    private let order: UnsafeMutableBufferPointer<Int32>
     /// ‖row‖ in that order, each raised by the float32 rounding the dot product may add; zero for the
     /// padding that fills the last block.
     private let bounds: UnsafeMutableBufferPointer<Float>
@@ -62,7 +62,8 @@ public final class NormOrderedScan: @unchecked Sendable {
             if x.isNaN || y.isNaN { return !x.isNaN && y.isNaN }
             return x != y ? x > y : a < b
         }
-        order = sorted.map { Int32($0) }
+        order = .allocate(capacity: max(1, count))
+        for (position, row) in sorted.enumerated() { order[position] = Int32(row) }
         let lanes = Self.lanes
         let padded = (count + lanes - 1) / lanes * lanes
         // A computed dot product can exceed ‖q‖·‖x‖ by its rounding, at most (d + 8)·2⁻²⁴ of it.
@@ -110,6 +111,7 @@ public final class NormOrderedScan: @unchecked Sendable {
     }
 
     deinit {
+        order.deallocate()
         sortedPrefix.deallocate()
         codes.deallocate()
         scales.deallocate()
@@ -129,17 +131,15 @@ public final class NormOrderedScan: @unchecked Sendable {
                                     bounds: bounds.baseAddress!, groups: groups, count: count)
             return withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { scores in
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: k) { ids in
-                    order.withUnsafeBufferPointer { order in
-                        excluded.withWords { words in
-                            // Scored with the same dot product as every other scan, so the answer is bit-for-bit theirs.
-                            var rescore = duet_i8_rescore(query: query, order: order.baseAddress!, prefix: sortedPrefix.baseAddress!,
-                                                          prefix_rows: prefixRows, rows: rows, dimension: dimension,
-                                                          excluded: words.baseAddress, excluded_words: words.count,
-                                                          dot: duet_kernels().pointee.dot)
-                            let found = duet_i8_top_k(&scan, &query8, &rescore, screening, k, rowLimit, scores.baseAddress!, ids.baseAddress!)
-                            guard found >= 0 else { return nil }
-                            return (0..<found).map { Neighbour(id: Int(ids[$0]), score: scores[$0]) }
-                        }
+                    excluded.withWords { words in
+                        // Scored with the same dot product as every other scan, so the answer is bit-for-bit theirs.
+                        var rescore = duet_i8_rescore(query: query, order: order.baseAddress!, prefix: sortedPrefix.baseAddress!,
+                                                      prefix_rows: prefixRows, rows: rows, dimension: dimension,
+                                                      excluded: words.baseAddress, excluded_words: words.count,
+                                                      dot: duet_kernels().pointee.dot)
+                        let found = duet_i8_top_k(&scan, &query8, &rescore, screening, k, rowLimit, scores.baseAddress!, ids.baseAddress!)
+                        guard found >= 0 else { return nil }
+                        return (0..<found).map { Neighbour(id: Int(ids[$0]), score: scores[$0]) }
                     }
                 }
             }

@@ -104,10 +104,21 @@ struct duet_i8_query {
     float norm;
 };
 
+/// Where an int8 screening stopped (its *outcome).
+enum {
+    /// The block at the returned position holds a row whose raised score reaches the threshold.
+    DUET_I8_CANDIDATES = 0,
+    /// The rows' length bound proves the list.
+    DUET_I8_PROVEN = 1,
+    DUET_I8_ROW_LIMIT = 2,
+    DUET_I8_END = 4,
+};
+
 /// From row `position` (a multiple of 16), block by block: stops at the first block holding a row
-/// whose raised score is not below `threshold` (its 16 raised scores go to `upper`, *outcome 0),
-/// when `heap_full` and norm·bounds[position] < threshold proves the list (1), at `row_limit` (2),
-/// or at the end (4). Returns that position. Integer sums are exact, so every variant screens alike.
+/// whose raised score is not below `threshold` (its 16 raised scores go to `upper`, CANDIDATES),
+/// when `heap_full` and norm·bounds[position] < threshold proves the list (PROVEN), at `row_limit`
+/// (ROW_LIMIT), or at the end (END). Returns that position. Integer sums are exact, so every variant
+/// screens alike.
 typedef long (*duet_i8_screen_fn)(const struct duet_i8_scan *scan, const struct duet_i8_query *query, long position, long row_limit,
                                   int heap_full, float threshold, float *upper, int *outcome);
 /// What the exact top k of the length-ordered scan reads besides the int8 screening: where each
