@@ -61,6 +61,8 @@ package enum DuetSettings {
                                                      default: "0", help: "Share of requests given an access log line (0–1)")
     package static let annThreshold = SettingSpec("serve.annThreshold", environment: "DUET_ANN_THRESHOLD", flag: "--ann-threshold", default: "20000",
                                                   help: "Most item rows an exact recommendation may read before HNSW answers")
+    package static let precomputedListsMB = SettingSpec("serve.precomputedListsMB", environment: "DUET_PRECOMPUTED_LISTS_MB", flag: "--precomputed-lists-mb",
+                                                        default: "64", help: "Most MiB of precomputed user lists per factor bundle (0: none)")
     package static let ef = SettingSpec("serve.ef", environment: "DUET_EF", flag: "--ef", default: "32", help: "HNSW beam width for recommendations")
     /// Secrets that only the environment may give: a flag would show in `ps`, a shared file would spread them.
     package static let apiKey = SettingSpec("serve.apiKey", environment: "DUET_API_KEY", flag: nil, secret: true,
@@ -69,7 +71,7 @@ package enum DuetSettings {
                                              help: "An API key with the read role only (environment only)")
 
     package static let all = [home, registry, serveRegistry, host, port, pollInterval, maxBodyBytes, maxIngestInFlight, maxIngestBytes, ingestTimeout,
-                              recentWindow, keysFile, minHistory, logFormat, logLevel, accessLogSample, annThreshold, ef, apiKey, readKey]
+                              recentWindow, keysFile, minHistory, logFormat, logLevel, accessLogSample, annThreshold, precomputedListsMB, ef, apiKey, readKey]
 }
 
 /// A configuration file: JSON with top-level `home` and `registry` and a `serve` object, e.g.

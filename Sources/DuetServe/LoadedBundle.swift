@@ -21,16 +21,21 @@ public final class LoadedBundle: Sendable {
     let baseExclusions: ExclusionSet
     /// Each item's response JSON, rendered once.
     let fragments: ItemFragments
+    /// Known users' exact lists, when the bundle is a factor model within the memory budget.
+    let precomputedLists: PrecomputedLists?
+    /// Users whose list is precomputed, and how long that took (logged at load).
+    public var precomputedUsers: Int { precomputedLists?.users ?? 0 }
+    public let precomputeTime: Duration
 
     public var id: String { bundle.id }
 
     /// Opens from a bundle folder, verifying every checksum first, then warms up with one query.
     /// A private, verified copy: editing or truncating the bundle's files afterwards changes nothing here.
-    public convenience init(folder: URL) throws {
-        try self.init(bundle: ModelBundle(folder: folder, privateCopy: true))
+    public convenience init(folder: URL, lists: ListPrecomputation = .init()) throws {
+        try self.init(bundle: ModelBundle(folder: folder, privateCopy: true), lists: lists)
     }
 
-    public init(bundle: ModelBundle) throws {
+    public init(bundle: ModelBundle, lists: ListPrecomputation = .init()) throws {
         self.bundle = bundle
         var recommendation: (String, HNSWIndex)?
         for descriptor in bundle.manifest.indexes where descriptor.kind == "hnsw" && descriptor.metric == SimilarityMetric.innerProduct.rawValue {
@@ -54,6 +59,18 @@ public final class LoadedBundle: Sendable {
             .sorted { bundle.popularity[$0] != bundle.popularity[$1] ? bundle.popularity[$0] > bundle.popularity[$1] : $0 < $1 }
         popularItems = order.prefix(5_000).map { Int32($0) }
         fragments = ItemFragments(bundle: bundle)
+        // Item-kNN bundles score from the live history, so only factor models have fixed lists.
+        if let itemScan, itemNeighbours == nil, lists.depth > 0, bundle.userCount > 0,
+           PrecomputedLists.bytes(users: bundle.userCount, depth: lists.depth) <= lists.maxBytes {
+            // The same row limit `Recommender.rank` gives the scan.
+            let rowLimit = recommendationIndex == nil ? Int.max : lists.annThreshold
+            let started = ContinuousClock.now
+            precomputedLists = PrecomputedLists(bundle: bundle, scan: itemScan, base: exclusions, depth: lists.depth, rowLimit: rowLimit)
+            precomputeTime = ContinuousClock.now - started
+        } else {
+            precomputedLists = nil
+            precomputeTime = .zero
+        }
         warmUp()
     }
 

@@ -307,6 +307,14 @@ public final class Recommender: Sendable {
         let bundle = loaded.bundle
         let userIndex = bundle.userIndex(of: user)
         let recentItems = recent.items(of: user)
+        // A known user's precomputed list already leaves out unavailable items and the training
+        // history; only what changes per request is dropped here.
+        if let lists = loaded.precomputedLists, let userIndex, bundle.history(ofUser: userIndex).count >= minimumHistory {
+            var dropped: [Int] = []
+            for id in exclude { if let item = bundle.itemIndex(of: id) { dropped.append(item) } }
+            for id in recentItems { if let item = bundle.itemIndex(of: id) { dropped.append(item) } }
+            if let ranked = lists.top(n, ofUser: userIndex, dropping: dropped) { return (ranked, nil, "exact") }
+        }
         var exclusions = loaded.baseExclusions
         for id in exclude { if let item = bundle.itemIndex(of: id) { exclusions.insert(item) } }
         for id in recentItems { if let item = bundle.itemIndex(of: id) { exclusions.insert(item) } }

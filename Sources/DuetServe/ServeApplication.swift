@@ -31,6 +31,10 @@ public struct ServeSettings: Sendable {
     public var minimumHistory = 1
     /// Most item rows the exact scan may read for one list before the HNSW index answers instead.
     public var annThreshold = 20_000
+    /// Most bytes each factor bundle's precomputed user lists may take (0: none); see `PrecomputedLists`.
+    public var precomputedListsMaxBytes = 64 << 20
+    /// Items in each precomputed list: requests for up to this many are answered from it.
+    public var precomputedListDepth = 40
     /// HNSW beam width for recommendations (`duet bench recommend` reports its recall).
     public var recommendationBeam = Self.defaultRecommendationBeam
     public static let defaultRecommendationBeam = 32
@@ -116,7 +120,10 @@ public func buildServe(configuration: ServeSettings, source: any ServingSource, 
     let metrics = ServeMetrics(factory: metricsFactory)
     let store = ServingStateStore()
     let reloader = StateReloader(source: source, bundles: configuration.home.bundlesFolder, indexes: configuration.home.indexesFolder, store: store,
-                                 interval: configuration.pollInterval, storeTimeout: configuration.storeTimeout, metrics: metrics, logger: logger)
+                                 interval: configuration.pollInterval, storeTimeout: configuration.storeTimeout,
+                                 lists: ListPrecomputation(depth: configuration.precomputedListDepth, maxBytes: configuration.precomputedListsMaxBytes,
+                                                           annThreshold: configuration.annThreshold),
+                                 metrics: metrics, logger: logger)
     let exposures = ExposureWriter(log: eventSink, spillFolder: configuration.home.root.appendingPathComponent("spill"),
                                    capacity: configuration.exposureQueueCapacity, storeTimeout: configuration.storeTimeout,
                                    metrics: metrics, logger: logger)

@@ -22,6 +22,8 @@ public final class StateReloader: Service, Sendable {
     let store: ServingStateStore
     let interval: Duration
     let storeTimeout: Duration
+    /// How each loaded factor bundle precomputes its known users' lists.
+    let lists: ListPrecomputation
     let metrics: ServeMetrics
     let logger: Logger
     /// A version whose production bundle was refused is not retried until the registry changes again.
@@ -31,7 +33,8 @@ public final class StateReloader: Service, Sendable {
     private let withdrawnArtefacts = Mutex<Set<String>>([])
 
     public init(source: any ServingSource, bundles: URL, indexes: URL? = nil, store: ServingStateStore, interval: Duration = .seconds(1),
-                storeTimeout: Duration = .seconds(10), metrics: ServeMetrics, logger: Logger) {
+                storeTimeout: Duration = .seconds(10), lists: ListPrecomputation = .init(), metrics: ServeMetrics, logger: Logger) {
+        self.lists = lists
         self.source = source
         self.bundles = bundles
         self.indexes = indexes ?? bundles.deletingLastPathComponent().appendingPathComponent("indexes", isDirectory: true)
@@ -176,8 +179,8 @@ public final class StateReloader: Service, Sendable {
                 // The registry names the folder; an id that could leave `bundles/` is never opened.
                 try Identifier.validateFileSafe(id, field: "bundle id")
                 let started = ContinuousClock.now
-                let loaded = try LoadedBundle(folder: bundles.appendingPathComponent(id))
-                logger.info("bundle \(id.prefix(12)) loaded and verified in \((ContinuousClock.now - started).wholeMilliseconds) ms")
+                let loaded = try LoadedBundle(folder: bundles.appendingPathComponent(id), lists: lists)
+                logger.info("bundle \(id.prefix(12)) loaded and verified in \((ContinuousClock.now - started).wholeMilliseconds) ms; lists precomputed for \(loaded.precomputedUsers) users in \(loaded.precomputeTime.wholeMilliseconds) ms")
                 return .success(loaded)
             } catch {
                 logger.error("bundle \(id.prefix(12)) refused: \(error)")

@@ -60,6 +60,10 @@ struct ServeCommand: AsyncParsableCommand {
         "Most item rows an exact recommendation may read before HNSW answers instead (default: 20000).",
         discussion: "Rows are read longest first and the scan stops once no row left can make the list, which for factor models is usually a few per cent of the catalogue; catalogues up to this size are always exact."))
     var annThreshold: Int?
+    @Option(help: ArgumentHelp(
+        "Most MiB each factor bundle's precomputed user lists may take; 0 turns them off (default: 64).",
+        discussion: "When a bundle loads, every known user's exact list (40 items, 8 bytes each) is computed once; a request then drops only what it excludes and what the user just consumed, and scans when fewer than n items remain. A bundle whose users need more than this is scanned per request."))
+    var precomputedListsMb: Int?
     @Option(help: "HNSW beam width for recommendations the exact scan hands over (at least n is used; default: \(ServeSettings.defaultRecommendationBeam)); `duet bench recommend --ef` reports its recall.")
     var ef: Int?
 
@@ -95,6 +99,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard annThreshold >= 0 else { throw ValidationError("--ann-threshold must be 0 or more") }
         guard (1...10_000).contains(ef) else { throw ValidationError("--ef must be 1–10000") }
         configuration.annThreshold = annThreshold
+        let precomputedListsMB = try settings.required(DuetSettings.precomputedListsMB, flag: precomputedListsMb)
+        guard (0...1 << 20).contains(precomputedListsMB) else { throw ValidationError("--precomputed-lists-mb must be 0–1048576") }
+        configuration.precomputedListsMaxBytes = precomputedListsMB << 20
         configuration.recommendationBeam = ef
         let accessLogSample = try settings.required(DuetSettings.accessLogSample, flag: accessLogSample)
         guard (0...1).contains(accessLogSample) else { throw ValidationError("--access-log-sample must be 0–1") }
