@@ -5,10 +5,12 @@
 # is not a float near-tie fails the run. Then wrk (2 threads, 64 connections, SECONDS each, random
 # known users, n=20) in three rounds of: Duet recommendations, Duet /livez, Duet /livez through the
 # recommendations' Lua request function (the same client work), Duet recommendations for unknown
-# users (no scan), Python recommendations. Serve's CPU time per request comes from /proc.
+# users (no scan), Duet recommendations from a Serve that scans per request, Python recommendations. Serve's CPU time per request comes from /proc.
 # Prints each run, the medians and the ratios (goals: Duet/Python ≥ 5, recommendations/livez ≥ 0.8),
 # and Serve's own p99 for the recommendation route from its /metrics histogram (goal ≤ 2 ms).
 # Duet writes every exposure durably meanwhile; the Python peer logs nothing.
+# Serve answers known users from lists it precomputes when the bundle loads; a second Serve with
+# --precomputed-lists-mb 0 scans per request, and its rounds are reported beside (it must answer the same lists).
 # Uses Last.fm from ../shared when present, otherwise a generated world (and says so).
 # Usage: bench/serving-peers.sh [SECONDS per run, default 10 | --lists-only (CI: the agreement check alone)]
 set -euo pipefail
@@ -28,8 +30,8 @@ if ! "$VENV/bin/python" -c 'import numpy, starlette, uvicorn, uvloop, httptools'
 fi
 WORK=$(mktemp -d /tmp/duet-serving-peers.XXXXXX)
 export DUET_HOME=$WORK/home DUET_USER=serving-peers
-DUET_PID= PEER_PID=
-trap '[ -n "$DUET_PID" ] && kill $DUET_PID 2>/dev/null; [ -n "$PEER_PID" ] && kill $PEER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+DUET_PID= PEER_PID= SCAN_PID=
+trap '[ -n "$DUET_PID" ] && kill $DUET_PID 2>/dev/null; [ -n "$SCAN_PID" ] && kill $SCAN_PID 2>/dev/null; [ -n "$PEER_PID" ] && kill $PEER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 
 import_lastfm_or_world "serving peers" "$WORK" 3000 20000 200000
 BUNDLE=$("$DUET" lab train --register --name serving-peers --factors 64 --iterations 15 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bundle"])')
@@ -41,18 +43,22 @@ print("bundle %s on %s: %d users, %d items, %d factors" % (sys.argv[2][:12], sys
 DUET_PORT=$(free_port)
 "$DUET" serve --port "$DUET_PORT" > "$WORK/serve.log" 2>&1 &
 DUET_PID=$!
+SCAN_PORT=$(free_port)
+"$DUET" serve --port "$SCAN_PORT" --precomputed-lists-mb 0 > "$WORK/serve-scan.log" 2>&1 &
+SCAN_PID=$!
 PEER_PORT=$(free_port)
 OPENBLAS_NUM_THREADS=1 PEER_BUNDLE=$FOLDER "$VENV/bin/uvicorn" --workers 2 --port "$PEER_PORT" --log-level warning --no-access-log \
   --app-dir bench python_peer:app > "$WORK/peer.log" 2>&1 &
 PEER_PID=$!
 wait_ready "$DUET_PORT"
+wait_ready "$SCAN_PORT"
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PEER_PORT/livez" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$PEER_PORT/livez" >/dev/null || { cat "$WORK/peer.log"; echo "the Python peer did not start" >&2; exit 1; }
 
 echo "== the same lists, item for item"
-python3 - "$DUET_PORT" "$PEER_PORT" "$FOLDER/users.ids" <<'PY_END'
+python3 - "$DUET_PORT" "$PEER_PORT" "$FOLDER/users.ids" "$SCAN_PORT" <<'PY_END'
 import json, random, sys, urllib.parse, urllib.request
-duet, peer, ids = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().split()
+duet, peer, ids, scan = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().split(), sys.argv[4]
 rng = random.Random(7)
 def get(port, user, query):
     url = f"http://127.0.0.1:{port}/v1/users/{urllib.parse.quote(user, safe='')}/recommendations?{query}"
@@ -66,6 +72,10 @@ for i, (user, query) in enumerate(cases):
         query += "&exclude=" + ",".join(urllib.parse.quote(t, safe="") for t in first)
     a, b = get(duet, user, query), get(peer, user, query)
     ia, ib = [x["id"] for x in a["items"]], [x["id"] for x in b["items"]]
+    # Precomputed lists against the scan: the same items and scores, bit for bit.
+    s = get(scan, user, query)
+    if [(x["id"], x["score"]) for x in s["items"]] != [(x["id"], x["score"]) for x in a["items"]] or s.get("fallback") != a.get("fallback"):
+        problems.append(("precomputed != scan", user, query, ia[:5], [x["id"] for x in s["items"]][:5])); continue
     if ia == ib and a.get("fallback") == b.get("fallback"):
         exact += 1; continue
     # Scores are float32 sums in another order: a difference only where both lists hold equal scores is a near-tie.
@@ -101,8 +111,10 @@ metric_snapshot() { curl -sf "http://127.0.0.1:$DUET_PORT/metrics" > "$1"; }
 run() {  # run LABEL PORT PATH|lua
   local out=$WORK/wrk-$1-$RANDOM.txt
   # Serve's CPU time over the run (utime + stime, in clock ticks), for its cost per request.
-  local before=0 after=0
-  [ "$2" = "$DUET_PORT" ] && before=$(awk '{print $14 + $15}' "/proc/$DUET_PID/stat")
+  local before=0 after=0 pid=
+  [ "$2" = "$DUET_PORT" ] && pid=$DUET_PID
+  [ "$2" = "$SCAN_PORT" ] && pid=$SCAN_PID
+  [ -n "$pid" ] && before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   if [ "$3" = lua ] || [ "$3" = livez-lua ] || [ "$3" = unknown-lua ]; then
     local script=$WORK/users.lua
     [ "$3" = livez-lua ] && script=$WORK/livez.lua
@@ -111,7 +123,7 @@ run() {  # run LABEL PORT PATH|lua
   else
     wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$2$3" > "$out"
   fi
-  [ "$2" = "$DUET_PORT" ] && after=$(awk '{print $14 + $15}' "/proc/$DUET_PID/stat")
+  [ -n "$pid" ] && after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   python3 - "$1" "$out" "$((after - before))" "$(getconf CLK_TCK)" >> "$WORK/runs.jsonl" <<'PY_END'
 import json, re, sys
 text = open(sys.argv[2]).read()
@@ -136,6 +148,7 @@ for round in 1 2 3; do
   run duet-livez "$DUET_PORT" /livez
   run duet-livez-lua "$DUET_PORT" livez-lua
   run duet-unknown-users "$DUET_PORT" unknown-lua
+  run duet-recommendations-scan "$SCAN_PORT" lua
   run python-recommendations "$PEER_PORT" lua
 done
 
@@ -145,7 +158,7 @@ work = sys.argv[1]
 runs = [json.loads(l) for l in open(f"{work}/runs.jsonl")]
 def series(name): return [r["rps"] for r in runs if r["run"] == name]
 duet, livez, peer = series("duet-recommendations"), series("duet-livez"), series("python-recommendations")
-livez_lua, unknown = series("duet-livez-lua"), series("duet-unknown-users")
+livez_lua, unknown, scanned = series("duet-livez-lua"), series("duet-unknown-users"), series("duet-recommendations-scan")
 def cpu(name): return [r["server_cpu_us"] for r in runs if r["run"] == name]
 def buckets(path):
     out = {}
@@ -170,8 +183,12 @@ summary = {
     "rec_over_livez_same_client": [round(d / l, 2) for d, l in zip(duet, livez_lua)],
     "duet_unknown_users_rps": unknown,
     "unknown_users_over_livez": [round(u / l, 2) for u, l in zip(unknown, livez)],
+    "duet_scan_rps": scanned,
+    "scan_over_livez": [round(d / l, 2) for d, l in zip(scanned, livez)],
+    "scan_ratio_vs_python": [round(d / p, 2) for d, p in zip(scanned, peer)],
     "duet_server_cpu_us_per_request": {"recommendations": cpu("duet-recommendations"), "livez": cpu("duet-livez"),
-                                       "livez_same_client": cpu("duet-livez-lua"), "unknown_users": cpu("duet-unknown-users")},
+                                       "livez_same_client": cpu("duet-livez-lua"), "unknown_users": cpu("duet-unknown-users"),
+                                       "recommendations_scan": cpu("duet-recommendations-scan")},
     "duet_server_p99_ms_upper_bound": p99s,
     "duet_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "duet-recommendations"],
     "python_wrk_p99_ms": [r["p99_ms"] for r in runs if r["run"] == "python-recommendations"],
@@ -181,6 +198,8 @@ summary["median_ratio_vs_python"] = statistics.median(summary["ratio_vs_python"]
 summary["median_rec_over_livez"] = statistics.median(summary["rec_over_livez"])
 summary["median_rec_over_livez_same_client"] = statistics.median(summary["rec_over_livez_same_client"])
 summary["median_unknown_users_over_livez"] = statistics.median(summary["unknown_users_over_livez"])
+summary["median_scan_over_livez"] = statistics.median(summary["scan_over_livez"])
+summary["median_scan_ratio_vs_python"] = statistics.median(summary["scan_ratio_vs_python"])
 rec_cpu, livez_cpu = statistics.median(cpu("duet-recommendations")), statistics.median(cpu("duet-livez"))
 summary["median_server_p99_ms"] = statistics.median(p99s)
 print(json.dumps(summary, indent=1))
@@ -190,5 +209,7 @@ print(f"with wrk's per-request work held equal (livez through the same Lua call)
       f"Serve's CPU per request: recommendations {rec_cpu:.0f} µs, livez {livez_cpu:.0f} µs")
 print(f"unknown users (same route, exposure and JSON; a popularity list, no scan): {summary['median_unknown_users_over_livez']:.2f} of livez, "
       f"{statistics.median(cpu('duet-unknown-users')):.0f} µs of Serve's CPU per request")
+print(f"known users scanned per request (--precomputed-lists-mb 0): {summary['median_scan_over_livez']:.2f} of livez, "
+      f"{summary['median_scan_ratio_vs_python']:.2f}x Python, {statistics.median(cpu('duet-recommendations-scan')):.0f} µs of Serve's CPU per request")
 sys.exit(1 if summary["non2xx"] else 0)
 PY_END
