@@ -81,6 +81,9 @@ import Testing
             #expect(typed.status != 0 && typed.errors.contains("serve.port in \(badPort)") && typed.errors.contains("'eighty' is not an integer"), "\(typed.errors)")
             let overridden = try Self.duet(["serve", "--config", badPort, "--port", "0"])
             #expect(!overridden.errors.contains("eighty"), "a flag wins, so the file's bad value is never read: \(overridden.errors)")
+            let hugeLists = try write("lists.json", #"{"home": "\#(empty)", "serve": {"precomputedListsMB": 2000000}}"#)
+            let ranged = try Self.duet(["serve", "--config", hugeLists])
+            #expect(ranged.status != 0 && ranged.errors.contains("--precomputed-lists-mb must be 0–1048576"), "\(ranged.errors)")
 
             for (text, expected) in [(#"{"serve": {"prot": 1}}"#, "unknown setting 'serve.prot'"),
                                      (#"{"serve": {"apiKey": "x"}}"#, "'serve.apiKey' is a secret and comes only from the environment"),
