@@ -33,6 +33,10 @@ public final class ServeMetrics: Sendable {
     let shadowsLogged: Counter
     let shadowsDropped: Counter
     let cutoverLateness: Gauge
+    /// Known users of the production bundle, and how many of them Serve answers from precomputed
+    /// lists: a gap means `--precomputed-lists-mb` is too small and the rest are scanned per request.
+    let productionUsers: Gauge
+    let precomputedUsers: Gauge
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
     private let fallbacks = Mutex<[String: Counter]>([:])
     /// Recommendations by what answered them: "exact", an HNSW index's name (the exact scan handed
@@ -88,6 +92,8 @@ public final class ServeMetrics: Sendable {
         shadowsLogged = Counter(label: "duet_shadow_lists_logged_total", factory: factory)
         shadowsDropped = Counter(label: "duet_shadow_lists_dropped_total", factory: factory)
         cutoverLateness = Gauge(label: "duet_cutover_lateness_seconds", factory: factory)
+        productionUsers = Gauge(label: "duet_production_users", factory: factory)
+        precomputedUsers = Gauge(label: "duet_precomputed_users", factory: factory)
     }
 
     func fallback(_ reason: String) {
@@ -231,6 +237,8 @@ package enum MetricsHelp {
         "duet_cutovers_late_total": "Serving states swapped in after their activation time: the replica was not ready in time and kept the old state until it was.",
         "duet_cutover_lateness_seconds": "How long after its activation time the newest serving state was swapped in (0 when on time).",
         "duet_fallbacks_total": "Recommendations served by a fallback, by reason.",
+        "duet_production_users": "Users the production bundle knows.",
+        "duet_precomputed_users": "Users of the production bundle answered from lists precomputed at load; the rest are scanned per request (raise --precomputed-lists-mb).",
         "duet_recommendations_total": "Recommendations by what answered them: exact scan, an HNSW index, or popularity.",
         "duet_access_denied_total": "Requests refused for their key: unauthenticated, forbidden or rate_limited.",
         "http_server_requests_total": "HTTP requests by route, method and status.",

@@ -240,6 +240,8 @@ public final class StateReloader: Service, Sendable {
         }
         metrics.swaps.increment()
         metrics.generation.record(configuration.productionGeneration)
+        metrics.productionUsers.record(production?.bundle.userCount ?? 0)
+        metrics.precomputedUsers.record(production?.precomputedUsers ?? 0)
         for (name, served) in indexes { metrics.recordIndexGeneration(name, served.generation) }
         logger.info("serving generation \(configuration.productionGeneration) (\(production?.id.prefix(12) ?? "none")), \(experiments.count) running experiment(s)")
         return true

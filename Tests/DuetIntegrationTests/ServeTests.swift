@@ -105,6 +105,10 @@ struct Recommendations: Decodable {
                     let text = String(buffer: response.body)
                     #expect(text.contains("duet_events_ingested_total 1"))
                     #expect(text.contains("duet_bundle_generation 1"))
+                    // Every known user of this small bundle fits in the default list memory.
+                    let users = try #require(fixture.components.store.current.production).bundle.userCount
+                    #expect(users > 0 && text.contains("duet_production_users \(users)"))
+                    #expect(text.contains("duet_precomputed_users \(users)"))
                     #expect(text.contains(#"duet_recommendations_total{index="exact"} 1"#))
                     // Per-route traffic and latency, from Serve's own middleware.
                     let lines = text.split(separator: "\n")
