@@ -90,15 +90,19 @@ sys.exit(1 if problems else 0)
 PY_END
 $LISTS_ONLY && exit 0
 
-# Requests are formatted once per wrk thread, in init (after wrk sets the Host header), and then
-# replayed in turn: wrk.format and string building per request cost client CPU, which wrk takes
-# from the same two cores Serve runs on. 4,096 random draws still cover every Last.fm user.
+# Requests are formatted once per wrk thread, in init (after wrk sets the Host header), one per
+# user in a shuffled order, and then replayed in turn: wrk.format and string building per request
+# cost client CPU, which wrk takes from the same two cores Serve runs on.
 cat > "$WORK/users.lua" <<'EOF'
 local users, requests, turn = {}, {}, 0
 for line in io.lines(os.getenv("USERS_FILE")) do table.insert(users, line) end
 init = function(args)
-  for i = 1, 4096 do
-    requests[i] = wrk.format("GET", "/v1/users/" .. users[math.random(#users)] .. "/recommendations?n=20")
+  for i = #users, 2, -1 do
+    local j = math.random(i)
+    users[i], users[j] = users[j], users[i]
+  end
+  for i = 1, #users do
+    requests[i] = wrk.format("GET", "/v1/users/" .. users[i] .. "/recommendations?n=20")
   end
 end
 request = function()
@@ -106,14 +110,14 @@ request = function()
   return requests[turn]
 end
 EOF
-# The same client work per request (a Lua call, a random user), asking /livez: the floor with wrk's
+# The same client work per request (the same Lua, each user in turn), asking /livez: the floor with wrk's
 # own cost held equal, since wrk shares the two cores with Serve.
-sed 's|"/v1/users/" .. users\[math.random(#users)\] .. "/recommendations?n=20"|"/livez?u=" .. users[math.random(#users)]|' \
+sed 's|"/v1/users/" .. users\[i\] .. "/recommendations?n=20"|"/livez?u=" .. users[i]|' \
   "$WORK/users.lua" > "$WORK/livez.lua"
 grep -q '/livez?u=' "$WORK/livez.lua" || { echo "could not derive livez.lua" >&2; exit 1; }
 # Users the bundle does not know: the same route, exposure and JSON with a popularity list instead
 # of the scan, so the gap to /livez splits into the scan and everything else.
-sed 's|"/v1/users/" .. users\[math.random(#users)\] .. "/recommendations?n=20"|"/v1/users/nobody-" .. math.random(1000000) .. "/recommendations?n=20"|' \
+sed 's|"/v1/users/" .. users\[i\] .. "/recommendations?n=20"|"/v1/users/nobody-" .. math.random(1000000) .. "/recommendations?n=20"|' \
   "$WORK/users.lua" > "$WORK/unknown.lua"
 grep -q 'nobody-' "$WORK/unknown.lua" || { echo "could not derive unknown.lua" >&2; exit 1; }
 metric_snapshot() { curl -sf "http://127.0.0.1:$DUET_PORT/metrics" > "$1"; }
