@@ -2,8 +2,8 @@
 # Duet's Serve against the service a team would otherwise write (bench/python_peer.py: Starlette on
 # uvicorn, 2 workers, numpy) serving the same production bundle. First both must answer the same
 # lists item for item for a sample of users (known, unknown, with exclusions): any difference that
-# is not a float near-tie fails the run. Then wrk (2 threads, 64 connections, SECONDS each, random
-# known users, n=20) in three rounds of: Duet recommendations, Duet /livez, Duet /livez through the
+# is not a float near-tie fails the run. Then wrk (2 threads, 64 connections, SECONDS each, every
+# known user in a shuffled order, n=20) in three rounds of: Duet recommendations, Duet /livez, Duet /livez through the
 # recommendations' Lua request function (the same client work), Duet recommendations for unknown
 # users (no scan), Duet recommendations from a Serve that scans per request, Python recommendations. Serve's CPU time per request comes from /proc.
 # Prints each run, the medians and the ratios (goals: Duet/Python ≥ 5, recommendations/livez ≥ 0.8),

@@ -34,7 +34,7 @@ public final class ServeMetrics: Sendable {
     let shadowsDropped: Counter
     let cutoverLateness: Gauge
     /// Known users of the production bundle, and how many of them Serve answers from precomputed
-    /// lists: a gap means `--precomputed-lists-mb` is too small and the rest are scanned per request.
+    /// lists: on a factor bundle, a gap means its lists did not fit `--precomputed-lists-mb`.
     let productionUsers: Gauge
     let precomputedUsers: Gauge
     /// One counter per fallback reason, made once: fallbacks happen on the request path.
@@ -238,7 +238,7 @@ package enum MetricsHelp {
         "duet_cutover_lateness_seconds": "How long after its activation time the newest serving state was swapped in (0 when on time).",
         "duet_fallbacks_total": "Recommendations served by a fallback, by reason.",
         "duet_production_users": "Users the production bundle knows.",
-        "duet_precomputed_users": "Users of the production bundle answered from lists precomputed at load; the rest are scanned per request (raise --precomputed-lists-mb).",
+        "duet_precomputed_users": "Users of the production bundle answered from lists precomputed at load; the rest are scored per request (a factor bundle whose lists pass --precomputed-lists-mb, or an item-kNN bundle, which has none).",
         "duet_recommendations_total": "Recommendations by what answered them: exact scan, an HNSW index, or popularity.",
         "duet_access_denied_total": "Requests refused for their key: unauthenticated, forbidden or rate_limited.",
         "http_server_requests_total": "HTTP requests by route, method and status.",
